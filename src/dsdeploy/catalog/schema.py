@@ -1,0 +1,123 @@
+"""Pydantic schemas for the catalog's data files (validated at load time).
+
+Every number in the catalog is a `Sourced` value: the value, where it comes from (a URL, a
+`facts.md` citation key, or `derived: <formula>`), and whether it is UNCONFIRMED. A figure that no
+source settles stays in the catalog marked `unconfirmed = true` with a stated estimate, and every
+prediction that rests on it says so.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class Sourced(BaseModel):
+    """A number with its provenance."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value: float
+    source: str = Field(min_length=3)
+    unconfirmed: bool = False
+    note: str = ""
+
+    @field_validator("source")
+    @classmethod
+    def _source_is_real(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("source must not be empty")
+        return v
+
+    @property
+    def label(self) -> str:
+        """'spec', 'derived' or 'unconfirmed': how far to trust this number."""
+        if self.unconfirmed:
+            return "unconfirmed"
+        return "derived" if self.source.startswith("derived") else "spec"
+
+
+class Accelerator(BaseModel):
+    """One accelerator (a GPU, or an SoC whose GPU/NPU reads unified memory)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    name: str
+    vendor: Literal["nvidia", "amd", "apple", "rockchip", "huawei", "intel", "other"]
+    arch: str  # e.g. hopper, blackwell, ampere, ada, cdna3, apple-m3, grace-blackwell
+    hw_class: Literal["datacenter-gpu", "workstation-gpu", "consumer-gpu", "unified-soc"]
+    unified_memory: bool = False  # True for Apple, GB10, RK3588: weights live in shared DRAM
+    memory_gb: Sourced  # per device, GB = 1e9 bytes
+    bandwidth_gbs: Sourced  # memory bandwidth, GB/s
+    # Dense (never sparse) peak tensor throughput per dtype, TFLOPS (INT8 in TOPS).
+    # Keys: fp32, tf32, bf16, fp16, fp8, int8, fp4. A dtype the part lacks is simply absent.
+    tflops: dict[str, Sourced]
+    tdp_w: Sourced
+    scale_up_link: str | None = None  # id in links (nvlink3/4/5, xgmi, nvlink-h800, ...) or None
+    host_link: str | None = None  # id in links (pcie4, pcie5, pcie6, nvlink-c2c, ...)
+    max_unified_fraction: Sourced | None = None  # SoCs: share of memory the GPU may wire
+    aliases: list[str] = []
+
+
+class Cpu(BaseModel):
+    """One CPU model (per socket figures)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    name: str
+    vendor: Literal["intel", "amd", "arm", "broadcom", "other"]
+    cores: Sourced  # per socket
+    memory_channels: Sourced  # per socket
+    default_dram: str  # e.g. "ddr5-4800" (type-MT/s) as the platform supports
+    bandwidth_gbs: Sourced  # peak DRAM bandwidth per socket with default_dram on all channels
+    matrix_isa: Literal["amx", "avx512", "avx2", "neon", "sve"]
+    # Peak per-socket matrix throughput, TFLOPS/TOPS, keys bf16 / int8 / fp32.
+    tflops: dict[str, Sourced]
+    tdp_w: Sourced
+    max_dram_gb: Sourced | None = None  # per socket, platform maximum
+
+
+class Link(BaseModel):
+    """A device-to-device, host or network link. Bandwidth is per direction, per device/port."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    name: str
+    kind: Literal["scale-up", "host", "scale-out"]
+    uni_gbs: Sourced  # GB/s per direction
+    latency_us: Sourced
+
+
+class Storage(BaseModel):
+    """A storage class: sequential read per drive."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    name: str
+    read_gbs: Sourced  # sequential read GB/s per drive
+
+
+class DramType(BaseModel):
+    """A DRAM type and its default transfer rate, to turn `ddr5-4800x8` into GB/s."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str  # ddr4, ddr5, mrdimm, lpddr5, lpddr5x
+    default_mts: Sourced
+    bytes_per_transfer_per_channel: Sourced  # 8 for a 64-bit DDR channel
+
+
+class HardwareCatalog(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    accelerator: list[Accelerator]
+    cpu: list[Cpu]
+    link: list[Link]
+    storage: list[Storage]
+    dram: list[DramType]

@@ -121,3 +121,85 @@ class HardwareCatalog(BaseModel):
     link: list[Link]
     storage: list[Storage]
     dram: list[DramType]
+
+
+class KnownSize(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    bytes: int
+    source: str
+    note: str = ""
+
+
+TENSOR_CLASSES = (
+    "embedding",
+    "lm_head",
+    "attention",
+    "dense_mlp",
+    "shared_experts",
+    "routed_experts",
+    "other",
+)
+
+
+class WeightFormat(BaseModel):
+    """A weight format: bits per weight per tensor class, and the compute dtype it runs in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    name: str
+    quality_rank: int
+    compute: str
+    compute_note: str = ""
+    fallback: str | None = None
+    fallback_note: str = ""
+    engines: list[str]
+    bpw: dict[str, Sourced]
+    known_sizes: list[KnownSize] = []
+
+    @field_validator("bpw")
+    @classmethod
+    def _all_classes(cls, v: dict[str, Sourced]) -> dict[str, Sourced]:
+        missing = [c for c in TENSOR_CLASSES if c not in v]
+        extra = [c for c in v if c not in TENSOR_CLASSES]
+        if missing or extra:
+            raise ValueError(f"bpw needs exactly {TENSOR_CLASSES}; missing {missing}, extra {extra}")
+        return v
+
+
+class KvDtype(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    bytes_per_element: Sourced
+
+
+class CatalogModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    name: str
+    config: str  # file name in data/models/
+    native_weights: str
+    aliases: list[str] = []
+    max_context: Sourced
+    published_params_total_b: Sourced
+    published_params_active_b: Sourced
+
+
+class Engine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    name: str
+    platforms: list[str]
+    placements: list[str]
+    policy: Literal["fraction_of_total", "explicit"]
+    memory_fraction: Sourced | None = None
+    context_overhead_gib: Sourced
+    comm_buffers_gib: Sourced
+    graph_overhead_gib: Sourced
+    max_batched_tokens: Sourced
+    max_num_seqs: Sourced

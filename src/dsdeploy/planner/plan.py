@@ -1,0 +1,236 @@
+"""The planner: evaluate a deployment, search for ones that fit, and assemble the verdict.
+
+It composes the estimators (memory, and performance where available) and returns plain data that
+the edges render. It does no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dsdeploy.catalog import Catalog
+from dsdeploy.catalog.schema import Sourced
+from dsdeploy.errors import UserError
+from dsdeploy.estimators.memory import MemoryPlan, Workload, plan_memory
+from dsdeploy.specs.deployment import Deployment, default_engine, resolve_deployment
+from dsdeploy.specs.model import ModelSpec
+
+COUNTS_PER_NODE = (1, 2, 3, 4, 5, 6, 7, 8)
+MAX_NODES = 4
+
+
+@dataclass
+class Evaluated:
+    deployment: Deployment
+    memory: MemoryPlan
+    label: str = ""
+    performance: dict | None = None
+
+    def summary(self, wl: Workload) -> dict:
+        d, m = self.deployment, self.memory
+        out = {
+            "label": self.label or d.describe(),
+            "weights": d.weights.id,
+            "engine": d.engine.id,
+            "placement": d.placement,
+            "accelerator": d.accelerator.id if d.accelerator else None,
+            "accelerators_per_node": d.per_node,
+            "nodes": d.nodes,
+            "cpu": d.cpu.id if d.cpu else None,
+            "dram_gb": d.dram_gb,
+            "tp": d.par.tp,
+            "pp": d.par.pp,
+            "ep": d.par.ep,
+            "dp_attention": d.par.dp_attention,
+            "fits": m.fits,
+            "weights_bytes_total": m.weights_bytes_total,
+            "kv_capacity_tokens": m.kv_capacity_tokens,
+            "max_concurrency": m.max_concurrency,
+            "requests_at_context": m.max_concurrency,
+            "context_tokens": wl.tokens_per_request,
+        }
+        if self.performance:
+            out["performance"] = self.performance
+        return out
+
+
+def unconfirmed_inputs(dep: Deployment) -> list[str]:
+    """Every UNCONFIRMED catalog figure that this deployment's numbers rest on."""
+    out: list[str] = []
+
+    def chk(what: str, s: Sourced | None):
+        if s is not None and s.unconfirmed:
+            out.append(f"{what} = {s.value:g} ({s.source})")
+
+    if dep.accelerator:
+        a = dep.accelerator
+        chk(f"{a.id} memory_gb", a.memory_gb)
+        chk(f"{a.id} bandwidth_gbs", a.bandwidth_gbs)
+        chk(f"{a.id} max_unified_fraction", a.max_unified_fraction)
+    if dep.cpu:
+        chk(f"{dep.cpu.id} bandwidth_gbs", dep.cpu.bandwidth_gbs)
+        chk(f"{dep.cpu.id} memory_channels", dep.cpu.memory_channels)
+    for cls, s in dep.weights.bpw.items():
+        if dep.model.params_by_component().get(cls, 0) > 0.01 * dep.model.params_total:
+            chk(f"{dep.weights.id} bpw[{cls}]", s)
+    e = dep.engine
+    chk(f"{e.id} memory_fraction", e.memory_fraction)
+    chk(f"{e.id} context_overhead_gib", e.context_overhead_gib)
+    chk(f"{e.id} graph_overhead_gib", e.graph_overhead_gib)
+    return out
+
+
+def evaluate(dep: Deployment, wl: Workload, label: str = "") -> Evaluated:
+    return Evaluated(deployment=dep, memory=plan_memory(dep, wl), label=label)
+
+
+def _try(catalog: Catalog, model_id: str, spec: ModelSpec, wl: Workload, **kw) -> Evaluated | None:
+    try:
+        dep = resolve_deployment(catalog, model_id, spec, **kw)
+    except UserError:
+        return None
+    return evaluate(dep, wl)
+
+
+def format_runs_on(catalog: Catalog, fmt_id: str, accelerator_id: str | None, placement: str) -> bool:
+    """Whether the format's compute dtype (or its fallback) exists on the hardware."""
+    fmt = catalog.format(fmt_id)
+    if fmt_id == "mlx-4bit":
+        return accelerator_id is not None and accelerator_id.startswith("apple-")
+    if fmt_id == "amx-int4":
+        return placement == "experts-on-cpu"
+    if accelerator_id is None or placement == "cpu":
+        return fmt_id not in ("nvfp4", "awq-int4")
+    acc = catalog.accelerator(accelerator_id)
+    if acc.unified_memory:
+        return fmt_id.startswith("gguf-") or fmt_id in ("mlx-4bit", "bf16", "fp16", "int8")
+    if fmt.compute in acc.tflops:
+        return True
+    return fmt.fallback is not None and fmt.fallback in acc.tflops
+
+
+def min_count(
+    catalog: Catalog,
+    model_id: str,
+    spec: ModelSpec,
+    weights: str,
+    kv_dtype: str,
+    wl: Workload,
+    accelerator: str,
+    engine: str | None = None,
+) -> Evaluated | None:
+    """The fewest accelerators of one kind (1–8 per node, up to 4 nodes) that hold the model and
+    the workload's KV cache. Layout: TP within a node, PP across nodes."""
+    if not format_runs_on(catalog, weights, accelerator, "gpu"):
+        return None
+    best: Evaluated | None = None
+    for nodes in range(1, MAX_NODES + 1):
+        for per_node in COUNTS_PER_NODE:
+            if per_node < 8 and nodes > 1:
+                continue  # multi-node deployments use full nodes
+            total = per_node * nodes
+            if best is not None and total >= best.deployment.devices:
+                continue
+            ev = _try(
+                catalog, model_id, spec, wl, weights=weights, kv_dtype=kv_dtype, accelerator=accelerator,
+                count=per_node, nodes=nodes, engine=engine, placement="gpu", tp=per_node, pp=nodes,
+            )
+            if ev is not None and ev.memory.fits:
+                best = ev
+                break
+        if best is not None:
+            break
+    return best
+
+
+def min_count_all(catalog: Catalog, model_id: str, spec: ModelSpec, weights: str, kv_dtype: str, wl: Workload) -> list[Evaluated]:
+    out = []
+    for acc in catalog.accelerators.values():
+        if acc.unified_memory:
+            continue
+        ev = min_count(catalog, model_id, spec, weights, kv_dtype, wl, acc.id)
+        if ev is not None:
+            out.append(ev)
+    out.sort(key=lambda e: (e.deployment.devices, -e.memory.kv_capacity_tokens))
+    return out
+
+
+def best_format(
+    catalog: Catalog, model_id: str, spec: ModelSpec, wl: Workload, kv_dtype: str = "bf16", **hw
+) -> Evaluated | None:
+    """For given hardware, the highest-quality weight format that fits (quality_rank order)."""
+    placement = hw.get("placement")
+    acc = hw.get("accelerator")
+    for fmt in sorted(catalog.formats.values(), key=lambda f: (f.quality_rank, f.id)):
+        pl = placement or (
+            "cpu" if acc is None else ("unified" if catalog.accelerator(acc).unified_memory else "gpu")
+        )
+        if not format_runs_on(catalog, fmt.id, acc, pl):
+            continue
+        kw = dict(hw)
+        kw.pop("engine", None)
+        ev = _try(catalog, model_id, spec, wl, weights=fmt.id, kv_dtype=kv_dtype, engine=default_engine(fmt.id, pl), **kw)
+        if ev is not None and ev.memory.fits:
+            return ev
+    return None
+
+
+def alternatives(catalog: Catalog, dep: Deployment, wl: Workload, limit: int = 8) -> list[Evaluated]:
+    """Deployments that do fit, for a plan that does not (or to compare with one that does)."""
+    spec, mid = dep.model, dep.model_id
+    native = catalog.model(mid).native_weights if mid in catalog.models else dep.weights.id
+    seen: set[tuple] = set()
+    out: list[Evaluated] = []
+
+    def add(ev: Evaluated | None, label: str):
+        if ev is None or not ev.memory.fits:
+            return
+        d = ev.deployment
+        key = (d.weights.id, d.accelerator.id if d.accelerator else None, d.devices, d.placement)
+        if key in seen or key == (dep.weights.id, dep.accelerator.id if dep.accelerator else None, dep.devices, dep.placement):
+            return
+        seen.add(key)
+        ev.label = label
+        out.append(ev)
+
+    acc = dep.accelerator.id if dep.accelerator else None
+    # 1. the same hardware, best format that fits
+    if acc:
+        ev = best_format(
+            catalog, mid, spec, wl, kv_dtype=dep.kv.id, accelerator=acc, count=dep.per_node, nodes=dep.nodes,
+            placement=dep.placement, cpu=dep.cpu.id if dep.cpu else None, cpu_sockets=dep.cpu_sockets,
+            dram_gb=dep.dram_gb,
+        )
+        if ev:
+            add(ev, f"{ev.deployment.weights.id} on the same {dep.devices}× {acc}")
+    # 2. the native and the requested format on the same accelerator, more of them
+    for w in dict.fromkeys([native, dep.weights.id]):
+        if acc and dep.placement == "gpu":
+            ev = min_count(catalog, mid, spec, w, dep.kv.id, wl, acc)
+            if ev:
+                d = ev.deployment
+                add(ev, f"{w} on {d.devices}× {acc}" + (f" across {d.nodes} nodes" if d.nodes > 1 else ""))
+    # 3. the native format on one node of a bigger accelerator
+    # (8-GPU HGX/DGX-class servers first: the unit most teams buy)
+    singles = [c for c in min_count_all(catalog, mid, spec, native, dep.kv.id, wl)
+               if c.deployment.nodes == 1 and c.deployment.accelerator.hw_class == "datacenter-gpu"]
+    singles.sort(key=lambda c: (c.deployment.devices != 8, c.deployment.devices))
+    for cand in singles[:2]:
+        d = cand.deployment
+        add(cand, f"{native} on {d.devices}× {d.accelerator.id}")
+    # 4. a 4-bit format on the same accelerator count
+    if acc and dep.placement == "gpu":
+        ev = _try(catalog, mid, spec, wl, weights="awq-int4", kv_dtype=dep.kv.id, accelerator=acc,
+                  count=dep.per_node, nodes=dep.nodes, placement="gpu")
+        add(ev, f"awq-int4 on {dep.devices}× {acc}")
+    # 5. one 24 GB GPU with the experts in 512 GB of DRAM (MoE), or a single-GPU GGUF (dense)
+    if spec.is_moe:
+        ev = _try(catalog, mid, spec, Workload(wl.input_len, wl.output_len, 1), weights="gguf-q4_k_m",
+                  kv_dtype=dep.kv.id, accelerator="rtx-4090", count=1, placement="experts-on-cpu",
+                  cpu=dep.cpu.id if dep.cpu else "epyc-9654", dram="ddr5-4800", dram_gb=512)
+        add(ev, "experts on CPU: 1× rtx-4090 (24 GB) + 512 GB DDR5, gguf-q4_k_m, llama.cpp -ot exps=CPU")
+    else:
+        ev = best_format(catalog, mid, spec, wl, kv_dtype=dep.kv.id, accelerator="rtx-4090", count=1)
+        if ev:
+            add(ev, f"{ev.deployment.weights.id} on 1× rtx-4090")
+    return out[:limit]

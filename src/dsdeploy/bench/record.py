@@ -1,0 +1,278 @@
+"""Benchmark results as rows of the measured-scenario schema, and deployments read from plans.
+
+The schema is `reference/measurements/SCHEMA.md` (26 columns; `prefill_basis` last). Every id
+written must be in that schema's closed vocabulary, so a recorded file passes its checker; an
+unknown id is a `UserError` naming the closest known ids.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from dsdeploy.bench.metrics import record_metrics
+from dsdeploy.errors import UserError, unknown_id
+
+COLUMNS = (
+    "id", "model", "weights", "kv_dtype", "engine", "accelerator", "accelerators_per_node",
+    "nodes", "cpu", "cpu_sockets", "dram", "placement", "tp", "pp", "ep", "dp_attention", "mtp",
+    "input_len", "output_len", "concurrency", "metric", "value", "scope", "ambiguity", "source",
+    "prefill_basis",
+)  # fmt: skip
+
+# The closed vocabularies of SCHEMA.md ("every non-empty id in the CSV must appear here").
+VOCAB: dict[str, tuple[str, ...]] = {
+    "model": (
+        "deepseek-v3", "deepseek-r1", "deepseek-v2", "deepseek-coder-v2", "deepseek-v2-lite",
+        "r1-distill-qwen-1.5b", "r1-distill-qwen-7b", "r1-distill-qwen-14b", "r1-distill-qwen-32b",
+        "r1-distill-llama-8b", "r1-distill-llama-70b",
+    ),
+    "weights": (
+        "bf16", "fp16", "fp8", "int8", "awq-int4", "nvfp4", "amx-int4", "gguf-q8_0", "gguf-q6_k",
+        "gguf-q4_k_m", "gguf-q3_k_m", "gguf-q2_k", "gguf-ud-iq1_s", "gguf-ud-q2_k_xl",
+        "gguf-iq1_s_r4", "mlx-4bit",
+    ),
+    "kv_dtype": ("bf16", "fp16", "fp8", "q4_0", "int6-avg"),
+    "engine": (
+        "vllm", "sglang", "trtllm", "llama.cpp", "ik_llama.cpp", "ktransformers", "ollama",
+        "lmdeploy", "mlx", "exo", "deepseek-internal", "rkllm",
+    ),
+    "accelerator": (
+        "h100-sxm", "h100-pcie", "h100", "h200-sxm", "h800-sxm", "h800-pcie", "h20", "h20-141g",
+        "a100-sxm-80g", "a100", "l20", "l40s", "l40", "rtx-4090", "rtx-4090d", "rtx-3090",
+        "rtx-3080ti", "rtx-3060", "rtx-5090", "rtx-a6000", "b200", "b300", "gb200", "gb300",
+        "mi300x", "apple-m3-ultra", "apple-m2-ultra", "apple-m4-pro", "gb10", "rk3588-npu",
+    ),
+    "cpu": (
+        "xeon-6980p", "xeon-6", "xeon-gold-6454s", "xeon-gold-6330", "xeon-platinum-8570",
+        "xeon-platinum-8468", "xeon-platinum-8470", "xeon-platinum-8488c", "epyc-9654", "epyc-9135",
+        "epyc-7c13", "threadripper-pro-7965wx", "core-i7-14700", "core-ultra-265k",
+        "ampereone-a192", "ryzen-ai-max-395", "raspberry-pi-5",
+    ),
+    "placement": ("gpu", "experts-on-cpu", "layer-split", "cpu", "unified"),
+    "metric": (
+        "decode_tok_s_per_user", "output_tok_s_total", "output_tok_s_per_gpu", "prefill_tok_s",
+        "tpot_ms", "ttft_ms", "e2e_ms",
+    ),
+    "scope": ("core", "large"),
+    "ambiguity": ("none", "minor", "major"),
+}  # fmt: skip
+
+DEPLOYMENT_FIELDS = (
+    "model", "weights", "kv_dtype", "engine", "accelerator", "accelerators_per_node", "nodes",
+    "cpu", "cpu_sockets", "dram", "placement", "tp", "pp", "ep", "dp_attention", "mtp",
+)  # fmt: skip
+INT_FIELDS = ("accelerators_per_node", "nodes", "cpu_sockets", "tp", "pp", "ep", "dp_attention", "mtp")
+
+
+def _id_of(v: Any) -> Any:
+    """A plan field may be an id string or an object carrying one ("id", "name" or "kind")."""
+    if isinstance(v, dict):
+        for k in ("id", "name", "kind", "type"):
+            if isinstance(v.get(k), str):
+                return v[k]
+        return None
+    return v
+
+
+def deployment_from_plan(plan: dict) -> dict[str, Any]:
+    """The deployment fields found in a `dsdeploy plan --json` document; missing ones are absent.
+
+    Tolerant of shapes: ids may be strings or objects with an "id"; parallelism may sit at the
+    top level, under "placement", "parallelism" or "hardware"; the accelerator count may be
+    "count", "accelerators_per_node" or "gpus_per_node".
+    """
+    d: dict[str, Any] = {}
+    if not isinstance(plan, dict):
+        return d
+    for k in ("model", "weights", "kv_dtype", "engine"):
+        v = _id_of(plan.get(k))
+        if isinstance(v, str):
+            d[k] = v
+    places = [plan]
+    pl = plan.get("placement")
+    if isinstance(pl, str):
+        d["placement"] = pl
+    elif isinstance(pl, dict):
+        v = _id_of(pl)
+        if isinstance(v, str):
+            d["placement"] = v
+        places.append(pl)
+    for key in ("parallelism", "hardware"):
+        if isinstance(plan.get(key), dict):
+            places.append(plan[key])
+    hw = plan.get("hardware") if isinstance(plan.get("hardware"), dict) else {}
+    acc = _id_of(hw.get("accelerator"))
+    if isinstance(acc, str):
+        d["accelerator"] = acc
+    cpu = _id_of(hw.get("cpu"))
+    if isinstance(cpu, str):
+        d["cpu"] = cpu
+    if isinstance(hw.get("dram"), str):
+        d["dram"] = hw["dram"]
+    for src, dst in (
+        ("count", "accelerators_per_node"), ("accelerators_per_node", "accelerators_per_node"),
+        ("gpus_per_node", "accelerators_per_node"), ("nodes", "nodes"),
+        ("cpu_sockets", "cpu_sockets"), ("sockets", "cpu_sockets"),
+    ):  # fmt: skip
+        if isinstance(hw.get(src), (int, float)) and not isinstance(hw.get(src), bool):
+            d.setdefault(dst, int(hw[src]))
+    for place in places:
+        for k in ("tp", "pp", "ep", "dp_attention", "mtp"):
+            v = place.get(k)
+            if isinstance(v, bool):
+                d.setdefault(k, int(v))
+            elif isinstance(v, (int, float)):
+                d.setdefault(k, int(v))
+    return d
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    if isinstance(v, dict):
+        for k in ("value", "mid", "point", "mean", "p50"):
+            if isinstance(v.get(k), (int, float)) and not isinstance(v.get(k), bool):
+                return float(v[k])
+    return None
+
+
+def predicted_from_plan(plan: dict) -> dict[str, Any]:
+    """The plan's predicted metrics (ttft_ms, tpot_ms, decode_tok_s_per_user,
+    output_tok_s_total) as floats, plus its "band" as given; missing ones are absent."""
+    perf = plan.get("performance") if isinstance(plan, dict) else None
+    if not isinstance(perf, dict):
+        return {}
+    out: dict[str, Any] = {}
+    for k in ("ttft_ms", "tpot_ms", "decode_tok_s_per_user", "output_tok_s_total", "e2e_ms"):
+        v = _number(perf.get(k))
+        if v is not None:
+            out[k] = v
+    if "band" in perf:
+        out["band"] = perf["band"]
+    return out
+
+
+def workload_from_plan(plan: dict) -> dict[str, int]:
+    """input_len / output_len / concurrency the plan was made for, where it says."""
+    out: dict[str, int] = {}
+    if not isinstance(plan, dict):
+        return out
+    for place in (plan, plan.get("workload"), plan.get("performance")):
+        if isinstance(place, dict):
+            for k in ("input_len", "output_len", "concurrency"):
+                v = place.get(k)
+                if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+                    out.setdefault(k, v)
+    return out
+
+
+def load_plan(path: str | Path) -> dict:
+    """Read a plan JSON file; a missing or malformed file is a UserError."""
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise UserError(f"plan file not found: {p}") from None
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read plan {p}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise UserError(f"plan {p} is not a JSON object")
+    return doc
+
+
+def validate_deployment(dep: dict[str, Any]) -> dict[str, Any]:
+    """Check ids against the schema vocabulary and integers for sanity; returns a clean copy."""
+    out: dict[str, Any] = {}
+    for k in DEPLOYMENT_FIELDS:
+        v = dep.get(k)
+        if v is None or v == "":
+            continue
+        if k in INT_FIELDS:
+            try:
+                iv = int(v)
+            except (TypeError, ValueError):
+                raise UserError(f"{k} must be an integer, got {v!r}") from None
+            if iv < 0 or (k == "mtp" and iv not in (0, 1)):
+                raise UserError(f"{k} out of range: {iv}")
+            out[k] = iv
+            continue
+        s = str(v).strip().lower()
+        if k in VOCAB and s not in VOCAB[k]:
+            raise unknown_id(k.replace("_", " "), s, list(VOCAB[k]))
+        out[k] = s
+    if "model" not in out:
+        raise UserError("--record needs the deployed model: pass --deploy-model or --plan")
+    if "placement" not in out:
+        raise UserError("--record needs --placement (gpu, experts-on-cpu, layer-split, cpu, unified)")
+    if out.get("placement") == "cpu":
+        out.setdefault("accelerators_per_node", 0)
+    return out
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.6g}" if abs(v) < 1e6 else f"{v:.1f}"
+    return str(v)
+
+
+def scenario_rows(
+    levels: list[dict],
+    deployment: dict[str, Any],
+    source: str,
+    run_id: str,
+) -> list[dict[str, str]]:
+    """One schema row per metric per level. ``input_len``/``output_len`` are the level's measured
+    means per successful request (rounded); ``concurrency`` is the level's fixed concurrency
+    (empty for an uncapped request-rate level, whose workload is then ambiguity `major`)."""
+    rows: list[dict[str, str]] = []
+    for li, lv in enumerate(levels):
+        metrics = record_metrics(lv)
+        in_len = round(lv["mean_input_tokens"]) if lv.get("mean_input_tokens") is not None else None
+        out_len = round(lv["mean_output_tokens"]) if lv.get("mean_output_tokens") is not None else None
+        conc = lv.get("concurrency")
+        ambiguity = "none" if conc and in_len is not None and out_len else "major"
+        for metric, value in metrics.items():
+            row = {c: "" for c in COLUMNS}
+            row.update({k: _fmt(v) for k, v in deployment.items()})
+            row.update(
+                id=f"{run_id}-l{li + 1}-{metric}",
+                input_len=_fmt(in_len),
+                output_len=_fmt(out_len),
+                concurrency=_fmt(conc),
+                metric=metric,
+                value=_fmt(value),
+                scope="core",
+                ambiguity=ambiguity,
+                source=source,
+                prefill_basis="",
+            )
+            rows.append(row)
+    return rows
+
+
+def append_rows(path: str | Path, rows: list[dict[str, str]]) -> None:
+    """Append rows to a CSV in the schema; writes the header if the file is new or empty. An
+    existing file must have the schema's columns (extra columns are allowed and left empty)."""
+    p = Path(path)
+    header: list[str] | None = None
+    if p.exists() and p.stat().st_size > 0:
+        with p.open(newline="") as f:
+            header = next(csv.reader(f), None)
+        missing = [c for c in COLUMNS if c not in (header or [])]
+        if missing:
+            raise UserError(f"{p} is not in the scenario schema: missing columns {', '.join(missing)}")
+    try:
+        with p.open("a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=header or list(COLUMNS), restval="", extrasaction="ignore")
+            if header is None:
+                w.writeheader()
+            w.writerows(rows)
+    except OSError as exc:
+        raise UserError(f"cannot write {p}: {exc}") from None

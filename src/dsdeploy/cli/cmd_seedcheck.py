@@ -1,0 +1,44 @@
+"""`dsdeploy seed-check`: the seed article's quantitative claims against our numbers.
+
+Computes (dsdeploy.estimators.seedcheck), prints a table, and with `--write FILE` writes the
+Markdown report (the committed one is docs/seed-article-check.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dsdeploy.errors import UserError
+
+ARTICLE = "shared/seed/deepseek-local-deployment-article.zh.txt"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("seed-check")
+    def seed_check(
+        write: Optional[Path] = typer.Option(None, "--write", help="Write the Markdown report here (e.g. docs/seed-article-check.md)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the claims as JSON."),
+    ) -> None:
+        """Check the seed article's numbers (R1 on 8× H100, 4-bit on one A100, NVLink, InfiniBand, storage, power)."""
+        from dsdeploy.catalog import load_catalog
+        from dsdeploy.estimators.seedcheck import claims_as_dicts
+
+        claims = claims_as_dicts(load_catalog())
+        if write is not None:
+            from dsdeploy.reports.markdown import seedcheck_markdown
+
+            try:
+                write.write_text(seedcheck_markdown(claims, ARTICLE), encoding="utf-8")
+            except OSError as exc:
+                raise UserError(f"cannot write {write}: {exc.strerror}") from None
+        if as_json:
+            typer.echo(json.dumps(claims, indent=2, ensure_ascii=False))
+        else:
+            from dsdeploy.reports.text import render_seedcheck
+
+            render_seedcheck(claims)
+        if write is not None and not as_json:
+            typer.echo(f"wrote {write}")

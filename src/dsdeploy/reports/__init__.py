@@ -1,0 +1,22 @@
+"""Rendering of planner results: Rich tables for the terminal (`text`) and Markdown (`markdown`).
+
+Renderers take the plain dicts built by `dsdeploy.planner.result` (the same data `--json` prints)
+and only format them: unit conversion for display (bytes → GB) is the only arithmetic here.
+"""
+
+GB = 1e9
+
+
+def gb(n: float | int | None, digits: int = 1) -> str:
+    """Bytes as decimal GB for display."""
+    if n is None:
+        return "—"
+    return f"{n / GB:,.{digits}f}"
+
+
+def fmt_num(x, digits: int = 1) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, int):
+        return f"{x:,}"
+    return f"{x:,.{digits}f}"

@@ -173,11 +173,17 @@ class Runner:
         finally:
             self._release(c)
 
-    async def _one(self, prompt: str, out_len: int) -> RequestResult:
+    async def _one(self, prompt: str, out_len: int, tries: int = 3) -> RequestResult:
+        """A probe request; transient failures (5xx, dropped stream, timeout) are retried."""
         body = json.dumps(build_payload(self.chat, self.model or "", prompt, out_len, self.fixed_output)).encode()
         c = self._client()
         try:
-            return await stream_request(c, self.url, body, self.headers, self.chat)
+            for _ in range(tries):
+                r = await stream_request(c, self.url, body, self.headers, self.chat)
+                if r.success or not (r.error_type.startswith("http_5") or r.error_type in
+                                     ("dropped_stream", "timeout", "no_tokens")):  # fmt: skip
+                    return r
+            return r
         finally:
             self._release(c)
 
@@ -190,10 +196,10 @@ class Runner:
         words_b = max(8, 2 * cfg.input_len)
         from dsdeploy.bench.prompts import random_words
 
-        ra = await self._one(random_words(words_a, rng), 2)
+        ra = await self._one(random_words(words_a, rng), 1)
         if not ra.success and self.fixed_output and ra.error_type in ("http_400", "http_422"):
             self.fixed_output = False
-            ra = await self._one(random_words(words_a, rng), 2)
+            ra = await self._one(random_words(words_a, rng), 1)
             if ra.success:
                 self.log(
                     "warning: the server rejected min_tokens/ignore_eos; output length is not "
@@ -213,7 +219,7 @@ class Runner:
             )
             self.calibration = {"method": "none", "words": self.prompts.words}
             return
-        rb = await self._one(random_words(words_b, rng), 2)
+        rb = await self._one(random_words(words_b, rng), 1)
         if not rb.success or not rb.usage_reported:
             raise UserError(f"the calibration request failed ({rb.error_type}): {rb.error.strip()}")
         words = calibrate_words(words_a, ra.prompt_tokens, words_b, rb.prompt_tokens, cfg.input_len)

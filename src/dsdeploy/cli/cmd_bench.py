@@ -241,7 +241,10 @@ def register(app: typer.Typer) -> None:
             if interrupted:
                 out.print("interrupted: partial results (* = level cut short)")
         if interrupted:
-            raise typer.Exit(130)
+            sys.stdout.flush()
+            # SystemExit, not typer.Exit: main() runs click with standalone_mode=False, which
+            # turns typer.Exit into a return value and would exit 0
+            raise SystemExit(130)
 
 
 async def _run(runner, show_progress: bool, err: Console):

@@ -1,0 +1,265 @@
+"""Read measurement files in the scenario schema (SCHEMA.md) and predict each row's metric.
+
+Columns are matched by name; unknown extra columns are ignored. A row that cannot be predicted
+gets a reason instead (an unknown id, a missing field). Where a row lacks its workload, documented
+defaults are used and listed in the row's `defaults` field.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dsdeploy.catalog import Catalog
+from dsdeploy.errors import UserError
+from dsdeploy.estimators.calibration import Calibration
+from dsdeploy.estimators.memory import Workload
+from dsdeploy.estimators.performance import predict, prefill_time
+from dsdeploy.specs.deployment import Deployment, resolve_deployment
+from dsdeploy.specs.model import ModelSpec, load_model_spec
+
+REQUIRED = ("id", "model", "weights", "placement", "metric", "value")
+METRICS = ("decode_tok_s_per_user", "output_tok_s_total", "output_tok_s_per_gpu", "prefill_tok_s", "tpot_ms", "ttft_ms", "e2e_ms")
+DEFAULT_INPUT = 512
+DEFAULT_OUTPUT = 256
+
+
+@dataclass
+class Row:
+    raw: dict
+
+    def get(self, k: str) -> str:
+        return (self.raw.get(k) or "").strip()
+
+    def int_or_none(self, k: str) -> int | None:
+        v = self.get(k)
+        if v == "":
+            return None
+        try:
+            return int(float(v))
+        except ValueError:
+            raise UserError(f"row {self.get('id')}: column '{k}' must be an integer, got {v!r}") from None
+
+    @property
+    def id(self) -> str:
+        return self.get("id")
+
+    @property
+    def source_key(self) -> str:
+        s = self.get("source")
+        for sep in (" (", " ;", ","):
+            s = s.split(sep)[0]
+        return s.strip()
+
+
+@dataclass
+class RowResult:
+    id: str
+    metric: str
+    measured: float
+    predicted: float | None
+    ape: float | None
+    reason: str
+    placement: str
+    engine: str
+    group: str = ""
+    source: str = ""
+    defaults: list[str] = field(default_factory=list)
+    scope: str = ""
+    ambiguity: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id, "metric": self.metric, "measured": self.measured, "predicted": self.predicted,
+            "ape": self.ape, "reason": self.reason, "placement": self.placement, "engine": self.engine,
+            "group": self.group, "defaults": self.defaults, "scope": self.scope, "ambiguity": self.ambiguity,
+        }
+
+
+def read_scenarios(path: str | Path) -> list[Row]:
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"measurement file not found: {p}")
+    with p.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None:
+            raise UserError(f"{p}: empty file (expected a header row with {', '.join(REQUIRED)})")
+        missing = [c for c in REQUIRED if c not in reader.fieldnames]
+        if missing:
+            raise UserError(f"{p}: missing column(s) {', '.join(missing)} (see the scenario schema, SCHEMA.md)")
+        return [Row(r) for r in reader]
+
+
+_spec_cache: dict[str, ModelSpec] = {}
+
+
+def row_deployment(cat: Catalog, row: Row) -> tuple[Deployment, Workload, list[str]]:
+    """A Deployment and Workload for a row, plus the defaults that were assumed."""
+    defaults: list[str] = []
+    mid = row.get("model")
+    if mid not in _spec_cache:
+        _spec_cache[mid] = load_model_spec(mid)
+    spec = _spec_cache[mid]
+    placement = row.get("placement")
+    acc = row.get("accelerator") or None
+    per_node = row.int_or_none("accelerators_per_node")
+    nodes = row.int_or_none("nodes") or 1
+    if acc is None:
+        per_node = 0
+    elif not per_node:
+        per_node = 1
+        defaults.append("accelerators_per_node=1")
+    tp, pp, ep, dp = (row.int_or_none(k) for k in ("tp", "pp", "ep", "dp_attention"))
+    if placement == "gpu":
+        if tp is None and dp is None:
+            tp = per_node * nodes if (per_node * nodes) and spec.heads % (per_node * nodes) == 0 else per_node
+            defaults.append(f"tp={tp}")
+        tp, dp = tp or 1, dp or 1
+        if pp is None:
+            pp = max(1, (per_node * nodes) // (tp * dp))
+        if (per_node * nodes) % (tp * dp * pp):
+            pp = 1
+    elif placement == "layer-split":
+        tp, dp, ep = 1, 1, 1
+        pp = pp or 1
+    else:
+        tp, pp, ep, dp = 1, 1, 1, 1
+    if ep and ep > 1 and placement == "gpu" and ep > (tp or 1) * (dp or 1):
+        ep = (tp or 1) * (dp or 1)
+    if ep and ep > 1 and spec.n_routed_experts % ep:
+        defaults.append(f"ep={ep} uses redundant experts; modelled as experts sharded over all GPUs")
+        ep = 1
+    kv = row.get("kv_dtype") or "bf16"
+    engine = row.get("engine") or None
+    if engine is None:
+        defaults.append("engine=default for the format")
+    cpu = row.get("cpu") or None
+    sockets = row.int_or_none("cpu_sockets") or 1
+    dram = row.get("dram") or None
+    if dram and dram.split("-")[0] not in ("ddr4", "ddr5", "mrdimm", "lpddr5", "lpddr5x"):
+        dram = None
+    mtp = row.get("mtp") == "1"
+    inp = row.int_or_none("input_len")
+    out = row.int_or_none("output_len")
+    conc = row.int_or_none("concurrency")
+    metric = row.get("metric")
+    if inp is None:
+        inp = DEFAULT_INPUT
+        defaults.append(f"input_len={DEFAULT_INPUT}")
+    if out is None:
+        out = 0 if metric == "prefill_tok_s" else DEFAULT_OUTPUT
+        if metric != "prefill_tok_s":
+            defaults.append(f"output_len={DEFAULT_OUTPUT}")
+    if conc is None:
+        conc = 1
+        defaults.append("concurrency=1")
+    dep = resolve_deployment(
+        cat, mid, spec, weights=row.get("weights"), kv_dtype=kv, accelerator=acc, count=per_node or 0,
+        nodes=nodes, engine=engine, placement=placement, tp=tp, pp=pp, ep=ep, dp_attention=dp, cpu=cpu,
+        cpu_sockets=sockets, dram=dram, dram_gb=4096.0 if placement in ("cpu", "experts-on-cpu", "layer-split") else None,
+        mtp=mtp and spec.mtp_layers > 0,
+    )
+    return dep, Workload(inp, out, conc), defaults
+
+
+def predict_metric(dep: Deployment, wl: Workload, metric: str, row: Row, cal: Calibration) -> float:
+    from dsdeploy.estimators.calibration import Calibration as _C  # noqa: F401
+    from dsdeploy.estimators.performance import hw_class
+
+    if metric == "prefill_tok_s" and row.get("prefill_basis") != "per_gpu":
+        p, _ = cal.lookup(dep.engine.id, hw_class(dep))
+        t, _ = prefill_time(dep, p, max(1, wl.input_len))
+        return wl.input_len / t
+    if metric == "prefill_tok_s":  # per_gpu aggregate: a full batch of prompts
+        p, _ = cal.lookup(dep.engine.id, hw_class(dep))
+        seqs = max(1, wl.concurrency // max(1, dep.replicas))
+        t, _ = prefill_time(dep, p, max(1, wl.input_len), seqs=seqs)
+        return wl.input_len * seqs * dep.replicas / t / max(1, dep.devices)
+    pr = predict(dep, wl, cal)
+    if metric == "decode_tok_s_per_user":
+        if dep.engine.id == "trtllm":  # TRT-LLM divides by the whole request latency (SCHEMA.md)
+            return wl.output_len / (pr.e2e_ms / 1e3) if wl.output_len else pr.decode_tok_s_per_user
+        return pr.decode_tok_s_per_user
+    if metric == "output_tok_s_total":
+        return pr.output_tok_s_total
+    if metric == "output_tok_s_per_gpu":
+        return pr.output_tok_s_total / max(1, dep.devices)
+    if metric == "tpot_ms":
+        return pr.tpot_ms
+    if metric == "ttft_ms":
+        return pr.ttft_ms
+    if metric == "e2e_ms":
+        return pr.e2e_ms
+    raise UserError(f"unknown metric {metric!r}")
+
+
+def evaluate_rows(cat: Catalog, rows: list[Row], cal: Calibration) -> list[RowResult]:
+    from dsdeploy.estimators.performance import hw_class
+
+    out = []
+    for row in rows:
+        metric = row.get("metric")
+        try:
+            measured = float(row.get("value"))
+        except ValueError:
+            measured = float("nan")
+        base = dict(id=row.id, metric=metric, measured=measured, placement=row.get("placement"),
+                    engine=row.get("engine"), source=row.source_key, scope=row.get("scope"),
+                    ambiguity=row.get("ambiguity"))
+        if metric not in METRICS:
+            out.append(RowResult(predicted=None, ape=None, reason=f"unknown metric '{metric}'", **base))
+            continue
+        if not math.isfinite(measured) or measured <= 0:
+            out.append(RowResult(predicted=None, ape=None, reason="value is not a positive number", **base))
+            continue
+        try:
+            dep, wl, defaults = row_deployment(cat, row)
+            pred = predict_metric(dep, wl, metric, row, cal)
+        except UserError as exc:
+            out.append(RowResult(predicted=None, ape=None, reason=str(exc).split(". Known")[0], **base))
+            continue
+        except (ZeroDivisionError, ValueError) as exc:
+            out.append(RowResult(predicted=None, ape=None, reason=f"cannot predict: {exc}", **base))
+            continue
+        base["engine"] = dep.engine.id
+        out.append(RowResult(predicted=pred, ape=abs(pred - measured) / measured, reason="", defaults=defaults,
+                             group=f"{dep.engine.id}/{hw_class(dep)}", **base))
+    return out
+
+
+def summarize(results: list[RowResult]) -> dict:
+    def stats(rs: list[RowResult]) -> dict:
+        apes = sorted(r.ape for r in rs if r.ape is not None)
+        n = len(rs)
+        if not apes:
+            return {"rows": n, "predicted": 0, "coverage": 0.0, "median_ape": None, "p90_ape": None, "within_30pct": None}
+        def pct(q):
+            k = (len(apes) - 1) * q
+            lo, hi = math.floor(k), math.ceil(k)
+            return apes[lo] + (apes[hi] - apes[lo]) * (k - lo)
+        return {
+            "rows": n,
+            "predicted": len(apes),
+            "coverage": len(apes) / n if n else 0.0,
+            "median_ape": pct(0.5),
+            "p90_ape": pct(0.9),
+            "within_30pct": sum(a <= 0.30 for a in apes) / len(apes),
+        }
+
+    by_metric = {m: stats([r for r in results if r.metric == m]) for m in sorted({r.metric for r in results})}
+    by_placement = {p: stats([r for r in results if r.placement == p]) for p in sorted({r.placement for r in results})}
+    return {**stats(results), "by_metric": by_metric, "by_placement": by_placement}
+
+
+def filter_rows(rows: list[Row], scope: str | None, max_ambiguity: str | None) -> list[Row]:
+    order = {"none": 0, "minor": 1, "major": 2}
+    out = rows
+    if scope:
+        out = [r for r in out if r.get("scope") == scope]
+    if max_ambiguity:
+        if max_ambiguity not in order:
+            raise UserError(f"--max-ambiguity must be one of none, minor, major (got {max_ambiguity!r})")
+        out = [r for r in out if order.get(r.get("ambiguity"), 2) <= order[max_ambiguity]]
+    return out

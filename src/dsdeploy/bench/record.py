@@ -141,10 +141,20 @@ def _number(v: Any) -> float | None:
     return None
 
 
-def predicted_from_plan(plan: dict) -> dict[str, Any]:
+def predicted_from_plan(plan: dict, concurrency: int | None = None) -> dict[str, Any]:
     """The plan's predicted metrics (ttft_ms, tpot_ms, decode_tok_s_per_user,
-    output_tok_s_total) as floats, plus its "band" as given; missing ones are absent."""
-    perf = plan.get("performance") if isinstance(plan, dict) else None
+    output_tok_s_total, e2e_ms) as floats, plus its "band" and the "concurrency" predicted for.
+
+    With ``concurrency``, the entry of the plan's "performance_sweep" at that concurrency is used
+    when there is one, else "performance". Missing keys are absent."""
+    if not isinstance(plan, dict):
+        return {}
+    perf = plan.get("performance")
+    if concurrency is not None and isinstance(plan.get("performance_sweep"), list):
+        for entry in plan["performance_sweep"]:
+            if isinstance(entry, dict) and entry.get("concurrency") == concurrency:
+                perf = entry
+                break
     if not isinstance(perf, dict):
         return {}
     out: dict[str, Any] = {}
@@ -154,6 +164,8 @@ def predicted_from_plan(plan: dict) -> dict[str, Any]:
             out[k] = v
     if "band" in perf:
         out["band"] = perf["band"]
+    if isinstance(perf.get("concurrency"), int):
+        out["concurrency"] = perf["concurrency"]
     return out
 
 

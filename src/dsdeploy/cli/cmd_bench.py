@@ -88,6 +88,8 @@ def _plan_table(levels: list[dict], band) -> Table:
         t.add_column(col, justify="right")
     for lv in levels:
         name = _level_name(lv)
+        if lv.get("plan_concurrency") is not None and lv.get("plan_concurrency") != lv["concurrency"]:
+            name += f" (plan c={lv['plan_concurrency']})"
         for metric, row in (lv.get("plan_comparison") or {}).items():
             d = row["relative_diff"]
             t.add_row(name, metric, _f(row["predicted"], 2), _f(row["measured"], 2),
@@ -200,7 +202,9 @@ def register(app: typer.Typer) -> None:
         for lv in levels_run:
             d = level_to_json(lv, slo_ttft_ms, slo_tpot_ms)
             if plan_doc is not None:
-                d["plan_comparison"] = compare_with_plan(d, predicted)
+                pred = rec.predicted_from_plan(plan_doc, lv.concurrency)
+                d["plan_comparison"] = compare_with_plan(d, pred)
+                d["plan_concurrency"] = pred.get("concurrency")
             levels.append(d)
         interrupted = runner.stopped
         doc = {

@@ -1,0 +1,360 @@
+"""Bill of materials for a deployment, and the cost report built on it (BOM → power → energy → TCO →
+cost per token vs the API and renting). No I/O: prices come in as a `PriceBook`.
+
+BOM rules (each line says where its price comes from)
+- Accelerators: count × purchase price. Unified-memory computers (Mac Studio, DGX Spark): the price is the
+  whole machine. GB200/GB300: per-GPU share of an NVL72 rack incl. Grace and NVLink switches.
+- Server/host: one per node, of the accelerator's `server` class (prices.toml); a workstation class
+  holding fewer GPUs than a node has becomes a PCIe GPU server. CPU-only and experts-on-CPU /
+  layer-split deployments with --cpu: a CPU-server chassis + sockets × CPU price.
+- DRAM: --dram-gb if given, else ≥ 2 × the node's accelerator memory (rule of thumb: a DGX H100 has
+  2 TB for 640 GB of GPU memory), rounded up to 64 GB; at $/GB of the DRAM type.
+- NVMe: room for 2 copies of the weights + 1 TB, in whole drives, per node.
+- NICs and a switch only when multi-node: one scale-out NIC per accelerator (DGX H100: 8 × 400 Gb/s,
+  facts.md §2b) and ⌈ports / switch ports⌉ switches.
+- Cooling: per server, by the rack-density guidance (estimators/power.py): air → no extra line; liquid →
+  the cooling price per server.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from dsdeploy.catalog import Catalog
+from dsdeploy.catalog.prices import Price, PriceBook
+from dsdeploy.errors import UserError
+from dsdeploy.estimators import cost as C
+from dsdeploy.estimators import power as P
+from dsdeploy.estimators.memory import MemoryPlan, Workload
+from dsdeploy.estimators.storage import MMAP_ENGINES, LoadTime, load_time
+from dsdeploy.specs.deployment import Deployment
+
+GB = 1e9
+
+
+@dataclass(frozen=True)
+class BomLine:
+    item: str
+    spec: str
+    unit_price: float
+    qty: float
+    label: str  # spec | derived | unconfirmed
+    source: str
+
+    @property
+    def subtotal(self) -> float:
+        return self.unit_price * self.qty
+
+    def to_dict(self) -> dict:
+        return {
+            "item": self.item, "spec": self.spec, "unit_price": round(self.unit_price, 2), "qty": self.qty,
+            "subtotal": round(self.subtotal, 2), "label": self.label, "source": self.source,
+        }
+
+
+@dataclass
+class Bom:
+    lines: list[BomLine]
+    currency: str
+    servers: int
+    server_class: str
+    dram_gb_per_node: float
+    nvme_drives_per_node: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> float:
+        return sum(line.subtotal for line in self.lines)
+
+
+def _line(book: PriceBook, item: str, spec: str, p: Price, qty: float) -> BomLine:
+    return BomLine(item=item, spec=spec, unit_price=book.money(p), qty=qty, label=p.label, source=p.cite())
+
+
+def server_layout(dep: Deployment, book: PriceBook) -> tuple[str, int]:
+    """(server class, servers in total) for a deployment."""
+    if dep.accelerator is None or dep.placement == "cpu":
+        return "cpu-server", dep.nodes
+    if dep.placement in ("experts-on-cpu", "layer-split") and dep.cpu is not None:
+        return "cpu-server", dep.nodes
+    if dep.accelerator.unified_memory:
+        return "included", max(1, dep.devices)
+    cls = book.accelerator(dep.accelerator.id).server
+    srv = book.catalog.server[cls]
+    if cls == "workstation" and dep.per_node > srv.gpus_per_server:
+        cls, srv = "pcie-gpu-server", book.catalog.server["pcie-gpu-server"]
+    per = srv.gpus_per_server or dep.per_node or 1
+    return cls, dep.nodes * max(1, math.ceil(max(1, dep.per_node) / per))
+
+
+def default_dram_gb(dep: Deployment) -> tuple[float, str]:
+    if dep.dram_gb:
+        return float(dep.dram_gb), "stated (--dram-gb)"
+    if dep.accelerator is None:
+        return 512.0 * dep.cpu_sockets, "assumed 512 GB per socket"
+    gpu_gb = dep.accelerator.memory_gb.value * max(1, dep.per_node)
+    gb = max(64.0, math.ceil(2 * gpu_gb / 64) * 64)
+    return gb, "estimate: ≥ 2 × GPU memory per node (DGX H100: 2 TB for 640 GB), unconfirmed"
+
+
+def build_bom(
+    dep: Deployment, weights_bytes: int, book: PriceBook, cooling_kind: str = "air", storage_class: str = "nvme-gen4"
+) -> Bom:
+    lines: list[BomLine] = []
+    notes: list[str] = []
+    cls, servers = server_layout(dep, book)
+    acc = dep.accelerator if dep.placement != "cpu" else None
+    unified = acc is not None and acc.unified_memory
+    if acc is not None:
+        ap = book.accelerator(acc.id)
+        lines.append(_line(book, "accelerator", acc.name + (" (whole computer)" if unified else ""), ap.purchase, max(1, dep.devices)))
+    if cls == "cpu-server":
+        sp = book.catalog.server["cpu-server"]
+        lines.append(_line(book, "server", "CPU server chassis, board, PSUs (excl. CPUs, DRAM)", sp.purchase, servers))
+        cpu_id = dep.cpu.id if dep.cpu else "default"
+        cpu_name = dep.cpu.name if dep.cpu else "server CPU (not specified)"
+        lines.append(_line(book, "cpu", cpu_name, book.cpu(cpu_id), dep.cpu_sockets * servers))
+    elif cls != "included":
+        sp = book.catalog.server[cls]
+        lines.append(_line(book, "server", f"{cls} host (chassis, CPUs, board, PSUs)", sp.purchase, servers))
+    dram_gb = 0.0
+    if not unified:
+        dram_gb, why = default_dram_gb(dep)
+        dtype = dep.dram.type if dep.dram else (dep.cpu.default_dram.split("-")[0] if dep.cpu else "ddr5")
+        dp = book.catalog.dram.get(dtype) or book.catalog.dram["ddr5"]
+        lines.append(_line(book, "dram", f"{dtype.upper()} host memory, {dram_gb:g} GB per server ({why})", dp.per_gb, dram_gb * servers))
+    drives = 0
+    if not unified:
+        nv = book.catalog.nvme.get(storage_class)
+        if nv is None:
+            raise UserError(f"no NVMe price for storage class '{storage_class}' (known: {', '.join(sorted(book.catalog.nvme))})")
+        need_tb = 2 * weights_bytes / 1e12 + 1.0
+        drives = max(1, math.ceil(need_tb / nv.drive_tb.value))
+        drive_price = Price(
+            value=nv.per_tb.value * nv.drive_tb.value, currency=nv.per_tb.currency, date=nv.per_tb.date,
+            source=f"derived: {nv.drive_tb.value:g} TB × {nv.per_tb.value:g} {nv.per_tb.currency}/TB ({nv.per_tb.source})",
+            unconfirmed=nv.per_tb.unconfirmed or nv.drive_tb.unconfirmed,
+        )
+        lines.append(_line(book, "nvme", f"{storage_class} {nv.drive_tb.value:g} TB drive (2 copies of {weights_bytes / GB:,.0f} GB weights + 1 TB)", drive_price, drives * servers))
+    if dep.nodes > 1:
+        link = dep.scale_out.id if dep.scale_out else "ib-ndr"
+        nic = book.catalog.nic.get(link)
+        sw = book.catalog.switch.get(link)
+        if nic is None or sw is None:
+            raise UserError(f"no NIC/switch price for scale-out link '{link}'; add [nic.\"{link}\"] and [switch.\"{link}\"] to --prices")
+        ports = max(1, dep.per_node) * dep.nodes if acc is not None else dep.nodes
+        lines.append(_line(book, "nic", f"{link} adapter, one per accelerator", nic.purchase, ports))
+        lines.append(_line(book, "switch", f"{link} switch, {sw.ports} ports", sw.purchase, math.ceil(ports / sw.ports)))
+    if cooling_kind.startswith("liquid"):
+        cp = book.catalog.cooling["liquid"].purchase
+        lines.append(_line(book, "cooling", "direct-to-chip liquid cooling per server (+ facility loop, not costed)", cp, servers))
+    return Bom(lines=lines, currency=book.currency, servers=servers, server_class=cls,
+               dram_gb_per_node=dram_gb, nvme_drives_per_node=drives, notes=notes)
+
+
+def deployment_power(dep: Deployment, servers: int, a: P.PowerAssumptions = P.PowerAssumptions()) -> P.PowerDraw:
+    acc = dep.accelerator if dep.placement != "cpu" else None
+    if acc is not None and acc.unified_memory:
+        return P.unified_power(acc.tdp_w.value, max(1, dep.devices), a)
+    if acc is None or (dep.placement in ("experts-on-cpu", "layer-split") and dep.cpu is not None):
+        cpu_tdp = dep.cpu.tdp_w.value if dep.cpu else 125.0
+        return P.cpu_host_power(cpu_tdp, dep.cpu_sockets, servers,
+                                accel_tdp_w=acc.tdp_w.value if acc else 0.0,
+                                accels=max(1, dep.per_node) if acc else 0, a=a)
+    per_server = max(1, math.ceil(dep.devices / servers))
+    return P.gpu_server_power(acc.tdp_w.value, per_server, servers, a)
+
+
+@dataclass(frozen=True)
+class CostOptions:
+    years: float = 3.0
+    utilization: float = 0.5
+    pue: float | None = None  # None: the catalog default preset
+    pue_preset: str | None = None
+    electricity_price: float | None = None  # in the book's currency per kWh
+    region: str | None = None
+    staff_fte: float | None = None
+    salary: float | None = None  # book currency per FTE-year
+    maintenance_pct: float | None = None
+    api_provider: str | None = None
+    api_model: str | None = None
+    api_date: str | None = None
+    api_cache_hit: float = 0.0
+    storage_class: str | None = None
+    drives: int | None = None
+    raid0: bool = True
+
+    def validate(self) -> None:
+        if self.years <= 0:
+            raise UserError(f"--years must be > 0 (got {self.years:g})")
+        if not 0 < self.utilization <= 1:
+            raise UserError(f"--utilization must be a fraction in (0, 1] of the time the hardware is busy (got {self.utilization:g})")
+        if self.pue is not None and self.pue < 1:
+            raise UserError(f"--pue must be ≥ 1 (got {self.pue:g})")
+        for name, v in (("--electricity-price", self.electricity_price), ("--staff-fte", self.staff_fte),
+                        ("--salary", self.salary), ("--maintenance-pct", self.maintenance_pct)):
+            if v is not None and v < 0:
+                raise UserError(f"{name} must be ≥ 0 (got {v:g})")
+        if not 0 <= self.api_cache_hit <= 1:
+            raise UserError(f"--api-cache-hit must be in [0, 1] (got {self.api_cache_hit:g})")
+        if self.drives is not None and self.drives < 1:
+            raise UserError(f"--drives must be ≥ 1 (got {self.drives})")
+
+
+def api_model_for(model_id: str) -> str:
+    """DeepSeek API model that serves the same (or, for distills, the parent) model."""
+    m = model_id.lower()
+    if "v3" in m or "v2" in m or "coder" in m:
+        return "deepseek-chat"
+    return "deepseek-reasoner"
+
+
+def predict_throughput(dep: Deployment, wl: Workload, calibration=None):
+    """The performance model's prediction, or None if it is not installed (lazy import)."""
+    try:
+        from dsdeploy.estimators.performance import predict
+    except ImportError:
+        return None
+    return predict(dep, wl, calibration)
+
+
+def cost_report(
+    catalog: Catalog,
+    dep: Deployment,
+    wl: Workload,
+    mem: MemoryPlan,
+    book: PriceBook,
+    opts: CostOptions,
+    throughput: float | None = None,
+    perf=None,
+    power_assumptions: P.PowerAssumptions = P.PowerAssumptions(),
+) -> dict:
+    """Everything `dsdeploy cost --json` prints. `throughput` (output tok/s, all users) overrides `perf`."""
+    opts.validate()
+    cat_p = book.catalog
+    labels: dict[str, str] = {}
+    # throughput
+    if throughput is not None:
+        if throughput <= 0:
+            raise UserError(f"--throughput must be > 0 output tokens/s (got {throughput:g})")
+        tok_s, labels["throughput"] = throughput, "stated (--throughput)"
+    elif perf is not None:
+        tok_s, labels["throughput"] = perf.output_tok_s_total, f"{perf.label} (performance model)"
+    else:
+        raise UserError("no throughput: the performance model is not available; pass --throughput TOK_S (output tokens/s, all users)")
+    # power and cooling
+    cls, servers = server_layout(dep, book)
+    pw = deployment_power(dep, servers, power_assumptions)
+    cool = P.cooling_guidance(pw.per_server_max_kw, pw.servers, power_assumptions.servers_per_rack)
+    storage_class = opts.storage_class or cat_p.defaults.storage
+    bom = build_bom(dep, mem.weights_bytes_total, book, cooling_kind=cool.kind, storage_class=storage_class)
+    capex = bom.total
+    # running-cost inputs
+    if opts.pue is not None:
+        pue, pue_src = opts.pue, "stated (--pue)"
+    else:
+        f = book.pue(opts.pue_preset or cat_p.defaults.pue)
+        pue, pue_src = f.value, f"{opts.pue_preset or cat_p.defaults.pue}: {f.cite()}"
+    if opts.electricity_price is not None:
+        kwh_price, kwh_src = opts.electricity_price, "stated (--electricity-price)"
+    else:
+        region = opts.region or cat_p.defaults.region
+        e = book.electricity(region)
+        kwh_price, kwh_src = book.money(e.per_kwh), f"{region}: {e.per_kwh.cite()}"
+    fte = opts.staff_fte if opts.staff_fte is not None else cat_p.staff.fte.value
+    salary = opts.salary if opts.salary is not None else book.money(cat_p.staff.salary)
+    maint = opts.maintenance_pct if opts.maintenance_pct is not None else cat_p.maintenance.pct.value
+    provider = opts.api_provider or cat_p.defaults.api
+    api_model = opts.api_model or api_model_for(dep.model_id)
+    period_id, period = book.api_period(provider, api_model, opts.api_date)
+    # renting the same accelerators
+    rent_year, rent_src = None, None
+    if dep.accelerator is not None and dep.placement != "cpu" and not dep.accelerator.unified_memory:
+        ap = book.accelerator(dep.accelerator.id)
+        if ap.rent_hour is not None:
+            rent_year = C.rent_annual(dep.devices, book.money(ap.rent_hour))
+            rent_src = ap.rent_hour.cite()
+    inputs = C.TcoInputs(
+        capex=capex, years=opts.years, kw_idle=pw.idle_kw, kw_load=pw.load_kw, utilization=opts.utilization,
+        pue=pue, price_per_kwh=kwh_price, fte=fte, salary=salary, maintenance_pct=maint, output_tok_s=tok_s,
+        input_len=wl.input_len, output_len=wl.output_len, api_out=book.money(period.output),
+        api_in_miss=book.money(period.input_miss),
+        api_in_hit=book.money(period.input_hit) if period.input_hit else None, api_cache_hit=opts.api_cache_hit,
+        rent_per_year=rent_year,
+    )
+    t = C.tco(inputs)
+    # storage
+    sc = catalog.storage.get(storage_class)
+    lt: LoadTime | None = None
+    if sc is not None:
+        drives = opts.drives or bom.nvme_drives_per_node or 1
+        host = None
+        if dep.host_link is not None and dep.accelerator is not None and dep.placement == "gpu":
+            host = dep.host_link.uni_gbs.value * max(1, dep.per_node)
+        lt = load_time(mem.weights_bytes_total // max(1, dep.nodes) if dep.par.pp > 1 else mem.weights_bytes_total,
+                       sc.read_gbs.value, drives, raid0=opts.raid0, mmap=dep.engine.id in MMAP_ENGINES,
+                       host_link_gbs=host, drive_class=storage_class)
+    labels.update({
+        "capex": _worst(line.label for line in bom.lines),
+        "power": "derived (TDP × load fractions × system factor; fractions partly unconfirmed)",
+        "pue": pue_src, "electricity_price": kwh_src,
+        "staff": "stated" if opts.staff_fte is not None or opts.salary is not None else f"{cat_p.staff.salary.cite()}; {cat_p.staff.fte.cite()}",
+        "maintenance_pct": "stated" if opts.maintenance_pct is not None else cat_p.maintenance.pct.cite(),
+        "api": f"{provider} {api_model} period '{period_id}' from {period.start}: {period.output.cite()}",
+        "fx": f"{book.fx:g} CNY/USD ({book.fx_source})",
+    })
+    if rent_src:
+        labels["rent"] = rent_src
+    r2 = lambda x: None if x is None else round(x, 4)  # noqa: E731
+    unconf = [f"{line.item}: {line.source}" for line in bom.lines if line.label == "unconfirmed"]
+    return {
+        "deployment": dep.describe(),
+        "fits": mem.fits,
+        "fit_reason": mem.reason,
+        "currency": book.currency,
+        "capex": round(capex, 2),
+        "annual": t.annual.to_dict(),
+        "power_kw": {**pw.to_dict(), "average_at_utilization": round(t.avg_kw, 3)},
+        "energy_kwh_per_year": round(t.kwh_per_year, 1),
+        "pue": pue,
+        "electricity_price_per_kwh": kwh_price,
+        "utilization": opts.utilization,
+        "years": opts.years,
+        "throughput_output_tok_s": round(tok_s, 3),
+        "output_tokens_per_year": round(t.output_tokens_per_year),
+        "cost_per_mtok_output": r2(t.cost_per_mtok_output),
+        "cost_per_mtok_blended": r2(t.cost_per_mtok_blended),
+        "api_cost_per_mtok_output": r2(t.api_cost_per_mtok_output),
+        "api_cost_per_mtok_blended": r2(t.api_cost_per_mtok_blended),
+        "api_price": {
+            "provider": provider, "model": api_model, "period": period_id, "from": period.start,
+            "input_miss": round(book.money(period.input_miss), 4), "output": round(book.money(period.output), 4),
+            "input_hit": round(book.money(period.input_hit), 4) if period.input_hit else None,
+            "cache_hit": opts.api_cache_hit,
+        },
+        "rent_cost_per_mtok_output": r2(t.rent_cost_per_mtok_output),
+        "rent_annual": None if t.rent_annual is None else round(t.rent_annual, 2),
+        "breakeven_tokens_per_day": None if t.breakeven_output_tokens_per_day is None else round(t.breakeven_output_tokens_per_day),
+        "capacity_output_tokens_per_day": round(t.capacity_output_tokens_per_day),
+        "bom": [line.to_dict() for line in bom.lines],
+        "servers": bom.servers,
+        "server_class": bom.server_class,
+        "storage_load": lt.to_dict() if lt else None,
+        "cooling": {**cool.to_dict(), "notes": cool.notes},
+        "performance": perf.to_dict() if perf is not None and throughput is None else None,
+        "labels": labels,
+        "unconfirmed": unconf,
+        "notes": t.notes + bom.notes,
+        "definitions": {
+            "cost_per_mtok_output": "local annual total / million output tokens per year (prompts' cost included)",
+            "api_cost_per_mtok_output": "API charge per million output tokens of this workload, its input tokens included",
+            "rent_cost_per_mtok_output": "same GPUs rented on demand 24/7 plus the same staff, per million output tokens",
+            "breakeven_tokens_per_day": "output tokens per day above which owning costs less than the API",
+        },
+    }
+
+
+def _worst(labels) -> str:
+    ls = set(labels)
+    return "unconfirmed" if "unconfirmed" in ls else ("derived" if "derived" in ls else "spec")

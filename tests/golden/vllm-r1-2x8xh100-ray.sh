@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# dsdeploy deploy: deepseek-r1 fp8 on 8× h100-sxm × 2 nodes (gpu, vllm)
+# engine: vllm; flags checked against vLLM docs (parallelism_scaling.md @096bd6a, expert_parallel_deployment latest, CacheConfig v0.10.2)
+# plan: deepseek-r1 fp8 on 8× h100-sxm × 2 nodes (gpu, vllm); tp=8 pp=2 ep=1 dp_attention=1
+# workload: 1024 in + 1024 out tokens, 1 concurrent; memory plan: fits (none binding)
+# memory: weights 673.2 GB total; h100-sxm (each): 42.2 GB weights + 0.1 GB KV of 72.0 GB usable; KV capacity 766,626 tokens
+# note: Ray cluster: start the workers (nodes 1..) before or while node 0 starts; every node needs the same model path and vLLM version; set VLLM_HOST_IP to each worker's own IP if it has several interfaces
+set -euo pipefail
+
+NODE_RANK="${NODE_RANK:?set NODE_RANK to the rank of this node, 0..1 (0 = head)}"
+case "$NODE_RANK" in
+  0)
+    export VLLM_HOST_IP=10.0.0.1
+    ray start \
+      --head \
+      --port=6379 \
+      --node-ip-address=10.0.0.1
+    exec vllm serve /models/DeepSeek-R1 \
+      --served-model-name deepseek-r1 \
+      --host 127.0.0.1 \
+      --port 8000 \
+      --tensor-parallel-size 8 \
+      --pipeline-parallel-size 2 \
+      --max-model-len 2048 \
+      --gpu-memory-utilization 0.9 \
+      --distributed-executor-backend ray
+    ;;
+  1)
+    exec ray start \
+      --block \
+      --address=10.0.0.1:6379
+    ;;
+  *) echo "NODE_RANK must be 0..1" >&2; exit 2 ;;
+esac

@@ -111,6 +111,13 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
         "the memory plan leaves free; raise it while GPU memory allows"
     )
     notes.append("--kt-threadpool-count assumes one NUMA node per socket; use the NUMA node count from lscpu")
+    if method == "LLAMAFILE" and dep.model_id in ("deepseek-r1", "deepseek-v3", "deepseek-v3.1"):
+        params = dep.model.params_by_component()
+        gpu_fp8 = sum(v for k, v in params.items() if k != "routed_experts")  # FP8 checkpoint: ~1 byte/param
+        notes.append(
+            f"the GPU side loads from the FP8 Hugging Face checkpoint (~{gpu_fp8 / GB:,.1f} GB for the non-expert tensors), "
+            f"not from the GGUF the memory plan sized ({gpu.weights_bytes / GB:,.1f} GB); check the GPU headroom"
+        )
     if method == "LLAMAFILE":
         notes.append("kt-kernel for LLAMAFILE on an AMX CPU: build it with CPUINFER_CPU_INSTRUCT=AVX512 CPUINFER_ENABLE_AMX=OFF")
     notes.append(f"container image: build one with SGLang + kt-kernel (kt-kernel README); '{IMAGE}' is a local tag")

@@ -4,9 +4,9 @@
 # plan: deepseek-r1 gguf-q4_k_m on 1× rtx-4090 + 1× epyc-9654, 512 GB ddr5-4800x12 (experts-on-cpu, ktransformers); tp=1 pp=1 ep=1 dp_attention=1
 # workload: 1024 in + 1024 out tokens, 1 concurrent; memory plan: fits (none binding)
 # memory: weights 406.7 GB total; rtx-4090 (each): 10.8 GB weights + 0.1 GB KV of 24.0 GB usable; host DRAM: 395.9 GB weights + 0.0 GB KV of 504.0 GB usable; KV capacity 147,162 tokens
-# note: --kt-num-gpu-experts 3: experts per layer kept on the GPU, from half the 10.2 GB the memory plan leaves free; raise it while GPU memory allows
+# note: --kt-num-gpu-experts 1: experts per layer kept on the GPU, from half the 3.8 GB left free; raise it while GPU memory allows
 # note: --kt-threadpool-count assumes one NUMA node per socket; use the NUMA node count from lscpu
-# note: the GPU side loads from the FP8 Hugging Face checkpoint (~17.1 GB for the non-expert tensors), not from the GGUF the memory plan sized (10.8 GB); check the GPU headroom
+# note: the GPU side loads from the FP8 Hugging Face checkpoint (~17.1 GB for the non-expert tensors), not from the GGUF the memory plan sized (10.8 GB); the GPU-expert count allows for it
 # note: kt-kernel for LLAMAFILE on an AMX CPU: build it with CPUINFER_CPU_INSTRUCT=AVX512 CPUINFER_ENABLE_AMX=OFF
 # note: container image: build one with SGLang + kt-kernel (kt-kernel README); 'ktransformers-sglang:local' is a local tag
 set -euo pipefail
@@ -26,5 +26,5 @@ exec python3 -m sglang.launch_server \
   --kt-weight-path /models/DeepSeek-R1-Q4_K_M \
   --kt-cpuinfer 96 \
   --kt-threadpool-count 1 \
-  --kt-num-gpu-experts 3 \
+  --kt-num-gpu-experts 1 \
   --kt-max-deferred-experts-per-token 0

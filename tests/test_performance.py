@@ -1,0 +1,151 @@
+"""Performance model: each mechanism against hand-computed values, plus invariants."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dsdeploy.catalog import load_catalog
+from dsdeploy.estimators.calibration import Calibration, GroupParams
+from dsdeploy.estimators.memory import Workload
+from dsdeploy.estimators.performance import concurrency_levels, experts_touched, predict, step_cost
+from dsdeploy.specs.deployment import resolve_deployment
+from dsdeploy.specs.model import load_model_spec
+
+FIXTURE = Path(__file__).parent / "fixtures" / "mini_scenarios.csv"
+
+
+@pytest.fixture(scope="module")
+def cat():
+    return load_catalog()
+
+
+@pytest.fixture(scope="module")
+def r1():
+    return load_model_spec("deepseek-r1")
+
+
+def test_experts_touched_v3():
+    # E·(1−(1−k/E)^T) with E = 256, k = 8 (DeepSeek-V3 config)
+    assert experts_touched(256, 8, 1) == pytest.approx(8.0)
+    assert experts_touched(256, 8, 8) == pytest.approx(57.4, abs=0.1)  # 256·(1−0.96875^8)
+    assert experts_touched(256, 8, 64) == pytest.approx(222.4, abs=0.1)  # 256·(1−0.96875^64)
+    assert experts_touched(256, 8, 10_000) == pytest.approx(256.0)
+
+
+def test_single_stream_decode_m3_ultra_is_bytes_over_bandwidth(cat, r1):
+    """R1 Q4_K_M on an M3 Ultra, one stream: time per token = bytes read ÷ (bandwidth × efficiency)."""
+    dep = resolve_deployment(cat, "deepseek-r1", r1, "gguf-q4_k_m", accelerator="apple-m3-ultra", count=1, engine="llama.cpp")
+    eff = 0.6
+    cal = Calibration(groups=(GroupParams("llama.cpp", "unified", bw_eff=eff, compute_eff=0.5, layer_overhead_us=0.0),))
+    # Hand count, bytes per token at context 0 (bpw from formats.toml, params from config.json):
+    attention = 61 * (187_105_280 + 1536 + 512) * 4.75 / 8   # MLA projections + q/kv norms, Q4_K/Q6_K mix
+    dense_mlp = 3 * 3 * 7168 * 18432 * 4.844 / 8        # 3 dense FFN layers
+    shared = 58 * 3 * 7168 * 2048 * 4.844 / 8           # 1 shared expert per MoE layer
+    lm_head = 129280 * 7168 * 6.5625 / 8                # output.weight Q6_K
+    other = (58 * 256 * 7168 + 61 * 2 * 7168 + 7168) * 32 / 8   # router + layer norms, F32
+    routed = 58 * 8 * 3 * 7168 * 2048 * 4.844 / 8       # 8 of 256 experts per MoE layer
+    bytes_per_token = attention + dense_mlp + shared + lm_head + other + routed
+    expected_s = bytes_per_token / (819e9 * eff)        # 819 GB/s, facts.md §1a
+    c = step_cost(dep, cal.groups[0], tokens=1, seqs=1, context=0, prefill=False)
+    assert c.bound == "memory"
+    assert c.memory_s == pytest.approx(expected_s, rel=0.002)
+    pr = predict(dep, Workload(0, 128, 1), cal)
+    assert pr.tpot_ms == pytest.approx(expected_s * 1e3, rel=0.01)
+    assert 20 < pr.decode_tok_s_per_user < 30  # ≈ 22 GB per token at 491 GB/s
+
+
+def test_mtp_raises_tokens_per_step(cat, r1):
+    base = resolve_deployment(cat, "deepseek-r1", r1, "fp8", accelerator="h200-sxm", count=8)
+    mtp = resolve_deployment(cat, "deepseek-r1", r1, "fp8", accelerator="h200-sxm", count=8, mtp=True)
+    wl = Workload(1024, 1024, 1)
+    assert predict(mtp, wl).tpot_ms < predict(base, wl).tpot_ms
+
+
+def test_a100_runs_fp8_as_bf16_compute(cat):
+    spec = load_model_spec("r1-distill-qwen-32b")
+    a100 = resolve_deployment(cat, "r1-distill-qwen-32b", spec, "fp8", accelerator="a100-sxm-80g", count=1)
+    cal = Calibration()
+    p, _ = cal.lookup("vllm", "datacenter-gpu")
+    c = step_cost(a100, p, tokens=4096, seqs=1, context=0, prefill=True)
+    # 2 × 31.99e9 matmul params × 4096 tokens at 312 TFLOPS BF16 × 0.7 (A100 has no FP8)
+    assert c.compute_s == pytest.approx(2 * spec.params_matmul_active * 4096 / (312e12 * 0.7), rel=0.05)
+
+
+def test_tp_allreduce_adds_time(cat, r1):
+    one = resolve_deployment(cat, "deepseek-r1", r1, "fp8", accelerator="h200-sxm", count=8, tp=8)
+    c = step_cost(one, Calibration().lookup("vllm", "datacenter-gpu")[0], tokens=1, seqs=1, context=1000, prefill=False)
+    # 2 all-reduces per layer × 61 layers, each ≥ the link latency (10 µs in the catalog)
+    assert c.comm_s >= 2 * 61 * 10e-6
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(min_value=1, max_value=64), st.integers(min_value=1, max_value=4))
+def test_more_concurrency_never_lowers_throughput_or_tpot(c, factor):
+    cat = load_catalog()
+    spec = load_model_spec("deepseek-r1")
+    dep = resolve_deployment(cat, "deepseek-r1", spec, "fp8", accelerator="h200-sxm", count=8)
+    a = predict(dep, Workload(512, 256, c))
+    b = predict(dep, Workload(512, 256, c * factor))
+    assert b.output_tok_s_total >= a.output_tok_s_total * 0.999
+    assert b.tpot_ms >= a.tpot_ms * 0.999
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(min_value=16, max_value=8000), st.integers(min_value=1, max_value=4))
+def test_longer_prompt_never_lowers_ttft(n, mult):
+    cat = load_catalog()
+    spec = load_model_spec("r1-distill-qwen-7b")
+    dep = resolve_deployment(cat, "r1-distill-qwen-7b", spec, "bf16", accelerator="rtx-4090", count=1)
+    assert predict(dep, Workload(n * mult, 64, 1)).ttft_ms >= predict(dep, Workload(n, 64, 1)).ttft_ms * 0.999
+
+
+def test_concurrency_levels():
+    assert concurrency_levels(100) == [1, 4, 16, 64, 100]
+    assert concurrency_levels(1) == [1]
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "dsdeploy.cli.main", *args], capture_output=True, text=True)
+
+
+def test_validate_fixture_json():
+    r = _cli("validate", str(FIXTURE), "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    rows = {x["id"]: x for x in d["rows"]}
+    assert set(rows) == {"T1", "T2", "T3", "T4"}
+    assert rows["T3"]["predicted"] is None and "h999-imaginary" in rows["T3"]["reason"]
+    assert rows["T1"]["predicted"] > 0 and rows["T1"]["ape"] == pytest.approx(abs(rows["T1"]["predicted"] - 20.21) / 20.21)
+    assert "input_len=512" in rows["T4"]["defaults"]  # a major row without workload still predicted
+    assert d["summary"]["coverage"] == pytest.approx(0.75)
+    for k in ("median_ape", "p90_ape", "within_30pct", "by_metric"):
+        assert k in d["summary"]
+
+
+def test_validate_scope_filter_and_bad_file(tmp_path):
+    r = _cli("validate", str(FIXTURE), "--json", "--max-ambiguity", "none")
+    assert {x["id"] for x in json.loads(r.stdout)["rows"]} == {"T1", "T2", "T3"}
+    bad = tmp_path / "bad.csv"
+    bad.write_text("id,model\nX,deepseek-r1\n")
+    r = _cli("validate", str(bad))
+    assert r.returncode == 2 and "missing column" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_calibrate_roundtrip(tmp_path):
+    out = tmp_path / "cal.toml"
+    r = _cli("calibrate", str(FIXTURE), "-o", str(out), "--no-merge")
+    assert r.returncode == 0, r.stderr
+    from dsdeploy.catalog.calibration import load_calibration
+
+    cal = load_calibration(out)
+    # T1 and T2 are alone in their groups (< 2 rows): nothing to fit, roofline stays
+    assert all(g.rows >= 2 for g in cal.groups)
+    r = _cli("validate", str(FIXTURE), "--json", "--calibration", str(out))
+    assert r.returncode == 0

@@ -150,15 +150,24 @@ def render_min_count(res: dict, console: Console | None = None) -> None:
         f"{wl['input_len']:,}+{wl['output_len']:,} tokens × {wl['concurrency']} concurrent "
         f"(1–8 per node, up to {res['search']['max_nodes']} nodes):"
     )
-    t = Table(title_justify="left")
-    for col in ("accelerator", "per node", "nodes", "total", "tp", "pp", "engine", "weights GB", "KV tokens",
-                f"requests of {wl['tokens_per_request']:,}"):
-        t.add_column(col, justify="left" if col in ("accelerator", "engine") else "right")
+    if res["results"]:
+        c.print(
+            f"Weights in total: {gb(res['results'][0]['weights_bytes_total'])} GB; TP within a node, PP across nodes; "
+            f"requests = concurrent requests of {wl['tokens_per_request']:,} tokens the KV cache holds."
+        )
+    t = Table()
+    t.add_column("accelerator", no_wrap=True)
+    t.add_column("devices", justify="right", no_wrap=True)
+    t.add_column("nodes", justify="right", no_wrap=True)
+    t.add_column("engine", no_wrap=True)
+    t.add_column("KV tokens", justify="right", no_wrap=True)
+    t.add_column("requests", justify="right", no_wrap=True)
     for r in res["results"]:
+        nodes = r["nodes"]
         t.add_row(
-            r["accelerator"], str(r["accelerators_per_node"]), str(r["nodes"]),
-            str(r["accelerators_per_node"] * r["nodes"]), str(r["tp"]), str(r["pp"]), r["engine"],
-            gb(r["weights_bytes_total"]), f"{r['kv_capacity_tokens']:,}", f"{r['requests_at_context']:,}",
+            r["accelerator"], str(r["accelerators_per_node"] * nodes),
+            str(nodes), r["engine"],
+            f"{r['kv_capacity_tokens']:,}", f"{r['requests_at_context']:,}",
         )
     c.print(t)
     if res["not_fitting"]:

@@ -161,12 +161,15 @@ def best_format(
     """For given hardware, the highest-quality weight format that fits (quality_rank order)."""
     placement = hw.get("placement")
     acc = hw.get("accelerator")
+    gpus = (hw.get("count") or 0) * (hw.get("nodes") or 1)
     for fmt in sorted(catalog.formats.values(), key=lambda f: (f.quality_rank, f.id)):
         pl = placement or (
             "cpu" if acc is None else ("unified" if catalog.accelerator(acc).unified_memory else "gpu")
         )
         if not format_runs_on(catalog, fmt.id, acc, pl):
             continue
+        if pl == "gpu" and gpus > 1 and fmt.id.startswith("gguf-"):
+            continue  # multi-GPU servers: tensor-parallel engines (llama.cpp only splits layers)
         kw = dict(hw)
         kw.pop("engine", None)
         ev = _try(catalog, model_id, spec, wl, weights=fmt.id, kv_dtype=kv_dtype, engine=default_engine(fmt.id, pl), **kw)
@@ -214,7 +217,12 @@ def alternatives(catalog: Catalog, dep: Deployment, wl: Workload, limit: int = 8
     # (8-GPU HGX/DGX-class servers first: the unit most teams buy)
     singles = [c for c in min_count_all(catalog, mid, spec, native, dep.kv.id, wl)
                if c.deployment.nodes == 1 and c.deployment.accelerator.hw_class == "datacenter-gpu"]
-    singles.sort(key=lambda c: (c.deployment.devices != 8, c.deployment.devices))
+    # the smallest memory that fits first (usually the cheapest step up), then the fastest
+    singles.sort(key=lambda c: (c.deployment.devices != 8, c.deployment.accelerator.memory_gb.unconfirmed,
+                                c.deployment.accelerator.memory_gb.value))
+    if len(singles) > 1:
+        rest = sorted(singles[1:], key=lambda c: -c.deployment.accelerator.bandwidth_gbs.value)
+        singles = [singles[0], rest[0]]
     for cand in singles[:2]:
         d = cand.deployment
         add(cand, f"{native} on {d.devices}× {d.accelerator.id}")

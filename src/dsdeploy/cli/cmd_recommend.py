@@ -1,0 +1,110 @@
+"""`dsdeploy recommend`: rank buy / rent / API / hybrid options (and the seed article's alternatives)
+for a workload, SLOs, an on-premises constraint and a budget. An edge over planner/recommend.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def run_recommend(
+    model="deepseek-r1", requests_per_day=None, tokens_per_day=None, input_len=1024, output_len=1024,
+    peak_concurrency=8, ttft_ms=None, tpot_ms=None, on_prem=False, budget=None, prices=None, currency="USD",
+    fx_rate=None, kv_dtype="bf16", max_quality_rank=7, overflow_share=0.2, finetune_gpu_hours=800.0,
+    api_date=None, api_cache_hit=0.0, top=12, opts=None,
+) -> dict:
+    from dsdeploy.catalog import load_catalog
+    from dsdeploy.catalog.prices import PriceBook, load_prices
+    from dsdeploy.cli.cmd_plan import resolve_model
+    from dsdeploy.planner.bom import CostOptions
+    from dsdeploy.planner.recommend import Demand, recommend
+
+    book = PriceBook.build(load_prices(prices), currency, fx_rate)
+    d = Demand.build(
+        requests_per_day=requests_per_day, tokens_per_day=tokens_per_day, input_len=input_len, output_len=output_len,
+        peak_concurrency=peak_concurrency, ttft_ms=ttft_ms, tpot_ms=tpot_ms, on_prem=on_prem, budget=budget,
+        max_quality_rank=max_quality_rank, overflow_share=overflow_share, finetune_gpu_hours=finetune_gpu_hours,
+    )
+    cat = load_catalog()
+    model_id, spec = resolve_model(model, None)
+    return recommend(cat, model_id, spec, d, book, opts or CostOptions(), kv_dtype=kv_dtype, api_date=api_date,
+                     api_cache_hit=api_cache_hit, top=top)
+
+
+def render(res: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    con = Console()
+    dm = res["demand"]
+    con.print(
+        f"[bold]{res['model']}[/bold]: {dm['requests_per_day']:,.0f} requests/day × ({dm['input_len']} in + {dm['output_len']} out), "
+        f"peak {dm['peak_concurrency']} concurrent" + (" — data stays on premises" if dm["on_prem"] else "")
+    )
+    t = Table(title=f"Options ({res['currency']}; cost per 1M output tokens at this volume)")
+    for col in ("#", "kind", "option", "per 1M out", "per year", "capex", "TTFT ms", "TPOT ms", "ok"):
+        t.add_column(col, justify="right" if col in ("#", "per 1M out", "per year", "capex", "TTFT ms", "TPOT ms") else "left")
+    for o in res["options"]:
+        f = lambda x, p=0: "—" if x is None else f"{x:,.{p}f}"  # noqa: E731
+        t.add_row(str(o["rank"]), o["kind"], o["label"], f(o["cost_per_mtok_output"], 2), f(o["annual"]), f(o["capex"]),
+                  f(o["ttft_ms"]), f(o["tpot_ms"], 1), "yes" if o["feasible"] else "[red]no[/red]")
+    con.print(t)
+    best = next((o for o in res["options"] if o["feasible"]), None)
+    if best:
+        con.print(f"[bold]Recommended:[/bold] {best['label']}")
+        for r in best["reasons"]:
+            con.print(f"  - {r}")
+    con.print(f"[dim]{res['considered']} options considered in {res['elapsed_s']:.2f} s; --json for every option's reasons[/dim]")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("recommend")
+    def recommend_cmd(
+        model: str = typer.Option("deepseek-r1", "--model", "-m", help="Catalog model id or alias."),
+        requests_per_day: Optional[float] = typer.Option(None, "--requests-per-day", help="Requests per day."),
+        tokens_per_day: Optional[float] = typer.Option(None, "--tokens-per-day", help="Tokens per day, input + output (instead of --requests-per-day)."),
+        input_len: int = typer.Option(1024, "--input-len", help="Prompt tokens per request."),
+        output_len: int = typer.Option(1024, "--output-len", help="Generated tokens per request (incl. reasoning)."),
+        peak_concurrency: int = typer.Option(8, "--peak-concurrency", help="Requests in flight at the peak."),
+        ttft_ms: Optional[float] = typer.Option(None, "--ttft-ms", help="SLO: time to first token, ms, at the peak."),
+        tpot_ms: Optional[float] = typer.Option(None, "--tpot-ms", help="SLO: time per output token, ms, at the peak."),
+        on_prem: bool = typer.Option(False, "--on-prem/--cloud-ok", help="Data must stay on premises (rules out API, rent, hybrid)."),
+        budget: Optional[float] = typer.Option(None, "--budget", help="Capex limit in --currency."),
+        prices: Optional[Path] = typer.Option(None, "--prices", help="TOML merged over the packaged prices."),
+        currency: str = typer.Option("USD", "--currency", help="USD or CNY."),
+        fx_rate: Optional[float] = typer.Option(None, "--fx-rate", help="CNY per USD."),
+        years: float = typer.Option(3.0, "--years", help="Depreciation period, years."),
+        pue: Optional[float] = typer.Option(None, "--pue", help="PUE (≥ 1)."),
+        electricity_price: Optional[float] = typer.Option(None, "--electricity-price", help="Per kWh in --currency."),
+        region: Optional[str] = typer.Option(None, "--region", help="Electricity region (us-avg, cn-avg, cn-west, …)."),
+        staff_fte: Optional[float] = typer.Option(None, "--staff-fte", help="Operations staff, FTE."),
+        salary: Optional[float] = typer.Option(None, "--salary", help="Per FTE-year in --currency."),
+        maintenance_pct: Optional[float] = typer.Option(None, "--maintenance-pct", help="% of capex per year."),
+        api_date: Optional[str] = typer.Option(None, "--api-date", help="API prices in force on YYYY-MM-DD. Default: latest."),
+        api_cache_hit: float = typer.Option(0.0, "--api-cache-hit", help="Share of API input billed at the cache-hit price."),
+        kv_dtype: str = typer.Option("bf16", "--kv-dtype", help="KV-cache element type."),
+        max_quality_rank: int = typer.Option(7, "--max-quality-rank", help="Lowest weight quality to consider (formats.toml quality_rank; 1 = FP8 only, 7 = down to 4-bit)."),
+        overflow_share: float = typer.Option(0.2, "--overflow-share", help="Hybrid: share of tokens sent to the API at peaks."),
+        finetune_gpu_hours: float = typer.Option(800.0, "--finetune-gpu-hours", help="Cloud–edge split: rented H100-hours per year for fine-tuning."),
+        top: int = typer.Option(12, "--top", help="Options to list (plus the best of each kind and the article's alternatives)."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """Rank ways to serve a workload: buy, rent, API, hybrid — with cost per 1M tokens, capex, latency, reasons."""
+        from dsdeploy.planner.bom import CostOptions
+
+        opts = CostOptions(years=years, pue=pue, electricity_price=electricity_price, region=region,
+                           staff_fte=staff_fte, salary=salary, maintenance_pct=maintenance_pct)
+        res = run_recommend(
+            model=model, requests_per_day=requests_per_day, tokens_per_day=tokens_per_day, input_len=input_len,
+            output_len=output_len, peak_concurrency=peak_concurrency, ttft_ms=ttft_ms, tpot_ms=tpot_ms, on_prem=on_prem,
+            budget=budget, prices=prices, currency=currency, fx_rate=fx_rate, kv_dtype=kv_dtype,
+            max_quality_rank=max_quality_rank, overflow_share=overflow_share, finetune_gpu_hours=finetune_gpu_hours,
+            api_date=api_date, api_cache_hit=api_cache_hit, top=top, opts=opts,
+        )
+        if as_json:
+            typer.echo(json.dumps(res, indent=2, ensure_ascii=False))
+        else:
+            render(res)

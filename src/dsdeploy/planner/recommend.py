@@ -1,0 +1,417 @@
+"""`recommend`: rank ways to serve a workload — buy (hardware × count × format × engine), rent, the API,
+hybrid (local base load + API overflow) — and the seed article's own alternatives with their computed
+consequences (4-bit quantization, a distilled model, a smaller LoRA-tuned model, a cloud–edge split).
+
+Every option is costed with the same cost report as `dsdeploy cost` (planner/bom.py) at the workload's
+actual daily volume, so "cost per 1M output tokens" is what that volume costs per million. No I/O.
+
+Sizing: the deployment must hold the peak concurrency's KV cache (planner.min_count) and meet the TTFT
+and TPOT SLOs at that concurrency (estimators.performance). If one copy's throughput at the peak cannot
+carry the day's average load at ≤ 80 % busy, copies are added. Utilization = average load ÷ capacity.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+
+from dsdeploy.catalog import Catalog
+from dsdeploy.catalog.prices import PriceBook
+from dsdeploy.errors import UserError
+from dsdeploy.estimators import cost as C
+from dsdeploy.estimators.memory import Workload, plan_memory
+from dsdeploy.planner.bom import CostOptions, api_model_for, cost_report, predict_throughput
+from dsdeploy.planner.plan import Evaluated, _try, format_runs_on, min_count
+from dsdeploy.specs.deployment import Deployment
+from dsdeploy.specs.model import ModelSpec
+
+MAX_BUSY = 0.8  # size so that the average load keeps one copy ≤ 80 % busy
+HYBRID_CPU_BOXES = (  # (label, accelerator, cpu, sockets, dram_gb, format, placement)
+    ("1× rtx-4090 + 2× xeon-6980p, 1 TB DDR5 (KTransformers AMX)", "rtx-4090", "xeon-6980p", 2, 1024, "amx-int4", "experts-on-cpu"),
+    ("1× rtx-4090 + 2× epyc-9654, 1 TB DDR5 (llama.cpp -ot exps=CPU)", "rtx-4090", "epyc-9654", 2, 1024, "gguf-q4_k_m", "experts-on-cpu"),
+    ("CPU only: 2× xeon-6980p, 1 TB DDR5 (llama.cpp)", None, "xeon-6980p", 2, 1024, "gguf-q4_k_m", "cpu"),
+)
+DISTILLS = ("r1-distill-qwen-32b", "r1-distill-llama-70b")
+LORA_BASE = "r1-distill-qwen-14b"
+SMALL_HW = ("rtx-4090", "rtx-5090", "l40s", "a100-sxm-80g", "h100-sxm", "h200-sxm")
+
+
+@dataclass(frozen=True)
+class Demand:
+    requests_per_day: float
+    input_len: int
+    output_len: int
+    peak_concurrency: int
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    on_prem: bool = False
+    budget: float | None = None  # capex limit, book currency
+    max_quality_rank: int = 7  # 7 = 4-bit (gguf-q4_k_m / awq-int4); higher = lower-bit quants
+    overflow_share: float = 0.2  # hybrid: share of tokens sent to the API at peaks
+    finetune_gpu_hours: float = 800.0  # cloud–edge split: rented GPU-hours per year for fine-tuning
+
+    @classmethod
+    def build(cls, requests_per_day=None, tokens_per_day=None, **kw) -> "Demand":
+        il, ol = kw.get("input_len", 1024), kw.get("output_len", 1024)
+        if il < 0 or ol < 1:
+            raise UserError("--input-len must be ≥ 0 and --output-len ≥ 1")
+        if (requests_per_day is None) == (tokens_per_day is None):
+            raise UserError("give exactly one of --requests-per-day and --tokens-per-day (input + output tokens)")
+        rpd = requests_per_day if requests_per_day is not None else tokens_per_day / (il + ol)
+        if rpd <= 0:
+            raise UserError("the daily volume must be > 0")
+        if kw.get("peak_concurrency", 1) < 1:
+            raise UserError("--peak-concurrency must be ≥ 1")
+        for k in ("ttft_ms", "tpot_ms", "budget"):
+            if kw.get(k) is not None and kw[k] <= 0:
+                raise UserError(f"--{k.replace('_', '-')} must be > 0")
+        if not 0 <= kw.get("overflow_share", 0.2) < 1:
+            raise UserError("--overflow-share must be in [0, 1)")
+        return cls(requests_per_day=rpd, **kw)
+
+    @property
+    def output_tokens_per_day(self) -> float:
+        return self.requests_per_day * self.output_len
+
+    @property
+    def avg_output_tok_s(self) -> float:
+        return self.output_tokens_per_day / 86400.0
+
+
+@dataclass
+class Option:
+    kind: str  # buy | rent | api | hybrid | article
+    label: str
+    model: str
+    cost_per_mtok_output: float
+    annual: float
+    capex: float
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    meets_slo: bool | None = None
+    feasible: bool = True
+    reasons: list[str] = field(default_factory=list)
+    deployment: str | None = None
+    copies: int = 1
+    utilization: float | None = None
+    quality: str = ""
+    cost_per_mtok_blended: float | None = None
+    ev: Evaluated | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict:
+        r = lambda x: None if x is None else round(x, 4)  # noqa: E731
+        return {
+            "kind": self.kind, "label": self.label, "model": self.model, "feasible": self.feasible,
+            "cost_per_mtok_output": r(self.cost_per_mtok_output), "cost_per_mtok_blended": r(self.cost_per_mtok_blended),
+            "annual": round(self.annual, 2), "capex": round(self.capex, 2),
+            "ttft_ms": r(self.ttft_ms), "tpot_ms": r(self.tpot_ms), "meets_slo": self.meets_slo,
+            "deployment": self.deployment, "copies": self.copies,
+            "utilization": r(self.utilization), "quality": self.quality, "reasons": self.reasons,
+        }
+
+
+def _slo(d: Demand, ttft: float, tpot: float) -> tuple[bool, list[str]]:
+    why, ok = [], True
+    if d.ttft_ms is not None and ttft > d.ttft_ms:
+        ok = False
+        why.append(f"TTFT {ttft:,.0f} ms > SLO {d.ttft_ms:g} ms")
+    if d.tpot_ms is not None and tpot > d.tpot_ms:
+        ok = False
+        why.append(f"TPOT {tpot:,.1f} ms > SLO {d.tpot_ms:g} ms")
+    return ok, why
+
+
+def cost_local(
+    catalog: Catalog, ev: Evaluated, d: Demand, book: PriceBook, opts: CostOptions, label: str, kind: str = "buy",
+    calibration=None, share: float = 1.0, concurrency: int | None = None,
+) -> Option | None:
+    """Cost a deployment carrying `share` of the demand."""
+    dep = ev.deployment
+    conc = concurrency or d.peak_concurrency
+    wl = Workload(d.input_len, d.output_len, conc)
+    perf = predict_throughput(dep, wl, calibration)
+    if perf is None:
+        raise UserError("recommend needs the performance model (dsdeploy.estimators.performance)")
+    if perf.output_tok_s_total <= 0:
+        return None
+    need = d.avg_output_tok_s * share
+    copies = max(1, math.ceil(need / (MAX_BUSY * perf.output_tok_s_total)))
+    util = min(1.0, max(need / (copies * perf.output_tok_s_total), 1e-9))
+    rep = cost_report(catalog, dep, wl, ev.memory, book, replace(opts, utilization=util), perf=perf)
+    ok, why = _slo(d, perf.ttft_ms, perf.tpot_ms)
+    capex = rep["capex"] * copies
+    annual = rep["annual"]["total"] * copies
+    reasons = [
+        f"{dep.describe()}" + (f" × {copies} copies" if copies > 1 else ""),
+        f"TTFT {perf.ttft_ms:,.0f} ms, TPOT {perf.tpot_ms:,.1f} ms at {conc} concurrent ({perf.label})",
+        f"{util:.1%} busy; capex {capex:,.0f}, {rep['annual']['total'] * copies:,.0f}/yr "
+        f"(energy {rep['annual']['energy'] * copies:,.0f}, {rep['power_kw']['load'] * copies:.1f} kW at load)",
+        f"cooling: {rep['cooling']['guidance']}",
+    ] + why
+    if d.budget is not None and capex > d.budget:
+        reasons.append(f"capex {capex:,.0f} exceeds the budget {d.budget:,.0f}")
+    if rep["server_class"] == "included" and dep.accelerator is not None and not dep.accelerator.unified_memory:
+        reasons.append(f"{dep.accelerator.id} is sold as NVL72 racks (72 GPUs); the per-GPU share of a rack is shown")
+    q = dep.weights
+    return Option(
+        kind=kind, label=label, model=dep.model_id,
+        cost_per_mtok_output=annual / (need * C.SECONDS_PER_YEAR / 1e6) if need > 0 else math.inf,
+        cost_per_mtok_blended=annual / (need * C.SECONDS_PER_YEAR / 1e6) / ((d.input_len + d.output_len) / d.output_len),
+        annual=annual, capex=capex, ttft_ms=perf.ttft_ms, tpot_ms=perf.tpot_ms, meets_slo=ok,
+        feasible=ok and (d.budget is None or capex <= d.budget), reasons=reasons, deployment=dep.describe(),
+        copies=copies, utilization=util, quality=f"{q.id} ({q.name}, quality rank {q.quality_rank})", ev=ev,
+    )
+
+
+def api_option(d: Demand, book: PriceBook, provider: str, model: str, date: str | None, cache_hit: float, share: float = 1.0) -> Option:
+    pid, p = book.api_period(provider, model, date)
+    per = C.api_cost_per_mtok_output(
+        d.input_len, d.output_len, book.money(p.output), book.money(p.input_miss),
+        book.money(p.input_hit) if p.input_hit else None, cache_hit,
+    )
+    annual = per * d.output_tokens_per_day * share * 365 / 1e6
+    reasons = [f"{provider} {model} prices from {p.start} ({p.output.cite()}): "
+               f"input {book.money(p.input_miss):.4g}, output {book.money(p.output):.4g} {book.currency} per 1M",
+               "latency is the provider's: no TTFT/TPOT guarantee"]
+    feasible = True
+    if d.on_prem:
+        feasible = False
+        reasons.append("data leaves the premises (--on-prem)")
+    return Option(kind="api", label=f"API: {provider} {model}", model=model, cost_per_mtok_output=per,
+                  cost_per_mtok_blended=per / ((d.input_len + d.output_len) / d.output_len), annual=annual, capex=0.0,
+                  feasible=feasible, reasons=reasons)
+
+
+def _buy_candidates(catalog: Catalog, model_id: str, spec: ModelSpec, d: Demand, kv: str) -> list[tuple[Evaluated, str]]:
+    wl = Workload(d.input_len, d.output_len, d.peak_concurrency)
+    out = []
+    for acc in catalog.accelerators.values():
+        if "not stated" in acc.name:
+            continue  # generic ids (form factor unknown) duplicate a specific entry
+        for fmt in catalog.formats.values():
+            if fmt.quality_rank > d.max_quality_rank:
+                continue
+            if acc.unified_memory:
+                if not format_runs_on(catalog, fmt.id, acc.id, "unified"):
+                    continue
+                from dsdeploy.specs.deployment import default_engine
+
+                for n in (1, 2, 4):
+                    ev = _try(catalog, model_id, spec, wl, weights=fmt.id, kv_dtype=kv, accelerator=acc.id, count=n,
+                              placement="unified", engine=default_engine(fmt.id, "unified") if n == 1 else "exo")
+                    if ev is not None and ev.memory.fits:
+                        out.append((ev, f"buy {n}× {acc.id}, {fmt.id}"))
+                        break
+                continue
+            ev = min_count(catalog, model_id, spec, fmt.id, kv, wl, acc.id)
+            if ev is not None:
+                dd = ev.deployment
+                out.append((ev, f"buy {dd.devices}× {acc.id}" + (f" ({dd.nodes} nodes)" if dd.nodes > 1 else "") + f", {fmt.id}, {dd.engine.id}"))
+    for label, acc, cpu, sockets, dram_gb, fmt, placement in HYBRID_CPU_BOXES:
+        if catalog.formats.get(fmt) is None or catalog.formats[fmt].quality_rank > d.max_quality_rank:
+            continue
+        if not spec.is_moe and placement == "experts-on-cpu":
+            continue
+        ev = _try(catalog, model_id, spec, wl, weights=fmt, kv_dtype=kv, accelerator=acc, count=1 if acc else 0,
+                  placement=placement, cpu=cpu, cpu_sockets=sockets, dram="ddr5", dram_gb=dram_gb)
+        if ev is not None and ev.memory.fits:
+            out.append((ev, f"buy {label}, {fmt}"))
+    return out
+
+
+def _cheapest_small(catalog, model_id, d, book, opts, kv, calibration, label) -> Option | None:
+    from dsdeploy.specs.model import load_model_spec
+
+    spec = load_model_spec(model_id)
+    wl = Workload(d.input_len, d.output_len, d.peak_concurrency)
+    best = None
+    for acc in SMALL_HW:
+        if acc not in catalog.accelerators:
+            continue
+        for fmt in ("bf16", "fp8", "awq-int4"):
+            ev = min_count(catalog, model_id, spec, fmt, kv, wl, acc)
+            if ev is None:
+                continue
+            o = cost_local(catalog, ev, d, book, opts, label, kind="article", calibration=calibration)
+            if o is not None and o.meets_slo is not False and (best is None or o.annual < best.annual):
+                best = o
+    return best
+
+
+def recommend(
+    catalog: Catalog, model_id: str, spec: ModelSpec, d: Demand, book: PriceBook, opts: CostOptions,
+    kv_dtype: str = "bf16", calibration=None, api_date: str | None = None, api_cache_hit: float = 0.0, top: int = 12,
+) -> dict:
+    t0 = time.perf_counter()
+    opts.validate()
+    api_model = api_model_for(model_id)
+    options: list[Option] = []
+    buys: list[Option] = []
+    for ev, label in _buy_candidates(catalog, model_id, spec, d, kv_dtype):
+        try:
+            o = cost_local(catalog, ev, d, book, opts, label, calibration=calibration)
+        except UserError:
+            continue  # no price for this hardware
+        if o is not None:
+            buys.append(o)
+    buys.sort(key=lambda o: (not o.feasible, o.annual))
+    # keep the cheapest option per accelerator (+ engine/placement) so the list spans the catalog
+    seen, kept = set(), []
+    for o in buys:
+        w = o.ev.deployment.weights
+        low_bit = sum(s.value for s in w.bpw.values()) / len(w.bpw) < 7.5
+        key = (o.label.split(",")[0].split("× ", 1)[-1], low_bit)
+        if key in seen:
+            continue
+        seen.add(key)
+        kept.append(o)
+    options += kept
+    # rent the same GPUs (top buy options that have a rental price)
+    for o in [b for b in kept if b.feasible][:12]:
+        rent = _rent_option(catalog, o, d, book, opts, buys_by_label={b.label: b for b in buys})
+        if rent is not None:
+            options.append(rent)
+    # the API(s)
+    for prov in book.catalog.api:
+        try:
+            options.append(api_option(d, book, prov, api_model, api_date if prov == book.catalog.defaults.api else None, api_cache_hit))
+        except UserError:
+            continue
+    # hybrid: the cheapest local option sized for (1 − overflow) of the peak, the rest to the API
+    best_local = next((o for o in kept if o.feasible), None)
+    if best_local is not None and d.overflow_share > 0:
+        ev = _ev_for(catalog, best_local, spec, d, kv_dtype, math.ceil(d.peak_concurrency * (1 - d.overflow_share)))
+        if ev is not None:
+            base = cost_local(catalog, ev, d, book, opts, "", calibration=calibration, share=1 - d.overflow_share,
+                              concurrency=max(1, math.ceil(d.peak_concurrency * (1 - d.overflow_share))))
+            api = api_option(d, book, book.catalog.defaults.api, api_model, api_date, api_cache_hit, share=d.overflow_share)
+            if base is not None:
+                annual = base.annual + api.annual
+                per = annual / (d.output_tokens_per_day * 365 / 1e6)
+                reasons = [f"local: {base.deployment}, {1 - d.overflow_share:.0%} of tokens",
+                           f"API overflow at peaks: {d.overflow_share:.0%} of tokens ({api.annual:,.0f}/yr; --overflow-share)"] + base.reasons[1:3]
+                feasible = base.feasible and not d.on_prem
+                if d.on_prem:
+                    reasons.append("overflow leaves the premises (--on-prem)")
+                options.append(Option(kind="hybrid", label=f"hybrid: {base.deployment} + API overflow", model=model_id,
+                                      cost_per_mtok_output=per, annual=annual, capex=base.capex, ttft_ms=base.ttft_ms,
+                                      tpot_ms=base.tpot_ms, meets_slo=base.meets_slo, feasible=feasible, reasons=reasons,
+                                      deployment=base.deployment, utilization=base.utilization, quality=base.quality,
+                                      cost_per_mtok_blended=per / ((d.input_len + d.output_len) / d.output_len)))
+    options += article_options(catalog, model_id, spec, d, book, opts, kv_dtype, calibration, best_local)
+    if d.on_prem:
+        for o in options:
+            if o.kind == "rent" and o.feasible:
+                o.feasible = False
+                o.reasons.append("rented cloud GPUs: data leaves the premises (--on-prem)")
+    kind_order = {"buy": 0, "hybrid": 1, "rent": 2, "api": 3, "article": 4}
+    options.sort(key=lambda o: (not o.feasible, o.cost_per_mtok_output, kind_order[o.kind]))
+    ranked = [o for o in options if o.kind != "article"][:top]
+    for kind in ("buy", "rent", "api", "hybrid"):  # always show the best of each kind
+        best = next((o for o in options if o.kind == kind), None)
+        if best is not None and best not in ranked:
+            ranked.append(best)
+    shown = ranked + [o for o in options if o.kind == "article"]
+    return {
+        "model": model_id,
+        "currency": book.currency,
+        "demand": {
+            "requests_per_day": round(d.requests_per_day, 2), "input_len": d.input_len, "output_len": d.output_len,
+            "output_tokens_per_day": round(d.output_tokens_per_day), "avg_output_tok_s": round(d.avg_output_tok_s, 3),
+            "peak_concurrency": d.peak_concurrency, "ttft_ms_slo": d.ttft_ms, "tpot_ms_slo": d.tpot_ms,
+            "on_prem": d.on_prem, "budget": d.budget,
+        },
+        "options": [dict(rank=i + 1, **o.to_dict()) for i, o in enumerate(shown)],
+        "considered": len(buys) + len(options) - len(kept),
+        "elapsed_s": round(time.perf_counter() - t0, 3),
+    }
+
+
+def _ev_for(catalog, o: Option, spec, d: Demand, kv: str, conc: int) -> Evaluated | None:
+    """The hardware of option `o`, re-sized for a lower concurrency (the hybrid's local part)."""
+    dep = o.ev.deployment
+    wl = Workload(d.input_len, d.output_len, max(1, conc))
+    if dep.placement == "gpu" and dep.accelerator is not None:
+        return min_count(catalog, o.model, spec, dep.weights.id, kv, wl, dep.accelerator.id, engine=dep.engine.id) or o.ev
+    return o.ev
+
+
+def _rent_option(catalog, o: Option, d: Demand, book: PriceBook, opts: CostOptions, buys_by_label) -> Option | None:
+    acc_id = o.label.split("× ", 1)[-1].split(",")[0].split(" ")[0] if "× " in o.label else None
+    if acc_id is None or acc_id not in catalog.accelerators:
+        return None
+    ap = book.catalog.accelerator.get(acc_id)
+    if ap is None or ap.rent_hour is None or "+" in o.label:
+        return None
+    n = int(o.label.split("buy ", 1)[-1].split("×")[0]) * o.copies
+    staff = (opts.staff_fte if opts.staff_fte is not None else book.catalog.staff.fte.value) * (
+        opts.salary if opts.salary is not None else book.money(book.catalog.staff.salary))
+    annual = C.rent_annual(n, book.money(ap.rent_hour)) + staff
+    per = annual / (d.output_tokens_per_day * 365 / 1e6)
+    return Option(
+        kind="rent", label=f"rent {n}× {acc_id} on demand (24/7)", model=o.model, cost_per_mtok_output=per,
+        cost_per_mtok_blended=per / ((d.input_len + d.output_len) / d.output_len), annual=annual, capex=0.0,
+        ttft_ms=o.ttft_ms, tpot_ms=o.tpot_ms, meets_slo=o.meets_slo, feasible=bool(o.meets_slo),
+        reasons=[f"{n} × {book.money(ap.rent_hour):.3g} {book.currency}/GPU-hour × 8,760 h ({ap.rent_hour.cite()}) + staff {staff:,.0f}",
+                 f"same layout as: {o.deployment}"],
+        deployment=o.deployment, quality=o.quality,
+    )
+
+
+def article_options(catalog, model_id, spec, d: Demand, book, opts, kv, calibration, best_local: Option | None) -> list[Option]:
+    """The seed article's section 五 alternatives, each with what it actually implies."""
+    out: list[Option] = []
+    wl = Workload(d.input_len, d.output_len, d.peak_concurrency)
+    # 1. 4-bit quantization: "167 GB, runs on a single A100 (80GB)"
+    one = _try(catalog, model_id, spec, wl, weights="awq-int4", kv_dtype=kv, accelerator="a100-sxm-80g", count=1, placement="gpu")
+    w_gb = one.memory.weights_bytes_total / 1e9 if one else float("nan")
+    ev = min_count(catalog, model_id, spec, "awq-int4", kv, wl, "a100-sxm-80g")
+    if ev is not None:
+        o = cost_local(catalog, ev, d, book, opts, f"article: 4-bit quantization → {ev.deployment.devices}× a100-sxm-80g, awq-int4",
+                       kind="article", calibration=calibration)
+        if o:
+            o.reasons.insert(0, f"article claims 4-bit R1 is 167 GB and runs on one A100 80GB; computed: {w_gb:,.0f} GB of "
+                                f"weights, needs {ev.deployment.devices}× A100 80GB for {d.peak_concurrency} concurrent requests")
+            out.append(o)
+    # 2. distilled models
+    for mid in DISTILLS:
+        if mid not in catalog.models:
+            continue
+        o = _cheapest_small(catalog, mid, d, book, opts, kv, calibration, f"article: distilled model {mid}")
+        if o:
+            o.label = f"article: distilled model {mid} on {o.deployment.split(' on ', 1)[-1]}"
+            o.reasons.insert(0, "a different, smaller dense model distilled from R1: weaker than R1 (quality is not modelled)")
+            out.append(o)
+    # 3. smaller LoRA-tuned model
+    if LORA_BASE in catalog.models:
+        o = _cheapest_small(catalog, LORA_BASE, d, book, opts, kv, calibration, "")
+        if o:
+            o.label = f"article: LoRA-tuned smaller model ({LORA_BASE} + adapter) on {o.deployment.split(' on ', 1)[-1]}"
+            o.reasons.insert(0, "article: 'LoRA cuts 671B to 10B trainable parameters, memory −98%' — LoRA shrinks what is "
+                                "trained, not what is served: R1 + a LoRA adapter needs R1's full memory. A LoRA-tuned "
+                                f"smaller model means serving {LORA_BASE} (+ a few hundred MB adapter)")
+            out.append(o)
+    # 4. cloud–edge split: inference on local hardware, training/fine-tuning rented on demand
+    if best_local is not None:
+        ap = book.catalog.accelerator.get("h100-sxm")
+        if ap and ap.rent_hour:
+            train = C.rent_annual(1, book.money(ap.rent_hour), hours=d.finetune_gpu_hours)
+            annual = best_local.annual + train
+            per = annual / (d.output_tokens_per_day * 365 / 1e6)
+            reasons = [
+                "article: 'inference local, training on cloud GPUs on demand, cost −70%': this tool sizes inference only; "
+                f"the saving is against buying training hardware, which an inference deployment never needed",
+                f"local: {best_local.deployment}; cloud: {d.finetune_gpu_hours:g} H100 GPU-hours/yr = {train:,.0f} "
+                f"({ap.rent_hour.cite()}; --finetune-gpu-hours)",
+            ]
+            feasible = best_local.feasible
+            if d.on_prem:
+                feasible = False
+                reasons.append("fine-tuning data leaves the premises (--on-prem)")
+            out.append(Option(kind="article", label=f"article: cloud–edge split ({best_local.deployment} + rented fine-tuning)",
+                              model=model_id, cost_per_mtok_output=per, annual=annual, capex=best_local.capex,
+                              ttft_ms=best_local.ttft_ms, tpot_ms=best_local.tpot_ms, meets_slo=best_local.meets_slo,
+                              feasible=feasible, reasons=reasons, deployment=best_local.deployment, quality=best_local.quality,
+                              cost_per_mtok_blended=per / ((d.input_len + d.output_len) / d.output_len)))
+    return out

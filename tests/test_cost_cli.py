@@ -1,0 +1,68 @@
+"""`dsdeploy cost`: JSON keys, --throughput, the BOM, and clean errors."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from dsdeploy.cli.cmd_cost import build_cost
+from dsdeploy.cli.main import app
+from dsdeploy.errors import UserError
+from dsdeploy.planner.bom import CostOptions
+
+KEYS = {"currency", "capex", "annual", "power_kw", "cost_per_mtok_output", "api_cost_per_mtok_output",
+        "rent_cost_per_mtok_output", "breakeven_tokens_per_day", "bom", "storage_load", "cooling", "labels"}
+
+
+def test_cost_json_keys():
+    r = CliRunner().invoke(app, ["cost", "--weights", "fp8", "--accelerator", "h200-sxm", "--json", "--throughput", "1000"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert KEYS <= set(d)
+    assert set(d["annual"]) >= {"depreciation", "energy", "staff", "maintenance", "total"}
+    assert set(d["power_kw"]) >= {"idle", "load"}
+    assert d["labels"]["throughput"] == "stated (--throughput)"
+    items = [b["item"] for b in d["bom"]]
+    assert items[:4] == ["accelerator", "server", "dram", "nvme"] and "switch" not in items
+
+
+def test_throughput_overrides_and_scales():
+    o = CostOptions(utilization=1.0)
+    a = build_cost(weights="fp8", accelerator="h200-sxm", throughput=1000, opts=o)
+    b = build_cost(weights="fp8", accelerator="h200-sxm", throughput=2000, opts=o)
+    assert a["capex"] == b["capex"]
+    assert a["cost_per_mtok_output"] == pytest.approx(2 * b["cost_per_mtok_output"], rel=0.05)  # energy is per-token too
+
+
+def test_multinode_bom_has_nics_and_switch():
+    d = build_cost(weights="fp8", accelerator="h100-sxm", count=8, nodes=2, throughput=500)
+    items = {b["item"]: b for b in d["bom"]}
+    assert items["nic"]["qty"] == 16 and items["switch"]["qty"] == 1 and items["server"]["qty"] == 2
+    assert d["fits"]
+
+
+def test_currency_cny_matches_usd_times_fx():
+    u = build_cost(weights="fp8", accelerator="h200-sxm", throughput=1000, currency="USD", fx_rate=7.0)
+    c = build_cost(weights="fp8", accelerator="h200-sxm", throughput=1000, currency="CNY", fx_rate=7.0)
+    assert c["capex"] == pytest.approx(u["capex"] * 7.0, rel=1e-6)
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--utilization", "0"], "--utilization"), (["--utilization", "-0.5"], "--utilization"),
+    (["--years", "0"], "--years"), (["--years", "-1"], "--years"), (["--pue", "0.5"], "--pue"),
+    (["--currency", "EUR"], "USD or CNY"), (["--region", "mars"], "electricity region"),
+    (["--api-date", "2020-01-01"], "no deepseek"),
+])
+def test_errors_are_user_errors(args, msg):
+    with pytest.raises(UserError, match=msg):
+        CliRunner().invoke(app, ["cost", "--throughput", "100", *args], catch_exceptions=False, standalone_mode=False)
+
+
+def test_cli_exit_code_two(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("dsdeploy")
+    r = subprocess.run([str(exe), "cost", "--utilization", "0"], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "--utilization" in r.stderr

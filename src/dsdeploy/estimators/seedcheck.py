@@ -195,7 +195,7 @@ def claims(catalog: Catalog) -> list[Claim]:
     # 7. 700 W per card, 5.6 kW system
     watts = system_gpu_watts(catalog, h100, 8)
     out.append(Claim(
-        "power-5.6kw", "二.1 功耗与散热", "满载状态下8卡系统功耗达5.6kW(单卡功耗700W)",
+        "power-5.6kw", "二.1 功耗与散热", "满载状态下8卡系统功耗达5.6kW … 单卡功耗700W",
         "an 8-GPU system draws 5.6 kW at full load (700 W per card)",
         f"8 × {catalog.accelerator(h100).tdp_w.value:g} W = {watts / 1000:.1f} kW: the GPUs' TDP only",
         watts / 1000, 5.6, "roughly right",

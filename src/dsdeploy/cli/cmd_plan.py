@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
         dp_attention: Optional[int] = typer.Option(None, "--dp-attention", help="Data-parallel attention groups."),
         cpu: Optional[str] = typer.Option(None, "--cpu", help="CPU id (epyc-9654, xeon-6980p, …, or 'local' after `dsdeploy doctor --save`)."),
         cpu_sockets: int = typer.Option(1, "--cpu-sockets", help="CPU sockets."),
-        dram: Optional[str] = typer.Option(None, "--dram", help="Host memory: <type>[-<MT/s>][x<channels per socket>], e.g. ddr5-4800x12."),
+        dram: Optional[str] = typer.Option(None, "--dram", help="Host memory as TYPE-MTS with xCHANNELS per socket, e.g. ddr5-4800x12 or ddr5 (types: ddr4, ddr5, mrdimm, lpddr5, lpddr5x)."),
         dram_gb: Optional[float] = typer.Option(None, "--dram-gb", help="Host memory size, GB."),
         mtp: bool = typer.Option(False, "--mtp/--no-mtp", help="Load the MTP module (speculative decoding)."),
         input_len: int = typer.Option(1024, "--input-len", help="Prompt tokens per request."),
@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
         best_format: bool = typer.Option(False, "--best-format", help="Search: the best-quality weight format that fits the given hardware."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (stable keys; docs/plan-json-schema.md)."),
         markdown: bool = typer.Option(False, "--markdown", help="Print the result as Markdown, or write it to FILE."),
-        markdown_file: Optional[Path] = typer.Argument(None, metavar="[FILE]", help="With --markdown: write the Markdown here."),
+        markdown_file: Optional[Path] = typer.Argument(None, metavar="FILE", help="With --markdown: write the Markdown here."),
     ) -> None:
         """Plan a deployment: verdict, memory per device, binding constraint, alternatives that fit."""
         from dsdeploy.catalog import load_catalog

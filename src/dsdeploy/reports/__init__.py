@@ -11,6 +11,8 @@ def gb(n: float | int | None, digits: int = 1) -> str:
     """Bytes as decimal GB for display."""
     if n is None:
         return "—"
+    if 0 < abs(n) < 0.01 * GB and digits < 3:
+        digits = 4  # small models: keep the figure visible instead of 0.0
     return f"{n / GB:,.{digits}f}"
 
 

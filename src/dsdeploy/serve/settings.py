@@ -1,0 +1,90 @@
+"""What `dsdeploy serve` was asked to do, checked once before anything starts."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dsdeploy.errors import UserError
+
+API_KEY_ENV = "DSDEPLOY_API_KEY"
+
+
+def is_loopback(host: str) -> bool:
+    """True when `host` only accepts connections from this machine."""
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
+
+
+def default_parallel() -> int:
+    """One engine slot per two cores, at least 2 so that one long stream never blocks the next."""
+    return max(2, min(4, (os.cpu_count() or 2) // 2))
+
+
+@dataclass
+class ServeSettings:
+    model_path: Path
+    served_name: str
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = None
+    n_ctx: int = 2048
+    threads: int | None = None  # per engine slot; None: cores / slots
+    parallel: int = 2  # engine slots (worker processes), each one running sequence
+    max_tokens_limit: int = 4096  # largest max_tokens a request may ask for
+    max_prompt_tokens: int | None = None  # None: n_ctx - 1
+    max_concurrency: int = 64  # requests admitted at once (running + waiting); beyond: 429
+    max_body_bytes: int = 4 * 1024 * 1024
+    drain_timeout: float = 30.0
+    log_level: str = "info"
+    extra_worker_env: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.model_path = Path(self.model_path)
+        if self.threads is None:
+            self.threads = max(1, (os.cpu_count() or 2) // max(1, self.parallel))
+        if self.max_prompt_tokens is None:
+            self.max_prompt_tokens = self.n_ctx - 1
+
+    def validate(self) -> None:
+        if not self.model_path.is_file():
+            raise UserError(f"model file not found: {self.model_path}")
+        if self.model_path.suffix.lower() != ".gguf":
+            raise UserError(f"--model must be a .gguf file, got {self.model_path}")
+        if not (0 < self.port < 65536):
+            raise UserError(f"--port must be 1..65535, got {self.port}")
+        for name, value in (
+            ("--n-ctx", self.n_ctx),
+            ("--threads", self.threads),
+            ("--parallel", self.parallel),
+            ("--max-tokens-limit", self.max_tokens_limit),
+            ("--max-prompt-tokens", self.max_prompt_tokens),
+            ("--max-concurrency", self.max_concurrency),
+        ):
+            if value is None or value < 1:
+                raise UserError(f"{name} must be a positive integer, got {value}")
+        if self.max_prompt_tokens >= self.n_ctx:
+            raise UserError(
+                f"--max-prompt-tokens ({self.max_prompt_tokens}) must be below --n-ctx ({self.n_ctx})"
+            )
+        if self.max_concurrency < self.parallel:
+            raise UserError(
+                f"--max-concurrency ({self.max_concurrency}) must be at least --parallel ({self.parallel})"
+            )
+        if not self.api_key and not is_loopback(self.host):
+            raise UserError(
+                f"refusing to serve on non-loopback host {self.host} without an API key: "
+                f"pass --api-key or set {API_KEY_ENV}"
+            )

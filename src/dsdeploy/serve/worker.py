@@ -1,0 +1,232 @@
+"""The engine worker: one process, one llama.cpp context, one running sequence at a time.
+
+The API process (`dsdeploy.serve.pool`) starts `python -m dsdeploy.serve.worker ...` once per slot
+and talks to it in JSON lines: requests on stdin, events on a private copy of stdout (fd 1 itself
+is pointed at stderr so that anything llama.cpp prints can never corrupt the protocol).
+
+    in:  {"op": "gen", "id": ..., "tokens": [...], "max_tokens": N, "temperature": T, "top_p": P,
+          "top_k": K, "min_p": M, "seed": S|null, "stop": [...], "ignore_eos": bool,
+          "min_tokens": N}
+         {"op": "cancel", "id": ...}      (client went away: stop at the next token)
+    out: {"ev": "ready", "pid": ..., "n_ctx": ...}
+         {"i": id, "t": text}             (one line per generated token; text may be "")
+         {"i": id, "e": finish_reason, "n": completion_tokens, "t": remaining_text}
+         {"i": id, "x": error_message}
+
+Being a separate process is the point: the supervisor can kill and restart it, a crash inside
+llama.cpp takes down one slot and not the server, and slots run truly in parallel (no GIL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import codecs
+import ctypes
+import json
+import os
+import queue
+import sys
+import threading
+
+
+def _send(fd: int, obj: dict) -> None:
+    data = (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    while data:
+        n = os.write(fd, data)
+        data = data[n:]
+
+
+class Engine:
+    """A llama.cpp context plus the generation loop the API needs (stop strings, min_tokens,
+    ignore_eos, seeds, cancellation), written against llama-cpp-python's low-level pieces."""
+
+    def __init__(self, model_path: str, n_ctx: int, threads: int, n_batch: int = 512) -> None:
+        from llama_cpp import Llama
+
+        self.llm = Llama(
+            model_path=model_path,
+            n_ctx=n_ctx,
+            n_batch=min(n_batch, n_ctx),
+            n_threads=threads,
+            n_threads_batch=threads,
+            verbose=False,
+        )
+        self.n_ctx = self.llm.n_ctx()
+        self.n_vocab = self.llm.n_vocab()
+        import llama_cpp
+
+        vocab = self.llm._model.vocab
+        self.eog = frozenset(t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(vocab, t))
+        # Byte pieces for every token, looked up per generated token (no ctypes call per token).
+        buf = ctypes.create_string_buffer(256)
+        pieces = []
+        for t in range(self.n_vocab):
+            n = llama_cpp.llama_token_to_piece(vocab, t, buf, 256, 0, False)
+            pieces.append(buf.raw[: max(0, n)])
+        self.pieces = pieces
+        self.can_reuse_prefix = not (
+            getattr(self.llm, "_is_recurrent", False) or getattr(self.llm, "_is_hybrid", False)
+        )
+
+    def _sampler(self, req: dict, mask_eog: bool):
+        from llama_cpp import _internals as internals
+
+        s = internals.LlamaSampler()
+        if mask_eog and self.eog:
+            s.add_logit_bias(self.n_vocab, {t: float("-inf") for t in self.eog})
+        freq = float(req.get("frequency_penalty") or 0.0)
+        pres = float(req.get("presence_penalty") or 0.0)
+        rep = float(req.get("repetition_penalty") or 1.0)
+        if freq or pres or rep != 1.0:
+            s.add_penalties(
+                n_vocab=self.n_vocab,
+                penalty_last_n=64,
+                penalty_repeat=rep,
+                penalty_freq=freq,
+                penalty_present=pres,
+            )
+        temp = float(req.get("temperature", 1.0))
+        if temp <= 0.0:
+            s.add_greedy()
+            return s
+        top_k = int(req.get("top_k") or 0)
+        if top_k > 0:
+            s.add_top_k(top_k)
+        top_p = float(req.get("top_p", 1.0))
+        if top_p < 1.0:
+            s.add_top_p(top_p, 1)
+        min_p = float(req.get("min_p") or 0.0)
+        if min_p > 0.0:
+            s.add_min_p(min_p, 1)
+        s.add_temp(temp)
+        seed = req.get("seed")
+        s.add_dist(int(seed) & 0xFFFFFFFF if seed is not None else 0xFFFFFFFF)  # 0xFFFFFFFF: random
+        return s
+
+    def _prefill(self, tokens: list[int]) -> None:
+        llm = self.llm
+        p = 0
+        if self.can_reuse_prefix and llm.n_tokens > 0:
+            cached = llm.input_ids[: llm.n_tokens]
+            limit = min(len(cached), len(tokens))
+            while p < limit and cached[p] == tokens[p]:
+                p += 1
+            if p == len(tokens):
+                p -= 1  # re-evaluate the last prompt token to get fresh logits
+        if p == 0:
+            llm.reset()
+        llm.n_tokens = p  # eval() drops the KV cache beyond n_tokens before decoding
+        llm.eval(tokens[p:])
+
+    def generate(self, req: dict, cancelled, emit) -> None:
+        rid = req["id"]
+        tokens = list(req["tokens"])
+        room = self.n_ctx - len(tokens)
+        max_tokens = max(0, min(int(req["max_tokens"]), room))
+        stops = [s for s in (req.get("stop") or []) if s]
+        hold = max((len(s) for s in stops), default=1) - 1
+        ignore_eos = bool(req.get("ignore_eos"))
+        min_tokens = int(req.get("min_tokens") or 0)
+        if max_tokens == 0:
+            emit({"i": rid, "e": "length", "n": 0, "t": ""})
+            return
+        self._prefill(tokens)
+        sampler = self._sampler(req, mask_eog=min_tokens > 0 and not ignore_eos)
+        ctx = self.llm._ctx
+        pieces = self.pieces
+        eog = self.eog
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        pending = ""
+        n = 0
+        finish = "length"
+        while True:
+            if rid in cancelled:
+                finish = "cancelled"
+                break
+            tok = sampler.sample(ctx, -1)
+            if tok in eog and not ignore_eos:
+                finish = "stop"
+                break
+            n += 1
+            text = decoder.decode(pieces[tok])
+            if stops:
+                pending += text
+                hit = -1
+                for s in stops:
+                    i = pending.find(s)
+                    if i != -1 and (hit == -1 or i < hit):
+                        hit = i
+                if hit != -1:
+                    emit({"i": rid, "e": "stop", "n": n, "t": pending[:hit]})
+                    return
+                cut = len(pending) - hold
+                if cut > 0:
+                    text, pending = pending[:cut], pending[cut:]
+                else:
+                    text = ""
+            if n >= max_tokens:
+                emit({"i": rid, "t": text})
+                break
+            emit({"i": rid, "t": text})
+            if n == min_tokens and min_tokens > 0 and not ignore_eos:
+                sampler = self._sampler(req, mask_eog=False)  # min_tokens reached: EOS allowed
+            self.llm.eval([tok])
+        tail = pending + decoder.decode(b"", final=True)
+        emit({"i": rid, "e": finish, "n": n, "t": tail})
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="dsdeploy.serve.worker")
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--n-ctx", type=int, required=True)
+    ap.add_argument("--threads", type=int, required=True)
+    args = ap.parse_args(argv)
+
+    out = os.dup(1)
+    os.dup2(2, 1)  # stray prints from C code go to stderr, never into the protocol
+    sys.stdout = sys.stderr
+    lock = threading.Lock()
+
+    def emit(obj: dict) -> None:
+        with lock:
+            _send(out, obj)
+
+    engine = Engine(args.model, args.n_ctx, args.threads)
+    jobs: queue.SimpleQueue = queue.SimpleQueue()
+    cancelled: set = set()
+
+    def reader() -> None:
+        for line in sys.stdin.buffer:
+            try:
+                msg = json.loads(line)
+            except ValueError:
+                continue
+            op = msg.get("op")
+            if op == "gen":
+                jobs.put(msg)
+            elif op == "cancel":
+                cancelled.add(msg["id"])
+            elif op == "exit":
+                jobs.put(None)
+                return
+        os._exit(0)  # the API process is gone: nobody to serve
+
+    threading.Thread(target=reader, daemon=True).start()
+    emit({"ev": "ready", "pid": os.getpid(), "n_ctx": engine.n_ctx})
+    while True:
+        req = jobs.get()
+        if req is None:
+            return 0
+        rid = req["id"]
+        try:
+            if rid in cancelled:
+                emit({"i": rid, "e": "cancelled", "n": 0, "t": ""})
+            else:
+                engine.generate(req, cancelled, emit)
+        except Exception as exc:  # report, keep the slot alive
+            emit({"i": rid, "x": f"{type(exc).__name__}: {exc}"})
+        cancelled.discard(rid)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

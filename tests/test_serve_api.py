@@ -1,0 +1,178 @@
+"""`dsdeploy serve` through the official openai client: endpoints, parameters, streaming."""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import httpx
+import pytest
+
+openai = pytest.importorskip("openai")
+
+pytestmark = pytest.mark.engine
+
+MODEL = "tiny-deepseek"
+MSG = [{"role": "user", "content": "def fibonacci(n):"}]
+
+
+@pytest.fixture(scope="module")
+def client(tiny_server):
+    return openai.OpenAI(base_url=tiny_server.base_url + "/v1", api_key=tiny_server.api_key, max_retries=0, timeout=60)
+
+
+def test_health(tiny_server):
+    r = httpx.get(tiny_server.base_url + "/health")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "ok"
+    assert len(body["slots"]) == 2 and all(s["pid"] for s in body["slots"])
+
+
+def test_models(client):
+    ids = [m.id for m in client.models.list().data]
+    assert ids == [MODEL]
+    assert client.models.retrieve(MODEL).id == MODEL
+
+
+def test_chat_non_streaming(client):
+    r = client.chat.completions.create(model=MODEL, messages=MSG, max_tokens=16, temperature=0)
+    c = r.choices[0]
+    assert c.message.role == "assistant" and isinstance(c.message.content, str)
+    assert c.finish_reason in ("stop", "length")
+    assert r.usage.prompt_tokens > 0
+    assert 0 < r.usage.completion_tokens <= 16 or c.finish_reason == "stop"
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+
+
+def test_chat_streaming_matches_non_streaming_and_reports_usage(client):
+    kw = dict(model=MODEL, messages=MSG, max_tokens=24, temperature=0)
+    full = client.chat.completions.create(**kw)
+    chunks = list(client.chat.completions.create(stream=True, stream_options={"include_usage": True}, **kw))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert text == full.choices[0].message.content
+    finals = [ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason]
+    assert finals == [full.choices[0].finish_reason]
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == full.usage.completion_tokens
+    assert all(ch.usage is None for ch in chunks[:-1])
+
+
+def test_completions_ignore_eos_gives_exact_length(client):
+    r = client.completions.create(model=MODEL, prompt="import os\n", max_tokens=40, temperature=0, extra_body={"ignore_eos": True})
+    assert r.usage.completion_tokens == 40
+    assert r.choices[0].finish_reason == "length"
+
+
+def test_completions_streaming(client):
+    chunks = list(
+        client.completions.create(
+            model=MODEL, prompt="class ", max_tokens=20, stream=True, extra_body={"ignore_eos": True},
+            stream_options={"include_usage": True},
+        )
+    )
+    assert chunks[-1].usage.completion_tokens == 20
+    assert any(ch.choices and ch.choices[0].finish_reason == "length" for ch in chunks)
+
+
+def test_max_completion_tokens_is_honoured(client):
+    r = client.chat.completions.create(
+        model=MODEL, messages=MSG, max_completion_tokens=7, extra_body={"ignore_eos": True}
+    )
+    assert r.usage.completion_tokens == 7 and r.choices[0].finish_reason == "length"
+
+
+def test_min_tokens_suppresses_eos(client):
+    r = client.completions.create(model=MODEL, prompt="x", max_tokens=30, extra_body={"min_tokens": 30}, seed=3)
+    assert r.usage.completion_tokens == 30
+
+
+def test_stop_string_cuts_output(client):
+    base = client.completions.create(model=MODEL, prompt="def f(x):\n", max_tokens=48, temperature=0, extra_body={"ignore_eos": True})
+    text = base.choices[0].text
+    assert len(text) > 12
+    stop = text[8:11]
+    cut = text.index(stop)
+    r = client.completions.create(
+        model=MODEL, prompt="def f(x):\n", max_tokens=48, temperature=0, stop=[stop], extra_body={"ignore_eos": True}
+    )
+    assert r.choices[0].text == text[:cut]
+    assert r.choices[0].finish_reason == "stop"
+
+
+def test_seed_makes_sampling_reproducible(client):
+    kw = dict(model=MODEL, prompt="def ", max_tokens=24, temperature=1.0, extra_body={"ignore_eos": True})
+    a = client.completions.create(seed=1234, **kw).choices[0].text
+    b = client.completions.create(seed=1234, **kw).choices[0].text
+    assert a == b
+
+
+def test_temperature_zero_is_deterministic(client):
+    kw = dict(model=MODEL, prompt="import ", max_tokens=16, temperature=0, extra_body={"ignore_eos": True})
+    assert client.completions.create(**kw).choices[0].text == client.completions.create(**kw).choices[0].text
+
+
+def test_any_x_request_id_is_accepted(tiny_server):
+    r = httpx.post(
+        tiny_server.base_url + "/v1/completions",
+        headers={**tiny_server.headers, "x-request-id": "anything at all"},
+        json={"model": MODEL, "prompt": "a", "max_tokens": 2},
+    )
+    assert r.status_code == 200, r.text
+    assert r.headers["x-request-id"] == "anything at all"
+
+
+def test_concurrent_streams_do_not_cut_each_other_off(client):
+    n, length = 4, 120
+    results: dict[int, tuple] = {}
+
+    def one(i: int) -> None:
+        chunks = list(
+            client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": f"stream {i}"}], max_tokens=length, stream=True,
+                stream_options={"include_usage": True}, extra_body={"ignore_eos": True}, seed=i,
+            )
+        )
+        fin = [ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason]
+        results[i] = (chunks[-1].usage.completion_tokens, fin)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert results == {i: (length, ["length"]) for i in range(n)}
+
+
+def _metric(text: str, name: str, labels: str = "") -> float:
+    for line in text.splitlines():
+        if line.startswith(name + (("{" + labels + "}") if labels else " ")):
+            return float(line.rsplit(" ", 1)[1])
+        if labels and line.startswith(name + "{") and all(p in line for p in labels.split(",")):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_counters_move(tiny_server, client):
+    def scrape() -> str:
+        r = httpx.get(tiny_server.base_url + "/metrics")
+        assert r.status_code == 200
+        return r.text
+
+    before = scrape()
+    client.chat.completions.create(model=MODEL, messages=MSG, max_tokens=10, extra_body={"ignore_eos": True})
+    after = scrape()
+    ep = 'endpoint="/v1/chat/completions",code="200"'
+    assert _metric(after, "dsdeploy_requests_total", ep) == _metric(before, "dsdeploy_requests_total", ep) + 1
+    assert _metric(after, "dsdeploy_generation_tokens_total") == _metric(before, "dsdeploy_generation_tokens_total") + 10
+    assert _metric(after, "dsdeploy_prompt_tokens_total") > _metric(before, "dsdeploy_prompt_tokens_total")
+    assert _metric(after, "dsdeploy_time_to_first_token_seconds_count") == _metric(before, "dsdeploy_time_to_first_token_seconds_count") + 1
+    assert _metric(after, "dsdeploy_time_per_output_token_seconds_count") == _metric(before, "dsdeploy_time_per_output_token_seconds_count") + 1
+    assert "dsdeploy_requests_running" in after and "dsdeploy_engine_slots_alive 2.0" in after
+
+
+def test_unknown_path_gets_openai_error_body(tiny_server):
+    r = httpx.get(tiny_server.base_url + "/v1/nope", headers=tiny_server.headers)
+    assert r.status_code == 404
+    assert set(r.json()["error"]) == {"message", "type", "param", "code"}

@@ -1,0 +1,84 @@
+"""`dsdeploy serve` argument checks (no engine needed)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dsdeploy.errors import UserError
+from dsdeploy.serve.settings import ServeSettings, is_loopback
+
+
+def _serve(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dsdeploy.cli.main", "serve", *args],
+        capture_output=True, text=True, timeout=60, env=env,
+    )
+
+
+@pytest.fixture()
+def fake_gguf(tmp_path) -> Path:
+    p = tmp_path / "m.gguf"
+    p.write_bytes(b"GGUF")
+    return p
+
+
+def test_loopback_detection():
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
+
+
+def test_refuses_public_host_without_key(fake_gguf):
+    s = ServeSettings(model_path=fake_gguf, served_name="m", host="0.0.0.0")
+    with pytest.raises(UserError, match="without an API key"):
+        s.validate()
+    ServeSettings(model_path=fake_gguf, served_name="m", host="0.0.0.0", api_key="k").validate()
+
+
+def test_cli_public_host_without_key_exits_2(fake_gguf):
+    env = {k: v for k, v in os.environ.items() if k != "DSDEPLOY_API_KEY"}
+    r = _serve("--model", str(fake_gguf), "--host", "0.0.0.0", env=env)
+    assert r.returncode == 2, r.stderr
+    assert "API key" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_missing_model_exits_2(tmp_path):
+    r = _serve("--model", str(tmp_path / "nope.gguf"))
+    assert r.returncode == 2 and "not found" in r.stderr
+
+
+def test_cli_bad_limits_exit_2(fake_gguf):
+    r = _serve("--model", str(fake_gguf), "--max-prompt-tokens", "5000", "--n-ctx", "2048")
+    assert r.returncode == 2 and "--max-prompt-tokens" in r.stderr
+
+
+def test_engine_not_installed_says_how(monkeypatch, tmp_path):
+    from dsdeploy.serve import external
+
+    monkeypatch.setattr(external, "engine_installed", lambda engine: False)
+    with pytest.raises(UserError, match="setup_vllm_cpu.sh"):
+        external.run_external("vllm", tmp_path, "127.0.0.1", 8000, "m", 2048, None)
+    with pytest.raises(UserError, match="pip install sglang"):
+        external.run_external("sglang", tmp_path, "127.0.0.1", 8000, "m", 2048, None)
+
+
+def test_engine_without_launcher_module_is_a_user_error(monkeypatch, tmp_path):
+    from dsdeploy.serve import external
+
+    monkeypatch.setattr(external, "engine_installed", lambda engine: True)
+    import importlib
+
+    real = importlib.import_module
+
+    def fake(name, *a, **k):
+        if name.startswith("dsdeploy.engines."):
+            raise ModuleNotFoundError(f"No module named '{name}'", name=name)
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(external.importlib, "import_module", fake)
+    with pytest.raises(UserError, match="no launcher"):
+        external.run_external("vllm", tmp_path, "127.0.0.1", 8000, "m", 2048, None)

@@ -1,0 +1,97 @@
+"""Engine crashes and graceful shutdown of `dsdeploy serve`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import httpx
+import pytest
+
+openai = pytest.importorskip("openai")
+
+pytestmark = pytest.mark.engine
+
+MODEL = "tiny-deepseek"
+
+
+def _wait_all_slots_ready(base: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        h = httpx.get(base + "/health").json()
+        if all(s["state"] in ("idle", "busy") for s in h["slots"]):
+            return h
+        time.sleep(0.05)
+    pytest.fail(f"slots not back after {timeout}s: {h}")
+
+
+def test_killed_engine_fails_in_flight_request_fast_and_restarts(serve_factory):
+    srv = serve_factory("--parallel", "1", "--n-ctx", "4096")
+    client = openai.OpenAI(base_url=srv.base_url + "/v1", api_key=srv.api_key, max_retries=0, timeout=30)
+    before = httpx.get(srv.base_url + "/health").json()["slots"][0]
+
+    stream = client.completions.create(
+        model=MODEL, prompt="a", max_tokens=4000, stream=True, extra_body={"ignore_eos": True}
+    )
+    it = iter(stream)
+    next(it)
+    busy = httpx.get(srv.base_url + "/health").json()["slots"][0]
+    assert busy["state"] == "busy"
+    t0 = time.monotonic()
+    os.kill(busy["pid"], signal.SIGKILL)
+    with pytest.raises(openai.APIError) as e:
+        for _ in it:
+            pass
+    assert time.monotonic() - t0 < 5
+    assert "engine" in str(e.value).lower()
+
+    after = _wait_all_slots_ready(srv.base_url)["slots"][0]
+    assert after["pid"] != before["pid"] and after["restarts"] == 1
+    r = client.completions.create(model=MODEL, prompt="b", max_tokens=5, extra_body={"ignore_eos": True})
+    assert r.usage.completion_tokens == 5
+    assert "dsdeploy_engine_restarts_total 1.0" in httpx.get(srv.base_url + "/metrics").text
+
+
+def test_killed_engine_non_streaming_gets_503(serve_factory):
+    srv = serve_factory("--parallel", "1", "--n-ctx", "4096")
+    client = openai.OpenAI(base_url=srv.base_url + "/v1", api_key=srv.api_key, max_retries=0, timeout=30)
+    box: dict = {}
+
+    def call():
+        try:
+            client.completions.create(model=MODEL, prompt="a", max_tokens=4000, extra_body={"ignore_eos": True})
+        except Exception as exc:  # noqa: BLE001
+            box["err"] = exc
+
+    t = threading.Thread(target=call)
+    t.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        slot = httpx.get(srv.base_url + "/health").json()["slots"][0]
+        if slot["state"] == "busy":
+            break
+        time.sleep(0.01)
+    os.kill(slot["pid"], signal.SIGKILL)
+    t.join(10)
+    assert not t.is_alive()
+    assert isinstance(box.get("err"), openai.APIStatusError) and box["err"].status_code == 503
+    _wait_all_slots_ready(srv.base_url)
+
+
+def test_sigterm_drains_running_stream_then_exits(serve_factory):
+    srv = serve_factory("--parallel", "1")
+    client = openai.OpenAI(base_url=srv.base_url + "/v1", api_key=srv.api_key, max_retries=0, timeout=60)
+    stream = client.completions.create(
+        model=MODEL, prompt="a", max_tokens=1500, stream=True, extra_body={"ignore_eos": True},
+        stream_options={"include_usage": True},
+    )
+    it = iter(stream)
+    next(it)
+    srv.proc.send_signal(signal.SIGTERM)
+    rest = list(it)
+    assert rest[-1].usage.completion_tokens == 1500  # the running stream finished in full
+    assert srv.proc.wait(30) == 0
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(srv.base_url + "/health", timeout=2)

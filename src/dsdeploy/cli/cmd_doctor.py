@@ -1,0 +1,117 @@
+"""`dsdeploy doctor`: detect this machine, measure it, compare with a plan, say what is missing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from dsdeploy.errors import UserError
+
+
+def _fmt_gb(b) -> str:
+    return "?" if b is None else f"{b / 1e9:,.1f} GB"
+
+
+def render_text(r: dict) -> str:
+    L = [f"dsdeploy doctor — {r['date']} — {r['os']['pretty']}, Python {r['python']}", ""]
+    g = r["gpu"]
+    if g["gpus"]:
+        L.append(f"GPUs ({g['tool']}; driver {g['driver']}, CUDA {g['cuda']}):")
+        for x in g["gpus"]:
+            L.append(f"  [{x['index']}] {x['name']}  {x['memory_mib'] * 2**20 / 1e9:,.1f} GB")
+        if g["topology"]:
+            L.append("  interconnect (nvidia-smi topo -m):")
+            L += ["    " + line for line in g["topology"].splitlines()]
+    else:
+        L.append("GPUs: none found (no nvidia-smi or rocm-smi answered)")
+    c = r["cpu"]
+    L.append(f"CPU: {c['model']} — {c['physical_cores']} physical cores / {c['logical_cpus']} logical, {c['sockets']} socket(s), "
+             f"{c['numa_nodes']} NUMA node(s), matrix ISA {c['matrix_isa']} ({', '.join(c['flags_of_note']) or 'no AVX2'})")
+    L.append(f"RAM: {_fmt_gb(r['ram']['total_bytes'])} total, {_fmt_gb(r['ram']['available_bytes'])} available")
+    L.append(f"Disk: {_fmt_gb(r['disk']['free_bytes'])} free of {_fmt_gb(r['disk']['total_bytes'])} at {r['disk']['path']}")
+    if "measured" in r:
+        m = r["measured"]
+        mt = m["matmul_tflops"]
+        L.append(f"Measured memory bandwidth: copy {m['memory']['copy_gbs']:,.1f} GB/s, read {m['memory']['read_gbs']:,.1f} GB/s "
+                 f"(best of {m['memory']['runs']}, {m['memory']['threads']} threads)")
+        mm = f"Measured matmul: fp32 {mt['fp32'] * 1e3:,.1f} GFLOPS (n={mt['fp32_n']})"
+        if "bf16" in mt:
+            mm += f", bf16 {mt['bf16'] * 1e3:,.2f} GFLOPS (n={mt['bf16_n']}, {mt['bf16_via']})"
+        L.append(mm)
+        d = m["disk"]
+        how = "O_DIRECT, page cache bypassed" if d["cache_bypassed"] else "fadvise(DONTNEED); may include page-cache hits"
+        L.append(f"Measured disk read: {d['read_gbs']:,.2f} GB/s over {d['file_mb']} MB at {d['path']} ({how})")
+    sw = r["software"]
+    if sw["packages"] or sw["binaries"]:
+        items = [f"{k} {v or 'MISSING'}" for k, v in sw["packages"].items()] + [f"{k} {v or 'MISSING'}" for k, v in sw["binaries"].items()]
+        L.append(f"Engine software{' (' + r['engine'] + ')' if r['engine'] else ''}: " + ", ".join(items))
+    if "plan" in r:
+        L += ["", f"Plan: {r['plan']['describe']} — {r['plan']['reason']}"]
+        for ch in r["checks"]:
+            mark = {"ok": "ok     ", "missing": "MISSING", "unknown": "?      "}[ch["status"]]
+            L.append(f"  {mark} {ch['check']}: have {ch['have']}; need {ch['need']}")
+    if r["install"]:
+        L += ["", "Install steps for what is missing:"]
+        for what, steps in r["install"].items():
+            L.append(f"  {what}:")
+            L += ["    " + s for s in steps]
+    L += ["", "Notes:"] + ["  " + n for n in r["requirements"]]
+    return "\n".join(L) + "\n"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("doctor")
+    def doctor(
+        model_path: Path = typer.Option(Path("."), "--model-path", help="Where the weights live (disk space and read speed are measured there)."),
+        engine: Optional[str] = typer.Option(None, "--engine", help="Engine to check packages for (default: the plan's)."),
+        plan_file: Optional[Path] = typer.Option(None, "--plan", help="A plan JSON (dsdeploy plan --json, or plan options as keys)."),
+        model: Optional[str] = typer.Option(None, "--model", help="Plan option: model id or path."),
+        weights: Optional[str] = typer.Option(None, "--weights", help="Plan option: weight format."),
+        kv_dtype: str = typer.Option("bf16", "--kv-dtype", help="Plan option: KV dtype."),
+        accelerator: Optional[str] = typer.Option(None, "--accelerator", help="Plan option: accelerator id."),
+        count: int = typer.Option(0, "--count", help="Plan option: accelerators per node."),
+        nodes: int = typer.Option(1, "--nodes", help="Plan option: nodes."),
+        placement: Optional[str] = typer.Option(None, "--placement", help="Plan option: placement."),
+        cpu: Optional[str] = typer.Option(None, "--cpu", help="Plan option: CPU id."),
+        cpu_sockets: int = typer.Option(1, "--cpu-sockets", help="Plan option: sockets."),
+        dram_gb: Optional[float] = typer.Option(None, "--dram-gb", help="Plan option: host memory GB."),
+        input_len: int = typer.Option(1024, "--input-len", help="Plan option."),
+        output_len: int = typer.Option(1024, "--output-len", help="Plan option."),
+        concurrency: int = typer.Option(1, "--concurrency", help="Plan option."),
+        save: bool = typer.Option(False, "--save", help="Store the measured CPU (and GPU) as catalog id 'local' in $DSDEPLOY_HOME/local-hardware.toml."),
+        measure: bool = typer.Option(True, "--measure/--no-measure", help="Run the bandwidth, matmul and disk measurements (a few seconds)."),
+        disk_mb: int = typer.Option(256, "--disk-mb", help="Size of the temporary file for the disk read test."),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ) -> None:
+        """Report GPUs, CPU, RAM, disk and engine packages; measure bandwidth, matmul and disk speed; check a plan."""
+        from dsdeploy.doctor import run_doctor, save_local_hardware
+        from dsdeploy.engines.options import PlanOptions, from_plan_json, resolve
+
+        if save and not measure:
+            raise UserError("--save stores measured numbers; drop --no-measure")
+        if disk_mb < 16:
+            raise UserError("--disk-mb must be at least 16")
+        po = None
+        if plan_file is not None:
+            po = from_plan_json(plan_file)
+        elif any(v is not None for v in (model, weights, accelerator, placement, cpu)):
+            po = PlanOptions(model=model or "deepseek-r1", weights=weights, kv_dtype=kv_dtype, accelerator=accelerator,
+                             count=count, nodes=nodes, engine=engine, placement=placement, cpu=cpu, cpu_sockets=cpu_sockets,
+                             dram_gb=dram_gb, input_len=input_len, output_len=output_len, concurrency=concurrency)
+        dep = mem = None
+        if po is not None:
+            dep, mem, _ = resolve(po)
+            engine = engine or dep.engine.id
+        report = run_doctor(model_path, engine=engine, measure=measure, disk_mb=disk_mb, dep=dep, mem=mem)
+        if save:
+            path = save_local_hardware(report)
+            report["saved"] = str(path)
+        if as_json:
+            typer.echo(json.dumps(report, indent=2, default=str))
+        else:
+            typer.echo(render_text(report), nl=False)
+            if save:
+                typer.echo(f"saved: {report['saved']} (use --cpu local)")

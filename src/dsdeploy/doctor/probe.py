@@ -1,0 +1,228 @@
+"""Detect this machine: GPUs (nvidia-smi / rocm-smi), CPU, RAM, disk, engine packages.
+
+Every probe degrades to "not found" instead of failing: `dsdeploy doctor` must give a useful report
+on a CPU-only box, a container, or a machine without the vendor tools.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+
+def _run(argv: list[str], timeout: float = 15.0) -> str | None:
+    if shutil.which(argv[0]) is None:
+        return None
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return r.stdout if r.returncode == 0 else None
+
+
+@dataclass
+class Gpu:
+    index: int
+    name: str
+    memory_mib: float
+    vendor: str = "nvidia"
+    driver: str | None = None
+    power_limit_w: float | None = None
+
+
+@dataclass
+class GpuInfo:
+    tool: str | None = None  # nvidia-smi | rocm-smi | None
+    gpus: list[Gpu] = field(default_factory=list)
+    driver: str | None = None
+    cuda: str | None = None  # the highest CUDA version the driver supports (nvidia-smi header)
+    topology: str | None = None  # `nvidia-smi topo -m`
+
+
+def parse_nvidia_smi_query(text: str) -> list[Gpu]:
+    gpus = []
+    for line in text.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) < 4:
+            continue
+        try:
+            power = float(parts[4]) if len(parts) > 4 and parts[4] not in ("[N/A]", "N/A", "") else None
+            gpus.append(Gpu(index=int(parts[0]), name=parts[1], memory_mib=float(parts[2]), driver=parts[3], power_limit_w=power))
+        except ValueError:
+            continue
+    return gpus
+
+
+def parse_cuda_version(header: str) -> str | None:
+    m = re.search(r"CUDA Version:\s*([0-9.]+)", header)
+    return m.group(1) if m else None
+
+
+def probe_gpus(run=_run) -> GpuInfo:
+    q = run(["nvidia-smi", "--query-gpu=index,name,memory.total,driver_version,power.limit",
+             "--format=csv,noheader,nounits"])
+    if q is not None:
+        gpus = parse_nvidia_smi_query(q)
+        header = run(["nvidia-smi"]) or ""
+        topo = run(["nvidia-smi", "topo", "-m"])
+        return GpuInfo(tool="nvidia-smi", gpus=gpus, driver=gpus[0].driver if gpus else None,
+                       cuda=parse_cuda_version(header), topology=topo.strip() if topo else None)
+    r = run(["rocm-smi", "--showproductname", "--showmeminfo", "vram", "--showdriverversion", "--json"])
+    if r is not None:
+        info = GpuInfo(tool="rocm-smi")
+        try:
+            data = json.loads(r)
+        except json.JSONDecodeError:
+            return info
+        for key, card in sorted(data.items()):
+            if not key.startswith("card"):
+                if isinstance(card, dict) and "Driver version" in card:
+                    info.driver = card["Driver version"]
+                continue
+            name = card.get("Card Series") or card.get("Card series") or card.get("Card model") or key
+            vram = float(card.get("VRAM Total Memory (B)", 0) or 0) / 2**20
+            info.gpus.append(Gpu(index=int(key[4:] or 0), name=str(name), memory_mib=vram, vendor="amd"))
+        return info
+    return GpuInfo()
+
+
+@dataclass
+class CpuInfo:
+    model: str
+    vendor: str
+    logical_cpus: int
+    physical_cores: int
+    sockets: int
+    numa_nodes: int
+    flags: list[str]
+
+    @property
+    def matrix_isa(self) -> str:
+        f = set(self.flags)
+        if "amx_tile" in f or "amx_bf16" in f:
+            return "amx"
+        if "avx512f" in f:
+            return "avx512"
+        if "sve" in f:
+            return "sve"
+        if "asimd" in f or platform.machine() in ("aarch64", "arm64"):
+            return "neon"
+        return "avx2"
+
+
+def probe_cpu(cpuinfo: str | None = None) -> CpuInfo:
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    model = vendor_id = ""
+    flags: list[str] = []
+    cores: set[tuple[str, str]] = set()
+    sockets: set[str] = set()
+    phys = core = None
+    for line in cpuinfo.splitlines() + [""]:
+        if not line.strip():
+            if phys is not None or core is not None:
+                cores.add((phys or "0", core or str(len(cores))))
+                sockets.add(phys or "0")
+            phys = core = None
+            continue
+        k, _, v = line.partition(":")
+        k, v = k.strip(), v.strip()
+        if k in ("model name", "Model Name") and not model:
+            model = v
+        elif k == "vendor_id" and not vendor_id:
+            vendor_id = v
+        elif k in ("flags", "Features") and not flags:
+            flags = v.split()
+        elif k == "physical id":
+            phys = v
+        elif k == "core id":
+            core = v
+    logical = os.cpu_count() or 1
+    vendor = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(vendor_id, "arm" if platform.machine() in ("aarch64", "arm64") else "other")
+    numa = len(list(Path("/sys/devices/system/node").glob("node[0-9]*"))) or 1
+    return CpuInfo(
+        model=model or platform.processor() or platform.machine(),
+        vendor=vendor,
+        logical_cpus=logical,
+        physical_cores=len(cores) or logical,
+        sockets=len(sockets) or 1,
+        numa_nodes=numa,
+        flags=sorted(set(flags)),
+    )
+
+
+def probe_ram() -> dict:
+    out = {"total_bytes": None, "available_bytes": None}
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            k, _, v = line.partition(":")
+            if k in ("MemTotal", "MemAvailable"):
+                out["total_bytes" if k == "MemTotal" else "available_bytes"] = int(v.split()[0]) * 1024
+    except OSError:
+        pass
+    if out["total_bytes"] is None:
+        try:
+            out["total_bytes"] = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):
+            pass
+    return out
+
+
+def probe_disk(path: str | Path) -> dict:
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    u = shutil.disk_usage(p)
+    return {"path": str(p), "total_bytes": u.total, "free_bytes": u.free}
+
+
+ENGINE_PACKAGES = {
+    "vllm": ["vllm", "torch"],
+    "sglang": ["sglang", "torch", "flashinfer-python"],
+    "ktransformers": ["sglang", "kt-kernel", "torch"],
+    "llama.cpp": [],
+}
+ENGINE_BINARIES = {"llama.cpp": ["llama-server"]}
+
+
+def probe_packages(engine: str | None) -> dict:
+    names = ENGINE_PACKAGES.get(engine or "", []) if engine else sorted({p for v in ENGINE_PACKAGES.values() for p in v})
+    pk = {}
+    for n in names:
+        try:
+            pk[n] = metadata.version(n)
+        except metadata.PackageNotFoundError:
+            pk[n] = None
+    bins = {b: shutil.which(b) for b in ENGINE_BINARIES.get(engine or "", [])}
+    return {"packages": pk, "binaries": bins}
+
+
+def os_release() -> dict:
+    out = {"id": platform.system().lower(), "version_id": "", "pretty": platform.platform()}
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            k, _, v = line.partition("=")
+            v = v.strip().strip('"')
+            if k == "ID":
+                out["id"] = v
+            elif k == "VERSION_ID":
+                out["version_id"] = v
+            elif k == "PRETTY_NAME":
+                out["pretty"] = v
+    except OSError:
+        pass
+    return out
+
+
+def as_dict(obj) -> dict:
+    return asdict(obj)

@@ -1,0 +1,135 @@
+"""dsdeploy doctor: probes, measurements, plan comparison, and --save into the local catalog."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dsdeploy.catalog import load_catalog
+from dsdeploy.catalog.schema import Accelerator, Cpu
+from dsdeploy.doctor import compare, local_entries, run_doctor, save_local_hardware
+from dsdeploy.doctor.bench import disk_read_speed, memory_bandwidth
+from dsdeploy.doctor.install import cuda_steps
+from dsdeploy.doctor.probe import parse_cuda_version, parse_nvidia_smi_query, probe_cpu
+from dsdeploy.engines.options import PlanOptions, resolve
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    d = tmp_path_factory.mktemp("models")
+    return run_doctor(d, engine="vllm", measure=True, disk_mb=32)
+
+
+def test_report_has_cpu_ram_disk(report):
+    assert report["cpu"]["logical_cpus"] >= 1 and report["cpu"]["physical_cores"] >= 1
+    assert report["cpu"]["model"]
+    assert report["ram"]["total_bytes"] > 2**28
+    assert report["disk"]["free_bytes"] > 0
+    assert report["gpu"]["tool"] in (None, "nvidia-smi", "rocm-smi")
+    assert "vllm" in report["software"]["packages"]
+    json.dumps(report)  # JSON-able
+
+
+def test_measurements_are_plausible(report):
+    m = report["measured"]
+    for k in ("copy_gbs", "read_gbs"):
+        assert 0.1 < m["memory"][k] < 5000, m["memory"]
+    assert 1e-4 < m["matmul_tflops"]["fp32"] < 1000
+    assert m["disk"]["read_gbs"] > 0.001
+    assert m["disk"]["bytes"] == 32 * 2**20
+
+
+def test_save_writes_a_catalog_the_planner_uses(report, tmp_path):
+    path = save_local_hardware(report, home=tmp_path)
+    assert path == tmp_path / "local-hardware.toml"
+    cat = load_catalog(str(tmp_path))
+    cpu = cat.cpu("local")
+    assert cpu.bandwidth_gbs.source.startswith("measured: dsdeploy doctor ")
+    assert cpu.bandwidth_gbs.value == pytest.approx(
+        max(report["measured"]["memory"]["copy_gbs"], report["measured"]["memory"]["read_gbs"]) / report["cpu"]["sockets"])
+    assert all(s.source.startswith("measured: dsdeploy doctor") for s in [cpu.cores, cpu.memory_channels, cpu.tdp_w, *cpu.tflops.values()])
+    dep, mem, _ = resolve(PlanOptions(model="r1-distill-qwen-1.5b", weights="bf16", cpu="local", placement="cpu", dram_gb=24),
+                          home=str(tmp_path))
+    assert dep.cpu.id == "local" and mem.fits
+
+
+def test_plan_cli_uses_local_cpu(report, tmp_path):
+    save_local_hardware(report, home=tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-m", "dsdeploy.cli.main", "plan", "--model", "r1-distill-qwen-1.5b", "--weights", "bf16",
+         "--accelerator", "none", "--cpu", "local", "--placement", "cpu", "--dram-gb", "24", "--json"],
+        capture_output=True, text=True, env={**__import__("os").environ, "DSDEPLOY_HOME": str(tmp_path)},
+    )
+    assert r.returncode == 0, r.stderr
+    assert '"local"' in r.stdout
+
+
+def test_compare_lists_whats_missing(report):
+    dep, mem, _ = resolve(PlanOptions(weights="fp8", accelerator="h200-sxm", count=8, engine="vllm"))
+    checks = {c["check"]: c for c in compare(report, dep, mem)}
+    if not report["gpu"]["gpus"]:
+        assert checks["GPUs"]["status"] == "missing"
+    assert checks["disk space"]["status"] in ("ok", "missing")
+    assert "python package vllm" in checks
+
+
+def test_nvidia_smi_parsing_and_local_accelerator(report):
+    q = "0, NVIDIA GeForce RTX 4090, 24564, 575.57.08, 450.00\n1, NVIDIA GeForce RTX 4090, 24564, 575.57.08, 450.00\n"
+    gpus = parse_nvidia_smi_query(q)
+    assert [g.name for g in gpus] == ["NVIDIA GeForce RTX 4090"] * 2 and gpus[0].memory_mib == 24564
+    assert parse_cuda_version("| NVIDIA-SMI 575.57.08   Driver Version: 575.57.08   CUDA Version: 12.9 |") == "12.9"
+    fake = json.loads(json.dumps(report))
+    fake["gpu"] = {"tool": "nvidia-smi", "driver": "575.57.08", "cuda": "12.9", "topology": None,
+                   "gpus": [{"index": 0, "name": "NVIDIA GeForce RTX 4090", "memory_mib": 24564, "vendor": "nvidia",
+                             "driver": "575.57.08", "power_limit_w": 450.0}]}
+    entries = local_entries(fake)
+    acc = Accelerator.model_validate(entries["accelerator"][0])
+    assert acc.id == "local" and acc.arch == "ada" and acc.memory_gb.value == pytest.approx(25.76, rel=0.01)
+    Cpu.model_validate(entries["cpu"][0])
+
+
+def test_cpuinfo_parsing():
+    text = "\n".join(
+        f"processor\t: {i}\nvendor_id\t: GenuineIntel\nmodel name\t: Intel Xeon Gold 6454S\nphysical id\t: {i // 4}\n"
+        f"core id\t\t: {(i % 4) // 2}\nflags\t\t: avx2 avx512f amx_tile amx_bf16\n" for i in range(8)
+    )
+    c = probe_cpu(text)
+    assert c.vendor == "intel" and c.sockets == 2 and c.physical_cores == 4 and c.matrix_isa == "amx"
+
+
+def test_cuda_steps_use_the_keyring_not_apt_key():
+    steps = "\n".join(cuda_steps({"id": "ubuntu", "version_id": "22.04", "pretty": "Ubuntu 22.04"}))
+    assert "repos/ubuntu2204/x86_64/cuda-keyring_1.1-1_all.deb" in steps and "dpkg -i cuda-keyring" in steps
+    assert "apt-key" not in steps
+
+
+def test_small_benches_are_fast():
+    assert memory_bandwidth(total_mb=32, runs=2)["read_gbs"] > 0
+
+
+def test_disk_read_speed_on_missing_path(tmp_path):
+    r = disk_read_speed(tmp_path / "not" / "there.gguf", size_mb=16)
+    assert r["path"] == str(tmp_path) and r["read_gbs"] > 0
+
+
+def test_cli_doctor_json(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "dsdeploy.cli.main", "doctor", "--no-measure", "--json", "--model-path", str(tmp_path),
+         "--weights", "gguf-q4_k_m", "--accelerator", "rtx-4090", "--count", "1", "--placement", "experts-on-cpu",
+         "--engine", "llama.cpp", "--cpu", "epyc-9654", "--dram-gb", "512"],
+        capture_output=True, text=True, env={**__import__("os").environ, "DSDEPLOY_HOME": str(tmp_path)},
+    )
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    names = {c["check"] for c in rep["checks"]}
+    assert {"host RAM", "disk space", "binary llama-server"} <= names
+    assert "measured" not in rep
+
+
+def test_cli_save_needs_measure(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "dsdeploy.cli.main", "doctor", "--no-measure", "--save"],
+                       capture_output=True, text=True, env={**__import__("os").environ, "DSDEPLOY_HOME": str(tmp_path)})
+    assert r.returncode == 2 and "--save" in r.stderr

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import tomllib
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -41,12 +42,17 @@ def parse_calibration(raw: dict, where: str) -> Calibration:
     )
 
 
+@lru_cache(maxsize=1)
+def shipped_calibration() -> Calibration:
+    if not SHIPPED.is_file():
+        return Calibration()
+    return parse_calibration(tomllib.loads(SHIPPED.read_text()), "shipped calibration")
+
+
 def load_calibration(path: str | Path | None = None) -> Calibration:
     """The shipped calibration, or a user's file."""
     if path is None:
-        if not SHIPPED.is_file():
-            return Calibration()
-        return parse_calibration(tomllib.loads(SHIPPED.read_text()), "shipped calibration")
+        return shipped_calibration()
     p = Path(path)
     if not p.exists():
         raise UserError(f"calibration file not found: {p}")

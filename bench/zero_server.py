@@ -5,7 +5,7 @@ Raw asyncio (no framework) so that the server side costs as little CPU as possib
 HTTP/1.1 with keep-alive and streams Server-Sent Events with chunked transfer encoding.
 
 Endpoints: POST /v1/completions, POST /v1/chat/completions (streaming or not), GET /v1/models,
-GET /health. Any `x-request-id` header is accepted. A generation request gets exactly
+GET /health, GET /stats (requests seen). Any `x-request-id` header is accepted. A generation request gets exactly
 `max_tokens` tokens (chat: `max_completion_tokens`, else `max_tokens`; `--tokens` overrides),
 the first after `--ttft-ms`, then one every `--token-delay-ms`. Prompt tokens are counted as
 whitespace-separated words; `usage` is sent when `stream_options.include_usage` is set.
@@ -159,6 +159,8 @@ class ZeroProtocol(asyncio.Protocol):
         cfg, t = self.cfg, self.transport
         if method == "GET" and path == "/health":
             t.write(_response("200 OK", b"{}"))
+        elif method == "GET" and path == "/stats":
+            t.write(_response("200 OK", json.dumps({"generation_requests": cfg.generation_count}).encode()))
         elif method == "GET" and path == "/v1/models":
             models = {
                 "object": "list",

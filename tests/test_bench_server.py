@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from dsdeploy.bench.metrics import level_metrics, request_tpot
@@ -255,8 +256,15 @@ def test_ctrl_c_prints_partial_results(zero_server):
         [sys.executable, "-m", "dsdeploy.cli.main", "bench", srv.base_url, "--concurrency", "2,4",
          "--num-requests", "1000", "--output-len", "4", "--input-len", "4", "--json", "--warmup", "0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        # a shell may start jobs with SIGINT ignored; a user's terminal does not
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
-    time.sleep(3.0)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until the sweep is under way (probes are 2 requests)
+        seen = httpx.get(srv.base_url + "/stats").json()["generation_requests"]
+        if seen >= 6:
+            break
+        time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err

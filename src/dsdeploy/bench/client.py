@@ -8,14 +8,12 @@ raised here escapes to the sweep except cancellation handling, which also return
 from __future__ import annotations
 
 import asyncio
-import json
 from time import perf_counter
 
 import httpx
 
 from dsdeploy.bench.metrics import RequestResult
-
-_loads = json.loads
+from dsdeploy.bench.sse import SSEParser
 
 
 def build_payload(
@@ -77,11 +75,9 @@ async def stream_request(
     appended to ``text_out`` (for counting tokens locally when the server sends no usage).
     """
     res = RequestResult(prompt_tokens=prompt_len)
-    itl = res.itl
-    events = 0
-    finished = False
-    last = st = perf_counter()
+    st = perf_counter()
     res.start = st
+    sse = SSEParser(res, st, chat, text_out if collect_text else None)
     try:
         async with client.stream("POST", url, content=body, headers=headers) as resp:
             if resp.status_code != 200:
@@ -91,56 +87,11 @@ async def stream_request(
                 except httpx.HTTPError:
                     pass
                 return res
-            buf = b""
+            feed = sse.feed
             async for raw in resp.aiter_raw():
-                now = perf_counter()
-                buf = buf + raw if buf else raw
-                if b"\r" in buf:
-                    buf = buf.replace(b"\r\n", b"\n")
-                while True:
-                    i = buf.find(b"\n\n")
-                    if i < 0:
-                        break
-                    msg = buf[:i]
-                    buf = buf[i + 2 :]
-                    for line in msg.split(b"\n"):
-                        if not line.startswith(b"data:"):
-                            continue  # comments (":" pings), event:, id: fields
-                        data = line[5:].strip()
-                        if data == b"[DONE]":
-                            finished = True
-                            continue
-                        if not data:
-                            continue
-                        obj = _loads(data)
-                        choices = obj.get("choices")
-                        if choices:
-                            if events:
-                                itl.append(now - last)
-                            else:
-                                res.ttft = now - st
-                            last = now
-                            events += 1
-                            c0 = choices[0]
-                            if c0.get("finish_reason"):
-                                finished = True
-                            if collect_text and text_out is not None:
-                                piece = (c0.get("delta") or {}).get("content") if chat else c0.get("text")
-                                if piece:
-                                    text_out.append(piece)
-                        usage = obj.get("usage")
-                        if usage:
-                            ct = usage.get("completion_tokens")
-                            if ct is not None:
-                                res.output_tokens = int(ct)
-                                res.usage_reported = True
-                            pt = usage.get("prompt_tokens")
-                            if pt is not None:
-                                res.prompt_tokens = int(pt)
-                        if "error" in obj and not choices:
-                            res.error_type = "stream_error"
-                            res.error = str(obj.get("error"))[:300]
-                            return res
+                feed(raw, perf_counter())
+                if sse.failed:
+                    return res
     except asyncio.CancelledError:
         res.error_type = "cancelled"
         return res
@@ -148,15 +99,4 @@ async def stream_request(
         res.error_type = classify_exception(exc)
         res.error = f"{type(exc).__name__}: {exc}"[:300]
         return res
-    if not events:
-        res.error_type = "no_tokens"
-        res.error = "the stream ended without any token"
-        return res
-    if not finished:
-        res.error_type = "dropped_stream"
-        res.error = "the stream ended without a finish_reason or [DONE]"
-        return res
-    res.latency = last - st
-    res.events = events
-    res.success = True
-    return res
+    return sse.close()

@@ -61,24 +61,13 @@ _register_commands()
 
 
 def main() -> None:
-    """Entry point: run the app; a UserError becomes one message on stderr and exit code 2."""
+    """Entry point. Usage errors are reported by typer itself (one message, exit 2); a UserError
+    becomes one line on stderr and exit code 2; neither prints a traceback."""
     try:
-        app(standalone_mode=False)
+        app()  # standalone mode: typer handles usage errors, --help and exit codes
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        print("aborted", file=sys.stderr)
-        sys.exit(130)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
 
 
 if __name__ == "__main__":

@@ -171,8 +171,6 @@ def test_real_binary_bad_input_has_no_traceback():
     assert r.returncode == 0 and json.loads(r.stdout)["fits"] is False
 
 
-@pytest.mark.xfail(strict=True, reason="cli/main.py catches click.exceptions.ClickException, but typer 0.29 raises its "
-                   "vendored typer._click exceptions, so usage errors print a traceback (core fix reported)")
 @pytest.mark.parametrize("args", [["plan", "--count", "abc"], ["plan", "--bogus"], ["model"]])
 def test_usage_errors_have_no_traceback(monkeypatch, capsys, args):
     code, _, err = cli(monkeypatch, capsys, *args)

@@ -125,4 +125,4 @@ def test_over_concurrency_is_429_and_disconnect_frees_the_slot(limited, lclient)
     assert r.usage.completion_tokens == 3
     m = httpx.get(limited.base_url + "/metrics").text
     assert "dsdeploy_requests_aborted_total 1.0" in m
-    assert 'dsdeploy_requests_total{code="429",endpoint="/v1/completions"} 1.0' in m
+    assert 'dsdeploy_requests_total{endpoint="/v1/completions",code="429"} 1.0' in m

@@ -127,7 +127,8 @@ class Server:
         del n
         for unsupported in ("logprobs", "top_logprobs", "tools", "functions", "suffix", "echo", "best_of"):
             v = body.get(unsupported)
-            if v not in (None, False, 0, 1 if unsupported == "best_of" else None, []):
+            harmless = v is None or v is False or v == [] or v == "" or (v == 0 and v is not True)
+            if not harmless and not (unsupported == "best_of" and v == 1):
                 raise bad_request(f"'{unsupported}' is not supported by this server", param=unsupported, code="unsupported")
         rf = body.get("response_format")
         if rf not in (None, {"type": "text"}):
@@ -230,9 +231,6 @@ class Server:
         )
 
     def submit(self, payload: dict, tokens: list[int]) -> Job:
-        if self.pool.alive_slots() == 0 and self.pool.started:
-            # every slot is restarting; queueing is fine, but say so if nothing is coming back
-            pass
         return self.pool.submit(dict(payload, tokens=tokens))
 
 

@@ -169,7 +169,11 @@ class EnginePool:
             line = await reader.readline()
             if not line:
                 break
-            msg = loads(line)
+            try:
+                msg = loads(line)
+            except ValueError:
+                self.log(f"[engine {slot.index}] unreadable event: {line[:200]!r}")
+                continue
             job = slot.job
             if "i" in msg:
                 if job is None or msg["i"] != job.id:

@@ -107,10 +107,11 @@ class Engine:
         llm = self.llm
         p = 0
         if self.can_reuse_prefix and llm.n_tokens > 0:
-            cached = llm.input_ids[: llm.n_tokens]
-            limit = min(len(cached), len(tokens))
-            while p < limit and cached[p] == tokens[p]:
-                p += 1
+            import numpy as np
+
+            limit = min(llm.n_tokens, len(tokens))
+            same = llm.input_ids[:limit] == np.asarray(tokens[:limit], dtype=llm.input_ids.dtype)
+            p = limit if same.all() else int(np.argmin(same))
             if p == len(tokens):
                 p -= 1  # re-evaluate the last prompt token to get fresh logits
         if p == 0:

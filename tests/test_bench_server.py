@@ -74,10 +74,11 @@ def bench_json(*args: str) -> dict:
     return json.loads(p.stdout)
 
 
-def test_self_consistency_and_tpot_per_request(zero_server):
+@pytest.mark.parametrize("transport", ["raw", "httpx"])
+def test_self_consistency_and_tpot_per_request(zero_server, transport):
     srv = zero_server("--ttft-ms", "20", "--token-delay-ms", "5")
     cfg = BenchConfig(base_url=srv.base_url, concurrencies=[1, 4], num_requests=8, input_len=32,
-                      output_len=12, warmup=1)  # fmt: skip
+                      output_len=12, warmup=1, transport=transport)  # fmt: skip
     runner = Runner(cfg, log=lambda m: None)
     levels = asyncio.run(runner.sweep())
     assert [lv.concurrency for lv in levels] == [1, 4]
@@ -132,10 +133,11 @@ def test_chat_endpoint_and_rate_mode(zero_server):
     assert lv["total_output_tokens"] == 50  # usage.completion_tokens, not the role chunk
 
 
-def test_errors_counted_500_and_dropped(zero_server):
+@pytest.mark.parametrize("transport", ["raw", "httpx"])
+def test_errors_counted_500_and_dropped(zero_server, transport):
     srv = zero_server("--fail-every", "3", "--token-delay-ms", "1")
     d = bench_json(srv.base_url, "--concurrency", "2", "--num-requests", "9", "--output-len", "8",
-                   "--warmup", "0")  # fmt: skip
+                   "--warmup", "0", "--transport", transport)  # fmt: skip
     lv = d["levels"][0]
     # generation requests 1 and 2 are the calibration probes; the sweep's are 3..11
     assert lv["errors_by_type"] == {"http_500": 3}
@@ -143,17 +145,18 @@ def test_errors_counted_500_and_dropped(zero_server):
 
     srv2 = zero_server("--drop-every", "2", "--token-delay-ms", "1")
     d = bench_json(srv2.base_url, "--concurrency", "1", "--num-requests", "6", "--output-len", "8",
-                   "--warmup", "0")  # fmt: skip
+                   "--warmup", "0", "--transport", transport)  # fmt: skip
     lv = d["levels"][0]
     assert lv["errors_by_type"] == {"dropped_stream": 3}  # sweep requests 3..8, even ones drop
     assert lv["completed"] == 3
     assert lv["output_throughput"] == pytest.approx(3 * 8 / lv["duration_s"])
 
 
-def test_timeout_counted(zero_server):
+@pytest.mark.parametrize("transport", ["raw", "httpx"])
+def test_timeout_counted(zero_server, transport):
     srv = zero_server("--token-delay-ms", "400")
     d = bench_json(srv.base_url, "--concurrency", "1", "--num-requests", "2", "--output-len", "3",
-                   "--warmup", "0", "--timeout", "0.2", "--input-len", "4")  # fmt: skip
+                   "--warmup", "0", "--timeout", "0.2", "--input-len", "4", "--transport", transport)  # fmt: skip
     lv = d["levels"][0]
     assert lv["errors_by_type"] == {"timeout": 2} and lv["completed"] == 0
 

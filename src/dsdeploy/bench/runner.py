@@ -6,8 +6,10 @@ ends after a request count or a duration (no new request after the deadline; the
 finish). Ctrl-C stops the sweep: in-flight requests are cancelled (and left out of the metrics)
 and the levels measured so far, the current one partial, are returned.
 
-Connections: httpx's shared connection pool costs O(connections) per request, so each worker
-holds its own single-connection `AsyncClient` (kept alive across its requests).
+Connections: each worker holds its own keep-alive connection, either a `RawClient` (the default:
+an asyncio-protocol HTTP/1.1 client that parses in the read callback, see `rawhttp`) or a
+single-connection httpx `AsyncClient` (`--transport httpx`; httpx's shared pool costs
+O(connections) per request, hence one client per worker). The /v1/models probe always uses httpx.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import httpx
 from dsdeploy.bench.client import build_payload, stream_request
 from dsdeploy.bench.metrics import RequestResult, calibrate_words, level_metrics, poisson_arrivals
 from dsdeploy.bench.prompts import PromptSource, TokenizerFile
+from dsdeploy.bench.rawhttp import RawClient
 from dsdeploy.errors import UserError
 
 
@@ -52,6 +55,7 @@ class BenchConfig:
     slo_tpot_ms: float | None = None
     seed: int = 0
     fixed_output: bool = True
+    transport: str = "raw"  # "raw" (asyncio protocol, fast) or "httpx"
 
 
 @dataclass
@@ -99,7 +103,10 @@ class Runner:
         self.cfg = cfg
         self.base = normalize_base_url(cfg.base_url)
         self.chat = cfg.endpoint == "chat"
-        self.url = self.base + ("/v1/chat/completions" if self.chat else "/v1/completions")
+        self.path = "/v1/chat/completions" if self.chat else "/v1/completions"
+        self.url = self.base + self.path
+        if cfg.transport not in ("raw", "httpx"):
+            raise UserError(f"unknown transport {cfg.transport!r}: raw or httpx")
         self.headers = {"content-type": "application/json"}
         if cfg.api_key:
             self.headers["authorization"] = f"Bearer {cfg.api_key}"
@@ -122,9 +129,16 @@ class Runner:
         self._timeout = httpx.Timeout(cfg.timeout_s, connect=min(cfg.timeout_s, 30.0))
 
     # -- connections -------------------------------------------------------------------------
-    def _client(self) -> httpx.AsyncClient:
+    def _client(self):
         if self._idle:
             return self._idle.pop()
+        if self.cfg.transport == "raw":
+            c = RawClient(self.base, self.cfg.timeout_s, self._ssl)
+            self._all.append(c)
+            return c
+        return self._httpx_client()
+
+    def _httpx_client(self) -> httpx.AsyncClient:
         c = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
             timeout=self._timeout,
@@ -134,13 +148,22 @@ class Runner:
         self._all.append(c)
         return c
 
-    def _release(self, c: httpx.AsyncClient) -> None:
+    def _release(self, c) -> None:
         self._idle.append(c)
+
+    async def _send(self, c, body: bytes, prompt_len: int = 0, text: list[str] | None = None) -> RequestResult:
+        if isinstance(c, RawClient):
+            return await c.post_stream(self.path, body, self.headers, self.chat, prompt_len, text)
+        return await stream_request(c, self.url, body, self.headers, self.chat, prompt_len,
+                                    collect_text=text is not None, text_out=text)  # fmt: skip
 
     async def aclose(self) -> None:
         for c in self._all:
             try:
-                await c.aclose()
+                if isinstance(c, RawClient):
+                    c.close()
+                else:
+                    await c.aclose()
             except Exception:  # noqa: BLE001 - closing is best effort
                 pass
         self._all.clear()
@@ -150,7 +173,7 @@ class Runner:
     async def probe(self) -> None:
         """Check the server answers before any load: a refused connection or a bad endpoint is a
         UserError at once. Learns the model name from /v1/models when not given."""
-        c = self._client()
+        c = self._httpx_client()
         try:
             try:
                 r = await c.get(self.base + "/v1/models", headers=self.headers, timeout=min(self.cfg.timeout_s, 10.0))
@@ -171,7 +194,7 @@ class Runner:
                         f"could not read a model from {self.base}/v1/models (HTTP {r.status_code}); pass --model"
                     ) from None
         finally:
-            self._release(c)
+            await c.aclose()
 
     async def _one(self, prompt: str, out_len: int, tries: int = 3) -> RequestResult:
         """A probe request; transient failures (5xx, dropped stream, timeout) are retried."""
@@ -179,7 +202,7 @@ class Runner:
         c = self._client()
         try:
             for _ in range(tries):
-                r = await stream_request(c, self.url, body, self.headers, self.chat)
+                r = await self._send(c, body)
                 if r.success or not (r.error_type.startswith("http_5") or r.error_type in
                                      ("dropped_stream", "timeout", "no_tokens")):  # fmt: skip
                     return r
@@ -236,13 +259,10 @@ class Runner:
             build_payload(self.chat, self.model or "", self.prompts.prompt(i), self.cfg.output_len, self.fixed_output)
         ).encode()
 
-    async def _request(self, client: httpx.AsyncClient, i: int, sink: list[RequestResult]) -> None:
+    async def _request(self, client, i: int, sink: list[RequestResult]) -> None:
         body = self._body(i)
         text: list[str] | None = [] if self.tokenizer is not None else None
-        r = await stream_request(
-            client, self.url, body, self.headers, self.chat, self.cfg.input_len,
-            collect_text=text is not None, text_out=text,
-        )  # fmt: skip
+        r = await self._send(client, body, self.cfg.input_len, text)
         if r.success and not r.usage_reported:
             # vLLM counts output tokens with the tokenizer when the stream has no usage.
             r.output_tokens = self.tokenizer.count("".join(text)) if text is not None else r.events

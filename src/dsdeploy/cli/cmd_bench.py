@@ -118,6 +118,7 @@ def register(app: typer.Typer) -> None:
         slo_tpot_ms: Optional[float] = typer.Option(None, help="Goodput SLO on TPOT (ms)"),
         seed: int = typer.Option(0, help="Seed for prompts and arrivals"),
         fixed_output: bool = typer.Option(True, "--fixed-output/--no-fixed-output", help="Send min_tokens and ignore_eos"),
+        transport: str = typer.Option("raw", help="raw (asyncio HTTP/1.1 client, fast) or httpx"),
         as_json: bool = typer.Option(False, "--json", help="Print JSON to stdout (no table, no progress)"),
         record: Optional[Path] = typer.Option(None, help="Append scenario-schema rows to this CSV"),
         plan: Optional[Path] = typer.Option(None, help="plan.json from `dsdeploy plan --json`: deployment + predictions"),
@@ -147,6 +148,8 @@ def register(app: typer.Typer) -> None:
             endpoint = {"/v1/completions": "completions", "/v1/chat/completions": "chat"}.get(endpoint, endpoint)
             if endpoint not in ("completions", "chat"):
                 raise UserError("--endpoint must be completions or chat")
+        if transport not in ("raw", "httpx"):
+            raise UserError("--transport must be raw or httpx")
         if arrival not in ("poisson", "constant"):
             raise UserError("--arrival must be poisson or constant")
         for name, v in (("--num-requests", num_requests), ("--input-len", input_len), ("--output-len", output_len)):
@@ -192,6 +195,7 @@ def register(app: typer.Typer) -> None:
             output_len=output_len or workload.get("output_len", 128),
             tokenizer=str(tokenizer) if tokenizer else None, warmup=warmup, timeout_s=timeout,
             slo_ttft_ms=slo_ttft_ms, slo_tpot_ms=slo_tpot_ms, seed=seed, fixed_output=fixed_output,
+            transport=transport,
         )  # fmt: skip
         err = Console(stderr=True)
         show_progress = not as_json and sys.stderr.isatty()

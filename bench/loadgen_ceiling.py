@@ -46,7 +46,7 @@ def _self_cpu_s() -> float:
 
 def start_server(delay_ms: float, uvloop: bool, cpu: int | None) -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, str(ROOT / "bench" / "zero_server.py"), "--port", "0",
-           "--token-delay-ms", str(delay_ms)]  # fmt: skip
+           "--token-delay-ms", str(delay_ms), "--batch-ticks"]  # fmt: skip
     if uvloop:
         cmd.append("--uvloop")
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)

@@ -66,6 +66,8 @@ class Config:
         self.fail_every = args.fail_every
         self.drop_every = args.drop_every
         self.no_usage = args.no_usage
+        self.batch_ticks = args.batch_ticks
+        self.ticker: Ticker | None = None
         m = self.model.encode()
         self.ev = {
             "cmpl": _chunk(_CMPL % m),
@@ -101,6 +103,29 @@ def _response(status: str, body: bytes, ctype: bytes = b"application/json") -> b
         b"HTTP/1.1 %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n\r\n%s"
         % (status.encode(), ctype, len(body), body)
     )
+
+
+class Ticker:
+    """--batch-ticks: one timer for all streams. Every `delay` seconds each active stream gets its
+    next token, so the server's cost per token is one transport.write (no per-stream timers)."""
+
+    def __init__(self, delay: float):
+        self.delay = delay
+        self.streams: list = []
+        self.task: asyncio.Task | None = None
+
+    def add(self, stream) -> None:
+        self.streams.append(stream)
+        if self.task is None or self.task.done():
+            self.task = asyncio.get_running_loop().create_task(self.run())
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        nxt = loop.time()
+        while self.streams:
+            nxt += self.delay
+            await asyncio.sleep(max(0.0, nxt - loop.time()))
+            self.streams = [s for s in self.streams if s.step()]
 
 
 class ZeroProtocol(asyncio.Protocol):
@@ -220,6 +245,41 @@ class ZeroProtocol(asyncio.Protocol):
         else:
             t.write(_response("404 Not Found", b'{"error":"not found"}'))
 
+    def step(self) -> bool:
+        """Ticker mode: write the next token; False when this stream is finished."""
+        st = self._st
+        if self.closed:
+            return False
+        i, n = st["i"], st["n"]
+        if i == st["cut"]:
+            self.transport.close()
+            return False
+        ev = self.cfg.ev
+        if i == 0 and st["chat"]:
+            self.transport.write(ev["chat_role"] + (st["last"] if n == 1 else st["tok"]))
+        else:
+            self.transport.write(st["last"] if i == n - 1 else st["tok"])
+        st["i"] = i + 1
+        if i + 1 < n:
+            return True
+        self._tail(st["chat"], n, st["prompt_tokens"], st["usage"])
+        return False
+
+    def _tail(self, chat: bool, n: int, prompt_tokens: int, usage: bool) -> None:
+        cfg, t = self.cfg, self.transport
+        tail = b""
+        if usage:
+            obj = "chat.completion.chunk" if chat else "text_completion"
+            u = (
+                b'{"id":"zero","object":"%s","created":0,"model":"%s","choices":[],'
+                b'"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}'
+                % (obj.encode(), cfg.model.encode(), prompt_tokens, n, prompt_tokens + n)
+            )
+            tail = _chunk(u)
+        t.write(tail + cfg.done)
+        self.busy = False
+        self._process()
+
     async def _stream(self, chat: bool, n: int, prompt_tokens: int, usage: bool, drop: bool):
         cfg, t = self.cfg, self.transport
         ev = cfg.ev
@@ -233,6 +293,14 @@ class ZeroProtocol(asyncio.Protocol):
             await asyncio.sleep(cfg.ttft)
         delay = cfg.delay
         cut = n // 2 if drop else -1
+        if cfg.batch_ticks and delay:
+            self._st = {"i": 0, "n": n, "cut": cut, "chat": chat, "tok": tok, "last": last,
+                        "prompt_tokens": prompt_tokens, "usage": usage}
+            if self.step():
+                if cfg.ticker is None:
+                    cfg.ticker = Ticker(delay)
+                cfg.ticker.add(self)
+            return
         for i in range(n):
             if self.closed:
                 return
@@ -249,18 +317,7 @@ class ZeroProtocol(asyncio.Protocol):
                 await asyncio.sleep(delay)
         if self.closed:
             return
-        tail = b""
-        if usage:
-            obj = "chat.completion.chunk" if chat else "text_completion"
-            u = (
-                b'{"id":"zero","object":"%s","created":0,"model":"%s","choices":[],'
-                b'"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}'
-                % (obj.encode(), cfg.model.encode(), prompt_tokens, n, prompt_tokens + n)
-            )
-            tail = _chunk(u)
-        t.write(tail + cfg.done)
-        self.busy = False
-        self._process()
+        self._tail(chat, n, prompt_tokens, usage)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -276,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop-every", type=int, default=0, help="drop every K-th stream half-way")
     p.add_argument("--no-usage", action="store_true", help="never send the usage chunk")
     p.add_argument("--uvloop", action="store_true", help="use uvloop if installed")
+    p.add_argument("--batch-ticks", action="store_true",
+                   help="pace all streams from one timer (cheapest server; tokens on a shared clock)")
     return p
 
 

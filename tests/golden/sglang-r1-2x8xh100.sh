@@ -3,7 +3,7 @@
 # engine: sglang; flags checked against SGLang docs/advanced_features/server_arguments.md @004813e
 # plan: deepseek-r1 fp8 on 8× h100-sxm × 2 nodes (gpu, sglang); tp=16 pp=1 ep=1 dp_attention=1
 # workload: 1024 in + 1024 out tokens, 1 concurrent; memory plan: fits (none binding)
-# memory: weights 673.2 GB total; h100-sxm (each): 42.3 GB weights + 0.1 GB KV of 64.8 GB usable; KV capacity 280,971 tokens
+# memory: weights 673.2 GB total; h100-sxm (each): 42.3 GB weights + 0.1 GB KV of 64.8 GB usable; KV capacity 296,251 tokens
 # note: the same command runs on every node with its own --node-rank; node 0 serves HTTP
 set -euo pipefail
 

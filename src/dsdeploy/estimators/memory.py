@@ -128,8 +128,16 @@ def activation_bytes(dep: Deployment, tp: int = 1) -> int:
 
 
 def _overhead(dep: Deployment, multi_device: bool) -> int:
+    """Runtime overhead charged against the usable budget.
+
+    explicit (llama.cpp): everything — context, compute buffers — must fit the device.
+    fraction_of_total (vLLM, SGLang, TRT-LLM): the CUDA context and NCCL buffers are inside the
+    budget (vLLM's profile counts them as non-torch memory), CUDA graphs are captured afterwards
+    in the memory left outside it (vLLM gpu_worker.determine_available_memory)."""
     e = dep.engine
-    gib = e.context_overhead_gib.value + e.graph_overhead_gib.value
+    gib = e.context_overhead_gib.value
+    if e.policy == "explicit":
+        gib += e.graph_overhead_gib.value
     if multi_device:
         gib += e.comm_buffers_gib.value
     return int(gib * GIB)

@@ -152,9 +152,12 @@ class ModelSpec:
     def params_active(self) -> int:
         """Active parameters per token.
 
-        MoE models follow DeepSeek's convention (37B of 671B; 21B of 236B; 2.4B of 15.7B): weights
-        used by one token's matmuls, i.e. without the input-embedding lookup table. Dense models
-        follow the universal convention that active = total."""
+        MoE models: the weights one token's matmuls use (routed experts: only the top-k), i.e.
+        without the input-embedding lookup table. This gives 36.6B for V3/R1, which matches
+        DeepSeek's published 36.7B/"37B" (README_WEIGHTS), 20.9B for V2 ("21B") and 2.45B for
+        V2-Lite ("2.4B"). DeepSeek's own breakdown says its 36.7B *includes* the 0.9B embedding;
+        counting it gives 37.55B, so no single convention reproduces every published split; we
+        keep the one whose totals match. Dense models: active = total, the usual convention."""
         if not self.is_moe:
             return self.params_total
         return self.params_matmul_active

@@ -35,8 +35,6 @@ def _error_shape(err) -> dict:
 
 
 def test_missing_key_is_401(limited):
-    c = openai.OpenAI(base_url=limited.base_url + "/v1", api_key="", max_retries=0)
-    c.api_key = ""
     r = httpx.post(limited.base_url + "/v1/completions", json={"model": MODEL, "prompt": "a"})
     assert r.status_code == 401
     assert r.json()["error"]["type"] == "authentication_error"
@@ -125,4 +123,4 @@ def test_over_concurrency_is_429_and_disconnect_frees_the_slot(limited, lclient)
     assert r.usage.completion_tokens == 3
     m = httpx.get(limited.base_url + "/metrics").text
     assert "dsdeploy_requests_aborted_total 1.0" in m
-    assert 'dsdeploy_requests_total{endpoint="/v1/completions",code="429"} 1.0' in m
+    assert any(l.startswith("dsdeploy_requests_total{") and 'code="429"' in l and 'endpoint="/v1/completions"' in l and l.endswith(" 1.0") for l in m.splitlines())

@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         engine: str = typer.Option("llama", "--engine", help="llama (built in), vllm or sglang."),
         served_model_name: Optional[str] = typer.Option(None, "--served-model-name", help="Model id clients use."),
         n_ctx: int = typer.Option(2048, "--n-ctx", help="Context length per slot (tokens)."),
-        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per slot. Default: cores / slots."),
+        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per slot. Default: cores / slots, leaving one core to the API process."),
         parallel: Optional[int] = typer.Option(
             None, "--parallel", help="Engine slots (worker processes) running at once. Default: max(2, cores/2), at most 4."
         ),

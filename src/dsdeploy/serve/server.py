@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import socket
 import sys
 
@@ -113,6 +114,10 @@ def run(s: ServeSettings, announce=print) -> None:
         await server.serve(sockets=[sock])
 
     logging.getLogger("uvicorn.error").setLevel(s.log_level.upper())
+    # uvicorn re-raises the signal it caught once it has drained; with a handler of our own in
+    # place that re-raise is a no-op and the process exits 0 after a clean drain.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     try:
         asyncio.run(main())
     finally:

@@ -203,3 +203,7 @@ class Engine(BaseModel):
     graph_overhead_gib: Sourced
     max_batched_tokens: Sourced
     max_num_seqs: Sourced
+    # CPU matmul kernels: "amx" (SGLang's Intel CPU backend, KTransformers AMX methods) or
+    # "vector" (llama.cpp-family AVX-512/AVX2/NEON dot products).
+    cpu_kernels: Literal["amx", "vector"] = "vector"
+    cpu_kernels_source: str = "llama.cpp ggml-cpu quantized dot products use AVX-512 VNNI / AVX2 / NEON (ggml/src/ggml-cpu)"

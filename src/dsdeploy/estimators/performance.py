@@ -136,15 +136,33 @@ def _cpu_bw(dep: Deployment) -> float:
     return per_socket * (1 + NUMA_SCALING * (dep.cpu_sockets - 1))
 
 
-def _cpu_tflops(dep: Deployment) -> float:
+VNNI_INT8_PER_FP32 = 4.0  # AVX-512 VNNI vpdpbusd: 64 int8 MACs per 512-bit op vs 16 FP32 FMAs
+VNNI_SOURCE = "derived: Intel AVX-512 VNNI (vpdpbusd) does 4× the multiply-adds of an FP32 FMA per instruction"
+
+
+def cpu_peak_tflops(dep: Deployment) -> float:
+    """Per-deployment CPU matmul peak, TFLOPS/TOPS, for the kernels the engine actually runs.
+
+    AMX kernels (SGLang's CPU backend; KTransformers with AMX INT4/INT8 weights) get the AMX rate;
+    llama.cpp-family vector kernels get the AVX-512/AVX2 rate: FP32 FMA × 4 for int8 dot products
+    (VNNI) and × 2 for BF16."""
     if dep.cpu is None:
         return DEFAULT_CPU["tflops"]
     t = dep.cpu.tflops
     want = "int8" if dep.weights.compute == "int8" else "bf16"
-    for dt in (want, "bf16", "int8", "fp32"):
-        if dt in t:
-            return t[dt].value * (1 + NUMA_SCALING * (dep.cpu_sockets - 1))
-    return 1.0
+    amx = dep.cpu.matrix_isa == "amx" and (
+        dep.engine.cpu_kernels == "amx" or dep.weights.id in ("amx-int4", "int8")
+    )
+    scale = 1 + NUMA_SCALING * (dep.cpu_sockets - 1)
+    if amx or "fp32" not in t:
+        for dt in (want, "bf16", "int8", "fp32"):
+            if dt in t:
+                return t[dt].value * scale
+        return 1.0
+    vec = t["fp32"].value * (VNNI_INT8_PER_FP32 if want == "int8" else 2.0)
+    if want in t:
+        vec = min(vec, t[want].value)
+    return vec * scale
 
 
 def _allreduce_s(nbytes: float, n: int, link_gbs: float, latency_us: float) -> float:
@@ -219,7 +237,7 @@ def step_cost(dep: Deployment, p: GroupParams, tokens: float, seqs: float, conte
         return StepCost(flops / peak, total / bw, hop, overhead)
 
     cpu_bw = _cpu_bw(dep) * 1e9 * p.bw_eff
-    cpu_peak = _cpu_tflops(dep) * 1e12 * p.compute_eff
+    cpu_peak = cpu_peak_tflops(dep) * 1e12 * p.compute_eff
     if dep.placement == "cpu":
         return StepCost(flops / cpu_peak, (dense_read + routed_read + kv_read) / cpu_bw, 0.0, overhead)
 
@@ -293,19 +311,24 @@ def predict(dep: Deployment, wl: Workload, calibration: Calibration | None = Non
         notes.append(f"MTP: {accept:.2f} tokens per step ({MTP_SOURCE})")
     t_tok = step.total_s / accept
     out = max(1, wl.output_len)
-    # fixed point for prefill interference
-    tpot, ttft = t_tok, t_pf + step.total_s
+    # Prefill interference: ρ = λ·t_pf with λ = B / E2E(ρ). g(ρ) = ρ − B·t_pf / E2E(ρ) rises
+    # monotonically from g(0) < 0 to g(1⁻) > 0 (E2E → ∞), so bisection finds the one root.
+    def e2e_at(r: float) -> float:
+        wait = r * t_pf / (2 * (1 - r))
+        return t_pf + wait + step.total_s + (out - 1) * t_tok / (1 - r)
+
     rho = 0.0
-    for _ in range(50):
-        e2e = ttft + (out - 1) * tpot
-        lam = batch / e2e if e2e > 0 else 0.0
-        rho = min(0.9, lam * t_pf) if wl.output_len > 0 else 0.0
-        tpot_new = t_tok / (1 - rho)
-        wait = rho * t_pf / (2 * (1 - rho))
-        ttft_new = t_pf + wait + step.total_s
-        if abs(tpot_new - tpot) < 1e-9 and abs(ttft_new - ttft) < 1e-9:
-            break
-        tpot, ttft = tpot_new, ttft_new
+    if wl.output_len > 0 and t_pf > 0:
+        lo, hi = 0.0, 0.999
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            if mid - batch * t_pf / e2e_at(mid) > 0:
+                hi = mid
+            else:
+                lo = mid
+        rho = (lo + hi) / 2
+    tpot = t_tok / (1 - rho)
+    ttft = t_pf + rho * t_pf / (2 * (1 - rho)) + step.total_s
     e2e_run = ttft + (out - 1) * tpot  # one request once it is running
     total = dep.replicas * batch * wl.output_len / e2e_run if wl.output_len else 0.0
     queue_factor = per_replica / batch

@@ -129,10 +129,14 @@ def calibrate(cat: Catalog, rows: list[Row], fitted_on: str = "", fill_rows: lis
     fill = prepare(cat, fill_rows) if fill_rows else []
     fitted: list[GroupParams] = []
     families: dict[str, GroupParams] = {}
+    glob = None
+    if len(items) >= MIN_ROWS:
+        glob = replace(_fit(items, "*", "*", (), None), source=f"{fitted_on}: global fit")
+        fitted.append(glob)
     for fam in sorted({class_family(p.group[1]) for p in items}):
         members = [p for p in items if class_family(p.group[1]) == fam]
         if len(members) >= MIN_ROWS:
-            g = _fit(members, "*", fam, (), None)
+            g = _fit(members, "*", fam, tuple(fitted), glob)
             families[fam] = replace(g, source=f"{fitted_on}: family fit")
     fitted.extend(families.values())
     groups: dict[tuple[str, str], list[Prepared]] = {}
@@ -153,7 +157,9 @@ def calibrate(cat: Catalog, rows: list[Row], fitted_on: str = "", fill_rows: lis
     cal = Calibration(groups=tuple(fitted), fitted_on=fitted_on, default_band=1.0)
     banded = []
     for g in cal.groups:
-        if g.engine == "*":
+        if g.engine == "*" and g.hw_class == "*":
+            members = items
+        elif g.engine == "*":
             members = [p for p in items if class_family(p.group[1]) == g.hw_class]
         else:
             members = groups[(g.engine, g.hw_class)]

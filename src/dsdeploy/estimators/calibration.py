@@ -2,7 +2,10 @@
 
 Per (engine, hardware class) group:
 - `bw_eff`: achieved fraction of peak memory bandwidth for the bytes a step reads;
-- `compute_eff`: achieved fraction of dense peak FLOPS for the compute dtype actually run;
+- `compute_eff`: achieved fraction of dense peak FLOPS in decode steps (absorbed MLA, small-M GEMMs);
+- `prefill_compute_eff`: the same for prefill chunks (non-absorbed MLA, large-M grouped GEMMs) — a
+  separate factor because 2025-era engines reached 1–2 % of peak in prefill but ~10 % in
+  large-batch decode (e.g. SGLang's 2,785 output tok/s per H100 with EP72, LMSYS 2025-05-05);
 - `layer_overhead_us`: fixed cost per layer per step (kernel launches, synchronisation, scheduler),
   so a step has `layers × layer_overhead_us` of overhead whatever its size.
 
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-ROOFLINE = {"bw_eff": 0.8, "compute_eff": 0.7, "layer_overhead_us": 0.0}
+ROOFLINE = {"bw_eff": 0.8, "compute_eff": 0.7, "layer_overhead_us": 0.0, "prefill_compute_eff": 0.7}
 ROOFLINE_SOURCE = "facts.md §1f note 6 (0.8 HBM factor, aiconfigurator) and §1b MAMF (51–87 % of peak)"
 
 # When an engine has no fitted group, borrow its family's (same kernels or same runtime).
@@ -45,9 +48,14 @@ class GroupParams:
     bw_eff: float
     compute_eff: float
     layer_overhead_us: float
+    prefill_compute_eff: float = 0.0  # 0 → same as compute_eff
     rows: int = 0
     band: float = 0.5  # relative error band (p80 of |log error| → fraction) from validation residuals
     source: str = ""
+
+    @property
+    def prefill_eff(self) -> float:
+        return self.prefill_compute_eff or self.compute_eff
 
 
 @dataclass(frozen=True)

@@ -178,6 +178,7 @@ def step_cost(dep: Deployment, p: GroupParams, tokens: float, seqs: float, conte
     m = dep.model
     W = weight_bytes_by_component(dep)
     kv_tok = kv_bytes_per_token(dep)
+    ce = p.prefill_eff if prefill else p.compute_eff
     if prefill:
         attn_flops = m.attention_flops_prefill(int(tokens)) + (
             m.attention_flops_decode(int(context)) * tokens if context else 0.0
@@ -196,7 +197,7 @@ def step_cost(dep: Deployment, p: GroupParams, tokens: float, seqs: float, conte
         par = dep.par
         stage = par.tp * par.dp_attention
         bw = dep.accelerator.bandwidth_gbs.value * 1e9 * p.bw_eff
-        peak = _acc_tflops(dep) * 1e12 * p.compute_eff
+        peak = _acc_tflops(dep) * 1e12 * ce
         dev_bytes = (
             W["attention"] / par.tp
             + (W["dense_mlp"] + W["shared_experts"]) / stage
@@ -228,7 +229,7 @@ def step_cost(dep: Deployment, p: GroupParams, tokens: float, seqs: float, conte
     if dep.placement == "unified":
         n = max(1, dep.devices)
         bw = dep.accelerator.bandwidth_gbs.value * 1e9 * p.bw_eff
-        peak = _acc_tflops(dep) * 1e12 * p.compute_eff
+        peak = _acc_tflops(dep) * 1e12 * ce
         total = dense_read + routed_read + kv_read
         hop = 0.0
         if n > 1:  # EXO-style pipeline over the network: one hop per extra device
@@ -237,13 +238,13 @@ def step_cost(dep: Deployment, p: GroupParams, tokens: float, seqs: float, conte
         return StepCost(flops / peak, total / bw, hop, overhead)
 
     cpu_bw = _cpu_bw(dep) * 1e9 * p.bw_eff
-    cpu_peak = cpu_peak_tflops(dep) * 1e12 * p.compute_eff
+    cpu_peak = cpu_peak_tflops(dep) * 1e12 * ce
     if dep.placement == "cpu":
         return StepCost(flops / cpu_peak, (dense_read + routed_read + kv_read) / cpu_bw, 0.0, overhead)
 
     gpus = max(1, dep.devices)
     gpu_bw = dep.accelerator.bandwidth_gbs.value * 1e9 * p.bw_eff
-    gpu_peak = _acc_tflops(dep) * 1e12 * p.compute_eff
+    gpu_peak = _acc_tflops(dep) * 1e12 * ce
     pcie = (dep.host_link.uni_gbs.value if dep.host_link else 25.0) * 1e9
     expert_flops = 2.0 * m.moe_layers * m.experts_per_token * m.expert_params() * tokens
     if dep.placement == "experts-on-cpu":

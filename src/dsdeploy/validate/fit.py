@@ -14,7 +14,6 @@ family's fit, else the roofline.
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, replace
 
@@ -30,9 +29,19 @@ from dsdeploy.validate.scenarios import Row, evaluate_rows, predict_metric, row_
 SOFT_SCALE = 0.3
 SHRINK = 0.5  # λ: weight of the pull toward the family fit, per parameter, at a 3× deviation
 MIN_ROWS = 2
-BW_GRID = np.geomspace(0.05, 1.0, 8)
-CE_GRID = np.geomspace(0.003, 0.9, 9)
-OV_GRID = (0.0, 10.0, 40.0, 120.0, 350.0, 1000.0)
+GRIDS = {
+    "bw_eff": tuple(np.geomspace(0.05, 1.0, 10)),
+    "compute_eff": tuple(np.geomspace(0.002, 0.9, 12)),
+    "prefill_compute_eff": tuple(np.geomspace(0.002, 0.9, 12)),
+    "layer_overhead_us": (0.0, 5.0, 15.0, 40.0, 100.0, 250.0, 600.0, 1500.0),
+}
+START = {"bw_eff": 0.5, "compute_eff": 0.05, "prefill_compute_eff": 0.05, "layer_overhead_us": 40.0}
+# A weak physical prior breaks the degeneracy a handful of rows leave (slow because compute-bound,
+# or because bandwidth-bound?): decode GEMMs at batch reach tens of percent of peak (MAMF 51–87 %
+# for large GEMMs, facts.md §1b); HBM streaming reaches 60–80 % (aiconfigurator's 0.8, §1f); a
+# layer launches ~10 kernels at a few µs each.
+PHYSICAL = GroupParams("*", "*", bw_eff=0.6, compute_eff=0.3, layer_overhead_us=30.0, prefill_compute_eff=0.3)
+PHYSICAL_WEIGHT = 0.1
 
 
 @dataclass
@@ -73,38 +82,57 @@ def _row_loss(p: Prepared, cal: Calibration) -> float:
     return math.sqrt(1 + e * e) - 1
 
 
-def _penalty(bw: float, ce: float, ov: float, prior: GroupParams | None) -> float:
+def _penalty(params: dict, prior: GroupParams | None) -> float:
     if prior is None:
-        return 0.0
+        return PHYSICAL_WEIGHT / SHRINK * _penalty(params, PHYSICAL)
     l3 = math.log(3)
-    return SHRINK * (
-        (math.log(bw / prior.bw_eff) / l3) ** 2
-        + (math.log(ce / prior.compute_eff) / l3) ** 2
-        + (math.log((ov + 20) / (prior.layer_overhead_us + 20)) / l3) ** 2
-    )
+    pri = {"bw_eff": prior.bw_eff, "compute_eff": prior.compute_eff, "prefill_compute_eff": prior.prefill_eff}
+    pen = sum((math.log(params[k] / v) / l3) ** 2 for k, v in pri.items())
+    pen += (math.log((params["layer_overhead_us"] + 20) / (prior.layer_overhead_us + 20)) / l3) ** 2
+    out = SHRINK * pen
+    if prior is not PHYSICAL:
+        out += PHYSICAL_WEIGHT / SHRINK * _penalty(params, PHYSICAL)
+    return out
 
 
 def _fit(items: list[Prepared], engine: str, hwc: str, others: tuple[GroupParams, ...], prior: GroupParams | None) -> GroupParams:
-    def loss(bw, ce, ov):
-        g = GroupParams(engine, hwc, bw, ce, ov, rows=len(items))
-        cal = Calibration(groups=others + (g,))
-        return sum(_row_loss(p, cal) for p in items) + _penalty(bw, ce, ov, prior)
+    """Coordinate descent: line-search each parameter on its grid in turn, from the prior, then
+    refine multiplicatively; stops when a full sweep no longer improves the loss."""
 
-    best = (float("inf"), (0.5, 0.1, 0.0))
-    for bw, ce, ov in itertools.product(BW_GRID, CE_GRID, OV_GRID):
-        v = loss(bw, ce, ov)
-        if v < best[0]:
-            best = (v, (bw, ce, ov))
-    for step in (1.5, 1.2):
-        bw0, ce0, ov0 = best[1]
-        for fb, fc, fo in itertools.product((1 / step, 1, step), repeat=3):
-            bw, ce = min(1.0, bw0 * fb), min(1.0, ce0 * fc)
-            ov = ov0 * fo if ov0 > 0 else (5.0 if fo > 1 else 0.0)
-            v = loss(bw, ce, ov)
-            if v < best[0]:
-                best = (v, (bw, ce, ov))
-    bw, ce, ov = best[1]
-    return GroupParams(engine, hwc, float(bw), float(ce), float(ov), rows=len(items))
+    def group(ps: dict) -> GroupParams:
+        return GroupParams(engine, hwc, ps["bw_eff"], ps["compute_eff"], ps["layer_overhead_us"],
+                           prefill_compute_eff=ps["prefill_compute_eff"], rows=len(items))
+
+    def loss(ps: dict) -> float:
+        cal = Calibration(groups=others + (group(ps),))
+        return sum(_row_loss(p, cal) for p in items) + _penalty(ps, prior)
+
+    cur = dict(START)
+    if prior is not None:
+        cur = {"bw_eff": prior.bw_eff, "compute_eff": prior.compute_eff,
+               "prefill_compute_eff": prior.prefill_eff, "layer_overhead_us": prior.layer_overhead_us}
+    best = loss(cur)
+    for _ in range(4):
+        improved = False
+        for k, grid in GRIDS.items():
+            for v in grid:
+                trial = {**cur, k: float(v)}
+                val = loss(trial)
+                if val < best - 1e-9:
+                    best, cur, improved = val, trial, True
+        if not improved:
+            break
+    for step in (1.3, 1.12):
+        for k in GRIDS:
+            for f in (1 / step, step):
+                v = cur[k] * f if cur[k] > 0 else (3.0 if f > 1 else 0.0)
+                if k != "layer_overhead_us":
+                    v = min(1.0, v)
+                trial = {**cur, k: v}
+                val = loss(trial)
+                if val < best - 1e-9:
+                    best, cur = val, trial
+    return group({k: float(v) for k, v in cur.items()})
 
 
 def _band(items: list[Prepared], cal: Calibration) -> float:

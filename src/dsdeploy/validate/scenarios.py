@@ -152,7 +152,9 @@ def row_deployment(cat: Catalog, row: Row) -> tuple[Deployment, Workload, list[s
         out = 0 if metric == "prefill_tok_s" else DEFAULT_OUTPUT
         if metric != "prefill_tok_s":
             defaults.append(f"output_len={DEFAULT_OUTPUT}")
-    if conc is None:
+    saturate = conc is None and metric in ("output_tok_s_total", "output_tok_s_per_gpu") or (
+        conc is None and metric == "prefill_tok_s" and row.get("prefill_basis") == "per_gpu")
+    if conc is None and not saturate:
         conc = 1
         defaults.append("concurrency=1")
     dep = resolve_deployment(
@@ -161,6 +163,13 @@ def row_deployment(cat: Catalog, row: Row) -> tuple[Deployment, Workload, list[s
         cpu_sockets=sockets, dram=dram, dram_gb=4096.0 if placement in ("cpu", "experts-on-cpu", "layer-split") else None,
         mtp=mtp and spec.mtp_layers > 0,
     )
+    if saturate:
+        # aggregate throughput with no stated concurrency: a published peak, i.e. a full batch
+        from dsdeploy.estimators.memory import plan_memory
+
+        cap = plan_memory(dep, Workload(inp, out, 1)).max_concurrency
+        conc = max(1, min(cap, int(dep.engine.max_num_seqs.value) * dep.par.dp_attention * dep.replicas))
+        defaults.append(f"concurrency={conc} (saturated: KV capacity / max_num_seqs)")
     return dep, Workload(inp, out, conc), defaults
 
 

@@ -298,8 +298,11 @@ def _write_vocab(w: gguf.GGUFWriter, hf_dir: Path, vocab_size: int) -> None:
         w.add_pad_token_id(i)
     w.add_add_bos_token(bool(tcfg.get("add_bos_token", True)))
     w.add_add_eos_token(bool(tcfg.get("add_eos_token", False)))
-    if tcfg.get("chat_template"):
-        w.add_chat_template(tcfg["chat_template"])
+    template = tcfg.get("chat_template")
+    if not template and (hf_dir / "chat_template.jinja").is_file():  # transformers 5 layout
+        template = (hf_dir / "chat_template.jinja").read_text(encoding="utf-8")
+    if template:
+        w.add_chat_template(template)
 
 
 # --------------------------------------------------------------------------------------

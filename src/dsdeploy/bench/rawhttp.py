@@ -248,6 +248,7 @@ class RawClient:
         for attempt in (0, 1):
             reused = self.conn is not None and not self.conn.closed
             res = RequestResult(prompt_tokens=prompt_len)
+            st = perf_counter()  # before connecting, as vLLM's timer starts before session.post
             try:
                 if not reused:
                     self.conn = await self._connect()
@@ -263,7 +264,6 @@ class RawClient:
             conn = self.conn
             loop = asyncio.get_running_loop()
             fut = loop.create_future()
-            st = perf_counter()
             res.start = st
             conn.begin(fut, SSEParser(res, st, chat, text_out), res)
             conn.transport.write(req)

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from dsdeploy.bench.metrics import level_metrics, request_tpot
-from dsdeploy.bench.record import COLUMNS, VOCAB
+from dsdeploy.bench.record import COLUMNS, vocabulary
 from dsdeploy.bench.runner import BenchConfig, Runner
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -207,7 +207,7 @@ def test_record_writes_valid_schema_rows(zero_server, tmp_path):
     assert metrics == {"decode_tok_s_per_user", "output_tok_s_total", "tpot_ms", "ttft_ms", "e2e_ms"}
     for r in rows:
         for col in ("model", "weights", "engine", "accelerator", "placement", "metric", "scope", "ambiguity"):
-            assert r[col] in VOCAB[col], (col, r[col])
+            assert r[col] in vocabulary()[col], (col, r[col])
         assert r["kv_dtype"] == "" and r["cpu"] == ""  # not given: empty, never guessed
         assert r["accelerators_per_node"] == "8" and r["tp"] == "8" and r["mtp"] == "0"
         assert r["input_len"] == "16" and r["output_len"] == "8"

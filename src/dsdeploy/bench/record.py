@@ -22,35 +22,7 @@ COLUMNS = (
     "prefill_basis",
 )  # fmt: skip
 
-# The closed vocabularies of SCHEMA.md ("every non-empty id in the CSV must appear here").
-VOCAB: dict[str, tuple[str, ...]] = {
-    "model": (
-        "deepseek-v3", "deepseek-r1", "deepseek-v2", "deepseek-coder-v2", "deepseek-v2-lite",
-        "r1-distill-qwen-1.5b", "r1-distill-qwen-7b", "r1-distill-qwen-14b", "r1-distill-qwen-32b",
-        "r1-distill-llama-8b", "r1-distill-llama-70b",
-    ),
-    "weights": (
-        "bf16", "fp16", "fp8", "int8", "awq-int4", "nvfp4", "amx-int4", "gguf-q8_0", "gguf-q6_k",
-        "gguf-q4_k_m", "gguf-q3_k_m", "gguf-q2_k", "gguf-ud-iq1_s", "gguf-ud-q2_k_xl",
-        "gguf-iq1_s_r4", "mlx-4bit",
-    ),
-    "kv_dtype": ("bf16", "fp16", "fp8", "q4_0", "int6-avg"),
-    "engine": (
-        "vllm", "sglang", "trtllm", "llama.cpp", "ik_llama.cpp", "ktransformers", "ollama",
-        "lmdeploy", "mlx", "exo", "deepseek-internal", "rkllm",
-    ),
-    "accelerator": (
-        "h100-sxm", "h100-pcie", "h100", "h200-sxm", "h800-sxm", "h800-pcie", "h20", "h20-141g",
-        "a100-sxm-80g", "a100", "l20", "l40s", "l40", "rtx-4090", "rtx-4090d", "rtx-3090",
-        "rtx-3080ti", "rtx-3060", "rtx-5090", "rtx-a6000", "b200", "b300", "gb200", "gb300",
-        "mi300x", "apple-m3-ultra", "apple-m2-ultra", "apple-m4-pro", "gb10", "rk3588-npu",
-    ),
-    "cpu": (
-        "xeon-6980p", "xeon-6", "xeon-gold-6454s", "xeon-gold-6330", "xeon-platinum-8570",
-        "xeon-platinum-8468", "xeon-platinum-8470", "xeon-platinum-8488c", "epyc-9654", "epyc-9135",
-        "epyc-7c13", "threadripper-pro-7965wx", "core-i7-14700", "core-ultra-265k",
-        "ampereone-a192", "ryzen-ai-max-395", "raspberry-pi-5",
-    ),
+FIXED_VOCAB: dict[str, tuple[str, ...]] = {
     "placement": ("gpu", "experts-on-cpu", "layer-split", "cpu", "unified"),
     "metric": (
         "decode_tok_s_per_user", "output_tok_s_total", "output_tok_s_per_gpu", "prefill_tok_s",
@@ -59,6 +31,25 @@ VOCAB: dict[str, tuple[str, ...]] = {
     "scope": ("core", "large"),
     "ambiguity": ("none", "minor", "major"),
 }  # fmt: skip
+
+
+def vocabulary() -> dict[str, tuple[str, ...]]:
+    """Ids a recorded row may use: the catalog's (a superset of SCHEMA.md's vocabulary, plus the
+    user's `local` hardware from `dsdeploy doctor --save` and the project's tiny model), so
+    `dsdeploy validate` and `calibrate` can read every row back."""
+    from dsdeploy.catalog import load_catalog
+
+    cat = load_catalog()
+    return {
+        "model": tuple(cat.models),
+        "weights": tuple(cat.formats),
+        "kv_dtype": tuple(cat.kv_dtypes),
+        "engine": tuple(cat.engines),
+        "accelerator": tuple(cat.accelerators),
+        "cpu": tuple(cat.cpus),
+        **FIXED_VOCAB,
+    }
+
 
 DEPLOYMENT_FIELDS = (
     "model", "weights", "kv_dtype", "engine", "accelerator", "accelerators_per_node", "nodes",
@@ -214,8 +205,13 @@ def validate_deployment(dep: dict[str, Any]) -> dict[str, Any]:
             out[k] = iv
             continue
         s = str(v).strip().lower()
-        if k in VOCAB and s not in VOCAB[k]:
-            raise unknown_id(k.replace("_", " "), s, list(VOCAB[k]))
+        vocab = vocabulary()
+        if k == "model" and s not in vocab["model"]:
+            from dsdeploy.catalog import load_catalog
+
+            s = load_catalog().model(s).id  # aliases → ids; unknown → error with close matches
+        if k in vocab and s not in vocab[k]:
+            raise unknown_id(k.replace("_", " "), s, list(vocab[k]))
         out[k] = s
     if "model" not in out:
         raise UserError("--record needs the deployed model: pass --deploy-model or --plan")

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Build dsdeploy's tiny DeepSeek-V3-architecture model, deterministically, on CPU.
 
-Steps (all seeded; ~3-5 min on 2 cores):
+Steps (all seeded; 2 threads). Measured on a 2-core box: ~0.4 s per training step when
+idle, up to 7 s when other jobs share the cores; the shipped 200-step build took 833 s on a
+busy machine (see docs/tiny-model.md).
 
 1. corpus   -- ``src/dsdeploy/tinymodel/artifacts/corpus.txt``. Normally read as-is
                (it is committed, so a rebuild does not depend on the repo changing).
@@ -11,14 +13,14 @@ Steps (all seeded; ~3-5 min on 2 cores):
 3. model     -- ``transformers`` ``DeepseekV3ForCausalLM`` from a hand-written small
                config with DeepSeek's real MLA sizes (kv_lora 512, rope 64, nope 128,
                v 128), sigmoid-routed MoE with a non-zero e_score_correction_bias.
-4. train     -- a few hundred AdamW steps on the corpus (random weights make
+4. train     -- 200 AdamW steps (batch 8 x 128 tokens) on the corpus (random weights make
                llama.cpp's streaming detokenizer super-linear; a trained model does not).
 5. save      -- HF folder (bf16 safetensors) in ``artifacts/hf`` and a q8_0 GGUF at
                ``artifacts/tiny-deepseek.gguf`` via ``dsdeploy.tinymodel.gguf_writer``.
 
 Needs the ``crosscheck`` extra (torch==2.13.0, transformers, tokenizers).
 
-    python scripts/build_tiny_model.py [--steps 300] [--refresh-corpus]
+    python scripts/build_tiny_model.py [--steps 200] [--batch 8] [--refresh-corpus]
 """
 
 from __future__ import annotations
@@ -311,8 +313,8 @@ def sha256(path: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--refresh-corpus", action="store_true", help="re-snapshot corpus.txt from the repo")

@@ -177,10 +177,22 @@ def start_server(model: str, n_ctx: int, threads: int, parallel: int) -> tuple[s
     raise SystemExit("server did not become healthy")
 
 
-def run_api(port: int, key: str, conc: int, ps: list[str], max_tokens: int) -> dict:
+def _cpu_s(pid: int) -> float:
+    """user + system CPU seconds of one process (not its children)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_api(port: int, key: str, conc: int, ps: list[str], max_tokens: int, server_pid: int | None = None) -> dict:
     asyncio.run(_drive("127.0.0.1", port, key, conc, ["# warm-up\n" + BASE_PROMPT] * conc, max_tokens))
+    cpu0 = _cpu_s(server_pid) if server_pid else None
     res, wall = asyncio.run(_drive("127.0.0.1", port, key, conc, ps, max_tokens))
-    return _summary(res, wall)
+    out = _summary(res, wall)
+    if cpu0 is not None:
+        # the API process's own CPU (HTTP, SSE, IPC; not its engine workers) per completion token
+        out["api_cpu_us_per_token"] = (_cpu_s(server_pid) - cpu0) / max(1, out["tokens"]) * 1e6
+    return out
 
 
 def _summary(res: list[tuple[float, int]], wall: float) -> dict:
@@ -221,7 +233,7 @@ def main() -> int:
             for _ in range(args.repeats):
                 for mode in args.modes:
                     if mode == "api":
-                        runs[mode].append(run_api(server[1], server[2], conc, ps, args.max_tokens))
+                        runs[mode].append(run_api(server[1], server[2], conc, ps, args.max_tokens, server[0].pid))
                     else:
                         runs[mode].append(run_direct(args.model, args.n_ctx, args.threads, conc, ps, args.max_tokens, mode))
         finally:
@@ -234,6 +246,8 @@ def main() -> int:
                 "ttft_p50_ms": statistics.median(r["ttft_p50_ms"] for r in rs),
                 "runs": rs,
             }
+            if rs and "api_cpu_us_per_token" in rs[0]:
+                table[(conc, mode)]["api_cpu_us_per_token"] = statistics.median(r["api_cpu_us_per_token"] for r in rs)
     print(f"model {args.model}; {args.requests} requests x {args.max_tokens} tokens; threads/instance {args.threads}; "
           f"median of {args.repeats}; cpus {os.cpu_count()}")
     print(f"{'conc':>4} {'mode':<18} {'tok/s':>9} {'p50 TTFT ms':>12} {'vs engine':>18} {'vs create_compl.':>18}")
@@ -247,7 +261,8 @@ def main() -> int:
                     cmp.append(f"{(r['tok_s'] / b['tok_s'] - 1) * 100:+.1f}% {r['ttft_p50_ms'] - b['ttft_p50_ms']:+.2f}ms")
                 else:
                     cmp.append("")
-            print(f"{conc:>4} {mode:<18} {r['tok_s']:>9.1f} {r['ttft_p50_ms']:>12.2f} {cmp[0]:>18} {cmp[1]:>18}")
+            cpu = f"  API CPU {r['api_cpu_us_per_token']:.0f} us/token" if "api_cpu_us_per_token" in r else ""
+            print(f"{conc:>4} {mode:<18} {r['tok_s']:>9.1f} {r['ttft_p50_ms']:>12.2f} {cmp[0]:>18} {cmp[1]:>18}{cpu}")
     if args.json:
         args.json.write_text(json.dumps({f"{c}/{m}": v for (c, m), v in table.items()}, indent=1))
     return 0

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -238,6 +238,55 @@ def _sse(obj_json: str) -> bytes:
     return b"data: " + obj_json.encode() + b"\n\n"
 
 
+class SSEResponse(Response):
+    """A streamed `text/event-stream` response written straight to the ASGI `send`.
+
+    Starlette's StreamingResponse costs an anyio task group per response plus an async-generator
+    step per chunk; this sends each batch of ready frames with one `send` and watches for the
+    client leaving with one task per response (not per chunk). `body(send_frames)` is a coroutine
+    function that produces the stream; `on_disconnect()` is called once if the client goes away
+    before it finishes.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(self, body, on_disconnect, headers: dict[str, str]) -> None:
+        self.status_code = 200
+        self.background = None
+        self._body = body
+        self._on_disconnect = on_disconnect
+        self.raw_headers = [(b"content-type", b"text/event-stream; charset=utf-8"),
+                            (b"cache-control", b"no-cache")]
+        self.raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+    async def __call__(self, scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+        finished = False
+
+        async def watch() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    if not finished:
+                        self._on_disconnect()
+                    return
+
+        watcher = asyncio.ensure_future(watch())
+
+        async def send_frames(data: bytes) -> None:
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+
+        try:
+            await self._body(send_frames)
+            finished = True
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            watcher.cancel()
+            if not finished:  # the send failed or we were cancelled: the client is gone
+                finished = True
+                self._on_disconnect()
+
+
 def create_app(settings: ServeSettings, prompt, pool: EnginePool, metrics: Metrics | None = None) -> FastAPI:
     metrics = metrics or Metrics()
     srv = Server(settings, prompt, pool, metrics)
@@ -341,15 +390,16 @@ def create_app(settings: ServeSettings, prompt, pool: EnginePool, metrics: Metri
         created = int(time.time())
         name = settings.served_name
         if stream:
-            gen = _stream(job, rid, created, name, chat, include_usage, len(tokens), t0)
-            return StreamingResponse(gen, media_type="text/event-stream", headers=headers)
+            body = _stream(job, rid, created, name, chat, include_usage, len(tokens), t0)
+            return SSEResponse(body, lambda: _abort(job), headers)
         watcher = asyncio.ensure_future(_watch_disconnect(request, job))
         try:
             text, finish, n_out, err = await _collect(job, len(tokens), t0)
         finally:
             watcher.cancel()
         if err is not None:
-            metrics.engine_errors.inc()
+            if err.status != 499:
+                metrics.engine_errors.inc()
             return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
         usage = {"prompt_tokens": len(tokens), "completion_tokens": n_out, "total_tokens": len(tokens) + n_out}
         if chat:
@@ -367,9 +417,7 @@ def create_app(settings: ServeSettings, prompt, pool: EnginePool, metrics: Metri
         while True:
             message = await request.receive()
             if message["type"] == "http.disconnect":
-                if not job.done:
-                    pool.cancel(job)
-                    metrics.aborted.inc()
+                _abort(job)
                 return
 
     def _observe(t0: float, t_first: float | None, t_last: float, n_out: int, job: Job) -> None:
@@ -382,30 +430,43 @@ def create_app(settings: ServeSettings, prompt, pool: EnginePool, metrics: Metri
                 metrics.tpot.observe((t_last - t_first) / (n_out - 1))
         metrics.e2e.observe(t_last - t0)
 
+    def _abort(job: Job) -> None:
+        """The client is gone before its job finished: stop it, count it, end its stream."""
+        if not job.done and not job.cancelled:
+            pool.cancel(job)
+            metrics.aborted.inc()
+        job.wake()
+
     async def _collect(job: Job, n_prompt: int, t0: float):
-        parts: list[str] = []
+        parts: list[bytes] = []
         t_first = None
-        q = job.events
         while True:
-            ev = await q.get()
-            if "t" in ev and t_first is None and ("e" not in ev or ev.get("n")):
-                t_first = time.perf_counter()
-            if "e" in ev:
-                parts.append(ev["t"])
-                n_out = ev["n"]
-                _observe(t0, t_first, time.perf_counter(), n_out, job)
-                return "".join(parts), ev["e"], n_out, None
-            if "t" in ev:
-                parts.append(ev["t"])
-                continue
-            return None, None, 0, _job_error(ev)
+            items = await job.take()
+            if not items and job.cancelled:
+                return None, None, 0, APIError(499, "client closed the request", code="client_closed")
+            for ev in items:
+                if type(ev) is bytes:
+                    if t_first is None:
+                        t_first = time.perf_counter()
+                    parts.append(ev[1:-1])
+                    continue
+                if "e" in ev:
+                    if t_first is None and ev.get("n"):
+                        t_first = time.perf_counter()
+                    n_out = ev["n"]
+                    _observe(t0, t_first, time.perf_counter(), n_out, job)
+                    text = json.loads(b'"' + b"".join(parts) + b'"') + ev.get("t", "")
+                    return text, ev["e"], n_out, None
+                return None, None, 0, _job_error(ev)
 
     def _job_error(ev: dict) -> APIError:
         if CRASHED in ev:
             return ev[CRASHED]
         return APIError(500, f"engine error: {ev.get('x')}", type="server_error", code="engine_error")
 
-    async def _stream(job: Job, rid: str, created: int, name: str, chat: bool, include_usage: bool, n_prompt: int, t0: float):
+    def _stream(job: Job, rid: str, created: int, name: str, chat: bool, include_usage: bool, n_prompt: int, t0: float):
+        """The SSE body: one chunk per token (a token's text is spliced, already JSON-escaped,
+        between a prebuilt head and tail), all chunks that are ready at once in one write."""
         usage_null = ',"usage":null' if include_usage else ""
         if chat:
             head = f'{{"id":"{rid}","object":"chat.completion.chunk","created":{created},"model":{_dumps(name)},"choices":[{{"index":0,"delta":'
@@ -417,34 +478,41 @@ def create_app(settings: ServeSettings, prompt, pool: EnginePool, metrics: Metri
             pre, post = head + '"text":', ',"logprobs":null,"finish_reason":null}]' + usage_null + "}"
             fin_pre, fin_post = head + '"text":"","logprobs":null,"finish_reason":', "}]" + usage_null + "}"
             obj = "text_completion"
-        q = job.events
-        t_first = None
-        try:
-            if chat:
-                yield _sse(head + '{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]' + usage_null + "}")
+        pre_b = b"data: " + pre.encode()
+        post_b = post.encode() + b"\n\n"
+        first = _sse(head + '{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]' + usage_null + "}") if chat else b""
+
+        async def body(send) -> None:
+            t_first = None
+            if first:
+                await send(first)
             while True:
-                ev = await q.get()
+                items = await job.take()
+                if not items:  # woken with nothing: the client left
+                    if job.cancelled:
+                        return
+                    continue
                 out = []
                 end = None
-                while True:
-                    t = ev.get("t")
-                    if t is not None:
-                        if t_first is None and ("e" not in ev or ev.get("n")):
+                for ev in items:
+                    if type(ev) is bytes:
+                        if t_first is None:
                             t_first = time.perf_counter()
-                        if t:
-                            out.append(b"data: " + (pre + _dumps(t) + post).encode() + b"\n\n")
-                    if "e" in ev or "x" in ev or CRASHED in ev:
-                        end = ev
-                        break
-                    if q.empty():
-                        break
-                    ev = q.get_nowait()
+                        if len(ev) > 2:  # not ""
+                            out.append(pre_b + ev + post_b)
+                        continue
+                    end = ev
+                    break
                 if end is None:
-                    yield b"".join(out)
+                    await send(b"".join(out))
                     continue
                 if "e" in end:
                     n_out = end["n"]
+                    if t_first is None and n_out:
+                        t_first = time.perf_counter()
                     _observe(t0, t_first, time.perf_counter(), n_out, job)
+                    if end.get("t"):
+                        out.append(pre_b + _dumps(end["t"]).encode() + post_b)
                     out.append(_sse(fin_pre + _dumps(end["e"]) + fin_post))
                     if include_usage:
                         usage = {"prompt_tokens": n_prompt, "completion_tokens": n_out, "total_tokens": n_prompt + n_out}
@@ -453,12 +521,10 @@ def create_app(settings: ServeSettings, prompt, pool: EnginePool, metrics: Metri
                     metrics.engine_errors.inc()
                     out.append(_job_error(end).sse())
                 out.append(b"data: [DONE]\n\n")
-                yield b"".join(out)
+                await send(b"".join(out))
                 return
-        finally:
-            if not job.done:
-                pool.cancel(job)
-                metrics.aborted.inc()
+
+        return body
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):

@@ -19,25 +19,83 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from dsdeploy.serve.errors import APIError, engine_failed, overloaded, unavailable
 
 # Events a job's queue receives (besides the worker's raw dicts):
 CRASHED = "crashed"
+_json_str = json.encoder.encode_basestring_ascii  # str -> JSON string literal (C, fast)
 
 
-@dataclass(eq=False)
 class Job:
-    id: str
-    payload: dict[str, Any]
-    events: asyncio.Queue = field(default_factory=asyncio.Queue)
-    created: float = field(default_factory=time.perf_counter)
-    started: float | None = None
-    slot: "Slot | None" = None
-    done: bool = False
-    cancelled: bool = False
+    """One request's place in the pool, and its inbox of engine events.
+
+    The inbox holds, in order, generated text as JSON string literals (bytes such as b'"ab\\n"',
+    exactly as they go into an SSE chunk, so the hot path never decodes or re-encodes text) and,
+    last, one dict: the end event {"e": finish_reason, "n": tokens, "t": text}, an engine error
+    {"x": message} or {CRASHED: APIError}. `take()` returns everything that arrived since the last
+    call, so tokens that arrive together are handled (and written to the client) together.
+    """
+
+    __slots__ = ("id", "payload", "created", "started", "slot", "done", "cancelled", "items", "_waiter")
+
+    def __init__(self, id: str, payload: dict[str, Any]) -> None:
+        self.id = id
+        self.payload = payload
+        self.created = time.perf_counter()
+        self.started: float | None = None
+        self.slot: Slot | None = None
+        self.done = False
+        self.cancelled = False
+        self.items: list = []
+        self._waiter: asyncio.Future | None = None
+
+    def push(self, item) -> None:
+        self.items.append(item)
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake a pending `wait()`/`take()` (a take() woken with nothing queued returns [])."""
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    async def wait(self) -> None:
+        if not self.items:
+            w = self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await w
+            finally:
+                if self._waiter is w:
+                    self._waiter = None
+
+    async def take(self) -> list:
+        """Everything queued since the last call; waits while there is nothing."""
+        if not self.items:
+            await self.wait()
+        items = self.items
+        self.items = []
+        return items
+
+    @property
+    def events(self) -> "_EventView":
+        """The inbox as decoded event dicts, one `await get()` at a time (tests, simple callers)."""
+        return _EventView(self)
+
+
+class _EventView:
+    def __init__(self, job: Job) -> None:
+        self.job = job
+
+    async def get(self) -> dict:
+        job = self.job
+        while not job.items:
+            await job.wait()
+        item = job.items.pop(0)
+        return {"t": json.loads(item)} if isinstance(item, bytes) else item
 
 
 class Slot:
@@ -51,6 +109,8 @@ class Slot:
         self.started_at = 0.0
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
         self.ready = asyncio.Event()
+        self.rbuf = b""  # an incomplete event line from the last read
+        self.rfd: int | None = None  # read end of the worker's event pipe
 
     def info(self) -> dict[str, Any]:
         return {
@@ -126,6 +186,8 @@ class EnginePool:
                     proc.kill()
                     await proc.wait()
             slot.state = "stopped"
+            if slot.rfd is not None:
+                self._close_reader(slot, slot.rfd)
         for job in list(self.waiting):
             self._fail(job, unavailable("server is shutting down", code="shutting_down"))
         self.waiting.clear()
@@ -134,17 +196,29 @@ class EnginePool:
         slot.state = "starting"
         slot.ready.clear()
         slot.started_at = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(
-            *self.worker_argv,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=self.env,
-            limit=1 << 24,
-        )
+        slot.rbuf = b""
+        # Events come over a plain pipe read straight from the event loop's selector: one
+        # os.read() takes every line that arrived since the last one (no StreamReader, no reader
+        # task to wake per line).
+        rfd, wfd = os.pipe()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.worker_argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=wfd,
+                stderr=asyncio.subprocess.PIPE,
+                env=self.env,
+            )
+        except BaseException:
+            os.close(rfd)
+            raise
+        finally:
+            os.close(wfd)
+        os.set_blocking(rfd, False)
         slot.proc = proc
         slot.pid = proc.pid
-        self._bg(self._read_events(slot, proc))
+        slot.rfd = rfd
+        asyncio.get_running_loop().add_reader(rfd, self._on_readable, slot, proc, rfd)
         self._bg(self._read_stderr(slot, proc))
 
     def _bg(self, coro) -> None:
@@ -162,29 +236,65 @@ class EnginePool:
             if slot.state != "starting":
                 self.log(f"[engine {slot.index} pid {proc.pid}] {text.rstrip()}")
 
-    async def _read_events(self, slot: Slot, proc) -> None:
-        reader = proc.stdout
-        loads = json.loads
-        while True:
-            line = await reader.readline()
-            if not line:
-                break
-            try:
-                msg = loads(line)
-            except ValueError:
-                self.log(f"[engine {slot.index}] unreadable event: {line[:200]!r}")
+    def _on_readable(self, slot: Slot, proc, rfd: int) -> None:
+        try:
+            data = os.read(rfd, 1 << 20)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # EOF: the worker is gone
+            self._close_reader(slot, rfd)
+            self._bg(self._reap(slot, proc))
+            return
+        if slot.rbuf:
+            data = slot.rbuf + data
+        lines = data.split(b"\n")
+        slot.rbuf = lines.pop()
+        job = slot.job
+        for line in lines:
+            if line[:1] == b'"':  # a token's text as a JSON string literal: the hot path
+                if job is not None:
+                    job.push(line)
                 continue
-            job = slot.job
-            if "i" in msg:
-                if job is None or msg["i"] != job.id:
-                    continue  # a late event for a job we already gave up on
-                job.events.put_nowait(msg)
-                if "e" in msg or "x" in msg:
-                    self._release(slot)
-            elif msg.get("ev") == "ready":
-                slot.state = "idle"
-                slot.ready.set()
-                self._dispatch()
+            self._on_event(slot, line)
+            job = slot.job  # the job may have ended (and the next one started)
+
+    def _on_event(self, slot: Slot, line: bytes) -> None:
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            if line.strip():
+                self.log(f"[engine {slot.index}] unreadable event: {line[:200]!r}")
+            return
+        job = slot.job
+        if "i" in msg:
+            if job is None or msg["i"] != job.id:
+                return  # a late event for a job we already gave up on
+            if "e" in msg or "x" in msg:
+                job.push(msg)
+                self._release(slot)
+            elif "t" in msg:
+                job.push(_json_str(msg["t"]).encode())
+        elif msg.get("ev") == "ready":
+            slot.state = "idle"
+            slot.ready.set()
+            self._dispatch()
+
+    @staticmethod
+    def _close_reader(slot: Slot, rfd: int) -> None:
+        if slot.rfd == rfd:
+            slot.rfd = None
+        try:
+            asyncio.get_running_loop().remove_reader(rfd)
+        except RuntimeError:
+            pass
+        try:
+            os.close(rfd)
+        except OSError:
+            pass
+
+    async def _reap(self, slot: Slot, proc) -> None:
         await proc.wait()
         self._on_exit(slot, proc)
 
@@ -294,4 +404,4 @@ class EnginePool:
 
     def _fail(self, job: Job, err: APIError) -> None:
         job.done = True
-        job.events.put_nowait({CRASHED: err})
+        job.push({CRASHED: err})

@@ -9,7 +9,10 @@ is pointed at stderr so that anything llama.cpp prints can never corrupt the pro
           "min_tokens": N}
          {"op": "cancel", "id": ...}      (client went away: stop at the next token)
     out: {"ev": "ready", "pid": ..., "n_ctx": ...}
-         {"i": id, "t": text}             (one line per generated token; text may be "")
+         "text"                           (one line per generated token: the text as a JSON string
+                                           literal, ASCII-escaped, so it may be "" and never holds a
+                                           newline; it belongs to the job running on this worker)
+         {"i": id, "t": text}             (the same, the long way; accepted too)
          {"i": id, "e": finish_reason, "n": completion_tokens, "t": remaining_text}
          {"i": id, "x": error_message}
 
@@ -29,11 +32,17 @@ import sys
 import threading
 
 
-def _send(fd: int, obj: dict) -> None:
-    data = (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+_json_str = json.encoder.encode_basestring_ascii  # str -> JSON string literal (C, fast)
+
+
+def _write(fd: int, data: bytes) -> None:
     while data:
         n = os.write(fd, data)
         data = data[n:]
+
+
+def _send(fd: int, obj: dict) -> None:
+    _write(fd, (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode())
 
 
 class Engine:
@@ -119,8 +128,13 @@ class Engine:
         llm.n_tokens = p  # eval() drops the KV cache beyond n_tokens before decoding
         llm.eval(tokens[p:])
 
-    def generate(self, req: dict, cancelled, emit) -> None:
+    def generate(self, req: dict, cancelled, emit, emit_text=None) -> None:
+        """Run one request. `emit(dict)` gets the end event (and, without `emit_text`, every
+        token as {"i": id, "t": text}); `emit_text(text)` gets each token's text."""
         rid = req["id"]
+        if emit_text is None:
+            def emit_text(text: str) -> None:
+                emit({"i": rid, "t": text})
         tokens = list(req["tokens"])
         room = self.n_ctx - len(tokens)
         max_tokens = max(0, min(int(req["max_tokens"]), room))
@@ -165,10 +179,9 @@ class Engine:
                     text, pending = pending[:cut], pending[cut:]
                 else:
                     text = ""
+            emit_text(text)
             if n >= max_tokens:
-                emit({"i": rid, "t": text})
                 break
-            emit({"i": rid, "t": text})
             if n == min_tokens and min_tokens > 0 and not ignore_eos:
                 sampler = self._sampler(req, mask_eog=False)  # min_tokens reached: EOS allowed
             self.llm.eval([tok])
@@ -186,11 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     out = os.dup(1)
     os.dup2(2, 1)  # stray prints from C code go to stderr, never into the protocol
     sys.stdout = sys.stderr
-    lock = threading.Lock()
 
-    def emit(obj: dict) -> None:
-        with lock:
-            _send(out, obj)
+    def emit(obj: dict) -> None:  # only the main thread writes events
+        _send(out, obj)
+
+    def emit_text(text: str) -> None:
+        _write(out, (_json_str(text) + "\n").encode())
 
     engine = Engine(args.model, args.n_ctx, args.threads)
     jobs: queue.SimpleQueue = queue.SimpleQueue()
@@ -223,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             if rid in cancelled:
                 emit({"i": rid, "e": "cancelled", "n": 0, "t": ""})
             else:
-                engine.generate(req, cancelled, emit)
+                engine.generate(req, cancelled, emit, emit_text)
         except Exception as exc:  # report, keep the slot alive
             emit({"i": rid, "x": f"{type(exc).__name__}: {exc}"})
         cancelled.discard(rid)

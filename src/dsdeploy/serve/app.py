@@ -238,6 +238,20 @@ def _sse(obj_json: str) -> bytes:
     return b"data: " + obj_json.encode() + b"\n\n"
 
 
+_RAW_SEND = "dsdeploy.raw_send"
+
+
+class _App(FastAPI):
+    """FastAPI that also leaves the server's own `send` in the scope, so a stream's body chunks
+    can skip the five middleware wrappers around `send` (measured: a quarter of the API process's
+    CPU per streamed token). The response start and end still go through the middlewares."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http":
+            scope[_RAW_SEND] = send
+        await super().__call__(scope, receive, send)
+
+
 class SSEResponse(Response):
     """A streamed `text/event-stream` response written straight to the ASGI `send`.
 
@@ -273,8 +287,10 @@ class SSEResponse(Response):
 
         watcher = asyncio.ensure_future(watch())
 
+        raw_send = scope.get(_RAW_SEND, send)
+
         async def send_frames(data: bytes) -> None:
-            await send({"type": "http.response.body", "body": data, "more_body": True})
+            await raw_send({"type": "http.response.body", "body": data, "more_body": True})
 
         try:
             await self._body(send_frames)
@@ -303,7 +319,7 @@ def create_app(settings: ServeSettings, prompt, pool: EnginePool, metrics: Metri
         yield
         await pool.stop()
 
-    app = FastAPI(title="dsdeploy serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = _App(title="dsdeploy serve", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.server = srv
 
     def error_response(err: APIError, endpoint: str | None = None) -> JSONResponse:

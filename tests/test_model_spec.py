@@ -35,6 +35,7 @@ KV_BF16 = {
     "r1-distill-qwen-32b": 256 * KIB,  # 2 × 64 × 8 × 128 × 2
     "r1-distill-llama-8b": 128 * KIB,  # 2 × 32 × 8 × 128 × 2
     "r1-distill-llama-70b": 320 * KIB,  # 2 × 80 × 8 × 128 × 2
+    "dsdeploy-tiny": (512 + 64) * 3 * 2,  # 3,456 B: DeepSeek's MLA sizes, 3 layers (tinymodel config)
 }
 
 

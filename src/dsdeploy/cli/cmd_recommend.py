@@ -14,9 +14,10 @@ def run_recommend(
     model="deepseek-r1", requests_per_day=None, tokens_per_day=None, input_len=1024, output_len=1024,
     peak_concurrency=8, ttft_ms=None, tpot_ms=None, on_prem=False, budget=None, prices=None, currency="USD",
     fx_rate=None, kv_dtype="bf16", max_quality_rank=7, overflow_share=0.2, finetune_gpu_hours=800.0,
-    api_date=None, api_cache_hit=0.0, top=12, opts=None,
+    api_date=None, api_cache_hit=0.0, top=12, opts=None, calibration: Optional[Path] = None,
 ) -> dict:
     from dsdeploy.catalog import load_catalog
+    from dsdeploy.catalog.calibration import load_calibration
     from dsdeploy.catalog.prices import PriceBook, load_prices
     from dsdeploy.cli.cmd_plan import resolve_model
     from dsdeploy.planner.bom import CostOptions
@@ -31,6 +32,7 @@ def run_recommend(
     cat = load_catalog()
     model_id, spec = resolve_model(model, None)
     return recommend(cat, model_id, spec, d, book, opts or CostOptions(), kv_dtype=kv_dtype, api_date=api_date,
+                     calibration=load_calibration(calibration),
                      api_cache_hit=api_cache_hit, top=top)
 
 
@@ -91,6 +93,7 @@ def register(app: typer.Typer) -> None:
         finetune_gpu_hours: float = typer.Option(800.0, "--finetune-gpu-hours", help="Cloud–edge split: rented H100-hours per year for fine-tuning."),
         top: int = typer.Option(12, "--top", help="Options to list (plus the best of each kind and the article's alternatives)."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        calibration: Optional[Path] = typer.Option(None, "--calibration", help="Calibration TOML for the performance model (default: shipped)."),
     ) -> None:
         """Rank ways to serve a workload: buy, rent, API, hybrid — with cost per 1M tokens, capex, latency, reasons."""
         from dsdeploy.planner.bom import CostOptions
@@ -102,7 +105,7 @@ def register(app: typer.Typer) -> None:
             output_len=output_len, peak_concurrency=peak_concurrency, ttft_ms=ttft_ms, tpot_ms=tpot_ms, on_prem=on_prem,
             budget=budget, prices=prices, currency=currency, fx_rate=fx_rate, kv_dtype=kv_dtype,
             max_quality_rank=max_quality_rank, overflow_share=overflow_share, finetune_gpu_hours=finetune_gpu_hours,
-            api_date=api_date, api_cache_hit=api_cache_hit, top=top, opts=opts,
+            api_date=api_date, api_cache_hit=api_cache_hit, top=top, opts=opts, calibration=calibration,
         )
         if as_json:
             typer.echo(json.dumps(res, indent=2, ensure_ascii=False))

@@ -151,7 +151,7 @@ async def _drive(host: str, port: int, key: str, conc: int, ps: list[str], max_t
     return results, time.perf_counter() - t0
 
 
-def start_server(model: str, n_ctx: int, threads: int, parallel: int) -> tuple[subprocess.Popen, int, str]:
+def start_server(model: str, n_ctx: int, threads: int, parallel: int, stream_interval_ms: float | None = None) -> tuple[subprocess.Popen, int, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -161,6 +161,7 @@ def start_server(model: str, n_ctx: int, threads: int, parallel: int) -> tuple[s
          "--api-key", key, "--parallel", str(parallel), "--threads", str(threads), "--n-ctx", str(n_ctx),
          "--max-concurrency", "256"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        env=dict(os.environ, **({} if stream_interval_ms is None else {"DSDEPLOY_STREAM_INTERVAL_MS": str(stream_interval_ms)})),
     )
     import httpx
 
@@ -216,6 +217,8 @@ def main() -> int:
     ap.add_argument("--n-ctx", type=int, default=2048)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--modes", nargs="+", default=["api", "engine", "create_completion"])
+    ap.add_argument("--stream-interval-ms", type=float, default=None,
+                    help="the server's stream interval (default: its own default)")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
     if args.model is None:
@@ -228,7 +231,7 @@ def main() -> int:
         runs: dict[str, list[dict]] = {m: [] for m in args.modes}
         server = None
         if "api" in args.modes:
-            server = start_server(args.model, args.n_ctx, args.threads, conc)
+            server = start_server(args.model, args.n_ctx, args.threads, conc, args.stream_interval_ms)
         try:
             for _ in range(args.repeats):
                 for mode in args.modes:
@@ -249,7 +252,7 @@ def main() -> int:
             if rs and "api_cpu_us_per_token" in rs[0]:
                 table[(conc, mode)]["api_cpu_us_per_token"] = statistics.median(r["api_cpu_us_per_token"] for r in rs)
     print(f"model {args.model}; {args.requests} requests x {args.max_tokens} tokens; threads/instance {args.threads}; "
-          f"median of {args.repeats}; cpus {os.cpu_count()}")
+          f"median of {args.repeats}; cpus {os.cpu_count()}; stream interval {args.stream_interval_ms}")
     print(f"{'conc':>4} {'mode':<18} {'tok/s':>9} {'p50 TTFT ms':>12} {'vs engine':>18} {'vs create_compl.':>18}")
     for conc in args.concurrency:
         for mode in args.modes:

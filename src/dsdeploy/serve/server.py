@@ -51,6 +51,8 @@ def worker_argv(s: ServeSettings) -> list[str]:
         str(s.n_ctx),
         "--threads",
         str(s.threads),
+        "--stream-interval-ms",
+        str(s.stream_interval_ms),
     ]
 
 

@@ -11,6 +11,22 @@ from pathlib import Path
 from dsdeploy.errors import UserError
 
 API_KEY_ENV = "DSDEPLOY_API_KEY"
+STREAM_INTERVAL_ENV = "DSDEPLOY_STREAM_INTERVAL_MS"
+DEFAULT_STREAM_INTERVAL_MS = 0.0
+
+
+def default_stream_interval_ms() -> float:
+    """$DSDEPLOY_STREAM_INTERVAL_MS, else DEFAULT_STREAM_INTERVAL_MS (see docs/serve.md)."""
+    raw = os.environ.get(STREAM_INTERVAL_ENV, "").strip()
+    if not raw:
+        return DEFAULT_STREAM_INTERVAL_MS
+    try:
+        value = float(raw)
+    except ValueError:
+        raise UserError(f"${STREAM_INTERVAL_ENV} must be a number of milliseconds, got {raw!r}") from None
+    if not (0.0 <= value <= 1000.0):
+        raise UserError(f"${STREAM_INTERVAL_ENV} must be between 0 and 1000, got {value}")
+    return value
 
 
 def is_loopback(host: str) -> bool:
@@ -58,6 +74,9 @@ class ServeSettings:
     drain_timeout: float = 30.0
     log_level: str = "info"
     extra_worker_env: dict[str, str] = field(default_factory=dict)
+    # after a request's first token (always sent at once), the engine hands tokens over at most
+    # this often, batched: fewer wake-ups and writes per token, at the cost of burstier chunks
+    stream_interval_ms: float = field(default_factory=default_stream_interval_ms)
 
     def __post_init__(self) -> None:
         self.model_path = Path(self.model_path)

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import collections
 import ctypes
 import json
 import os
-import queue
+import select
 import sys
-import threading
+import time
 
 
 _json_str = json.encoder.encode_basestring_ascii  # str -> JSON string literal (C, fast)
@@ -189,58 +190,110 @@ class Engine:
         emit({"i": rid, "e": finish, "n": n, "t": tail})
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="dsdeploy.serve.worker")
-    ap.add_argument("--model", required=True)
-    ap.add_argument("--n-ctx", type=int, required=True)
-    ap.add_argument("--threads", type=int, required=True)
-    args = ap.parse_args(argv)
+class _Inbox:
+    """The API's messages on stdin, read by the generation thread itself (no reader thread, so a
+    new request costs one wake-up, not two): it blocks on stdin only while idle, and between
+    tokens `rid in inbox` (the cancellation check) polls stdin without waiting."""
 
-    out = os.dup(1)
-    os.dup2(2, 1)  # stray prints from C code go to stderr, never into the protocol
-    sys.stdout = sys.stderr
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        os.set_blocking(fd, False)
+        self.poller = select.poll()
+        self.poller.register(fd, select.POLLIN | select.POLLHUP)
+        self.buf = b""
+        self.jobs: collections.deque = collections.deque()
+        self.cancelled: set = set()
+        self.closed = False  # "exit" received: ignore the rest
 
-    def emit(obj: dict) -> None:  # only the main thread writes events
-        _send(out, obj)
-
-    def emit_text(text: str) -> None:
-        _write(out, (_json_str(text) + "\n").encode())
-
-    engine = Engine(args.model, args.n_ctx, args.threads)
-    jobs: queue.SimpleQueue = queue.SimpleQueue()
-    cancelled: set = set()
-
-    def reader() -> None:
-        for line in sys.stdin.buffer:
+    def pump(self, timeout_ms: int | None) -> None:
+        if self.closed or not self.poller.poll(timeout_ms):
+            return
+        try:
+            data = os.read(self.fd, 65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        if not data:
+            os._exit(0)  # the API process is gone: nobody to serve
+        lines = (self.buf + data).split(b"\n")
+        self.buf = lines.pop()
+        for line in lines:
             try:
                 msg = json.loads(line)
             except ValueError:
                 continue
             op = msg.get("op")
             if op == "gen":
-                jobs.put(msg)
+                self.jobs.append(msg)
             elif op == "cancel":
-                cancelled.add(msg["id"])
+                self.cancelled.add(msg["id"])
             elif op == "exit":
-                jobs.put(None)
+                self.jobs.append(None)
+                self.closed = True
                 return
-        os._exit(0)  # the API process is gone: nobody to serve
 
-    threading.Thread(target=reader, daemon=True).start()
+    def __contains__(self, rid) -> bool:  # "is this request cancelled?", checked once per token
+        self.pump(0)
+        return rid in self.cancelled
+
+    def next_job(self) -> dict | None:
+        while not self.jobs:
+            self.pump(None)
+        return self.jobs.popleft()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="dsdeploy.serve.worker")
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--n-ctx", type=int, required=True)
+    ap.add_argument("--threads", type=int, required=True)
+    ap.add_argument("--stream-interval-ms", type=float, default=0.0,
+                    help="after a request's first token, write tokens at most this often (batched)")
+    args = ap.parse_args(argv)
+
+    out = os.dup(1)
+    os.dup2(2, 1)  # stray prints from C code go to stderr, never into the protocol
+    sys.stdout = sys.stderr
+
+    interval = max(0.0, args.stream_interval_ms) / 1000.0
+    pending: list[str] = []
+    last_flush = [0.0]
+    clock = time.perf_counter
+
+    def emit(obj: dict) -> None:  # only the main thread writes events
+        data = (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        if pending:
+            data = "".join(pending).encode() + data
+            pending.clear()
+        _write(out, data)
+        last_flush[0] = 0.0  # the next request's first token goes out at once
+
+    def emit_text(text: str) -> None:
+        # The first token of a request is written at once; later ones are written when
+        # `interval` has passed since the last write (0: every token at once), so the API process
+        # wakes once per batch rather than once per token.
+        pending.append(_json_str(text) + "\n")
+        now = clock()
+        if now - last_flush[0] >= interval:
+            last_flush[0] = now
+            _write(out, "".join(pending).encode())
+            pending.clear()
+
+    engine = Engine(args.model, args.n_ctx, args.threads)
+    inbox = _Inbox(0)
     emit({"ev": "ready", "pid": os.getpid(), "n_ctx": engine.n_ctx})
     while True:
-        req = jobs.get()
+        req = inbox.next_job()
         if req is None:
             return 0
         rid = req["id"]
         try:
-            if rid in cancelled:
+            if rid in inbox:
                 emit({"i": rid, "e": "cancelled", "n": 0, "t": ""})
             else:
-                engine.generate(req, cancelled, emit, emit_text)
+                engine.generate(req, inbox, emit, emit_text)
         except Exception as exc:  # report, keep the slot alive
             emit({"i": rid, "x": f"{type(exc).__name__}: {exc}"})
-        cancelled.discard(rid)
+        inbox.cancelled.discard(rid)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,11 @@ from dsdeploy.specs.model import COMPONENTS, load_model_spec
 CAT = load_catalog()
 SPECS = {m: load_model_spec(m) for m in CAT.models}
 MODELS = sorted(SPECS)
+# "More devices never lower capacity" needs sharding to free more memory than it costs: a second
+# TP rank adds NCCL buffers (engines.toml comm_buffers_gib) and, for MLA, a full copy of the latent
+# cache. For every real model the freed weights dwarf that; for the 4M-parameter test model
+# (dsdeploy-tiny, 8 MB of weights) they do not, and TP2 really does hold 0.7 % fewer tokens.
+SHARDABLE = [m for m in MODELS if SPECS[m].params_total > 1e9]
 GPUS = sorted(a.id for a in CAT.accelerators.values() if a.hw_class == "datacenter-gpu")
 GPU_FORMATS = ["bf16", "fp16", "fp8", "int8", "awq-int4"]
 FORMATS = sorted(CAT.formats)
@@ -45,7 +50,7 @@ layout_pairs = st.lists(st.integers(0, len(LAYOUTS) - 1), min_size=2, max_size=2
 
 
 @SETTINGS
-@given(model=st.sampled_from(MODELS), weights=st.sampled_from(GPU_FORMATS), acc=st.sampled_from(GPUS),
+@given(model=st.sampled_from(SHARDABLE), weights=st.sampled_from(GPU_FORMATS), acc=st.sampled_from(GPUS),
        pair=layout_pairs, ctx=st.integers(1, 32768))
 def test_more_devices_never_lower_kv_capacity(model, weights, acc, pair, ctx):
     (c1, n1), (c2, n2) = LAYOUTS[pair[0]], LAYOUTS[pair[1]]

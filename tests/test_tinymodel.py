@@ -202,6 +202,27 @@ def test_llama_cpp_greedy_generate(llm):
 
 
 @pytest.mark.engine
+def test_llama_cpp_greedy_output_is_varied_text(llm):
+    """The trained model does not collapse into whitespace or one repeated token.
+
+    Greedy 64 tokens from a fixed prompt must decode to valid UTF-8 and contain at least
+    8 distinct tokens with non-whitespace text (the 200-step build of the old recipe
+    emitted only repeated whitespace fragments). Not timed.
+    """
+    toks = llm.tokenize(b"def parse_args(argv):\n", add_bos=True)
+    out_toks: list[int] = []
+    for tok in llm.generate(toks, temp=0.0, top_k=1, reset=True):
+        if tok == llm.token_eos() or len(out_toks) >= 64:
+            break
+        out_toks.append(tok)
+    data = llm.detokenize(out_toks)
+    text = _valid_utf8_prefix(data)
+    visible = {t for t in out_toks if llm.detokenize([t]).strip()}
+    assert len(visible) >= 8, f"only {len(visible)} distinct non-whitespace tokens: {text!r}"
+    assert sum(c.isalpha() for c in text) >= 20, text
+
+
+@pytest.mark.engine
 def test_llama_cpp_streaming_is_not_superlinear(llm):
     t0 = time.perf_counter()
     pieces = [c["choices"][0]["text"] for c in llm.create_completion(

@@ -26,7 +26,7 @@ PROMPT = (
     "    parser.add_argument('--steps', type=int, default=300)\n"
 )
 F32_TOL = 1e-4  # measured 6.7e-6 with an f32 KV cache (1.5e-3 with the default f16 cache)
-Q8_TOL = 0.5  # shipped q8_0 file: loose, only catches gross errors
+Q8_REL_TOL = 0.1  # shipped q8_0 file (f16 KV cache): max |dlogit| / max |logit| (measured 0.069); loose, only catches gross errors
 
 
 def _hf_logits(ids: list[int]) -> np.ndarray:
@@ -76,8 +76,10 @@ def test_shipped_q8_gguf_is_close(ids, hf_logits):
     ll = _llama_logits(default_gguf_path(), ids)
     diff = float(np.abs(ll - hf_logits).max())
     agree = float((ll.argmax(-1) == hf_logits.argmax(-1)).mean())
-    print(f"q8_0 GGUF vs transformers: max |dlogit| = {diff:.2e}, argmax agreement {agree:.2%}")
-    assert diff < Q8_TOL
+    scale = float(np.abs(hf_logits).max())
+    print(f"q8_0 GGUF vs transformers: max |dlogit| = {diff:.2e} (max |logit| {scale:.1f}), "
+          f"argmax agreement {agree:.2%}")
+    assert diff < Q8_REL_TOL * scale
     assert agree >= 0.9
 
 

@@ -23,6 +23,7 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
+import queue
 import re
 import signal
 import socket
@@ -96,7 +97,16 @@ def run_direct(model: str, n_ctx: int, threads: int, conc: int, ps: list[str], m
     procs = [ctx.Process(target=_direct_proc, args=(model, n_ctx, threads, shares[i], max_tokens, mode, barrier, out)) for i in range(conc)]
     for p in procs:
         p.start()
-    got = [out.get() for _ in procs]
+    got = []
+    while len(got) < len(procs):  # never wait forever on a child that died without reporting
+        try:
+            got.append(out.get(timeout=5))
+        except queue.Empty:
+            dead = [p for p in procs if p.exitcode is not None and p.exitcode != 0]
+            if dead:
+                for p in procs:
+                    p.kill()
+                raise RuntimeError(f"{mode} process exited with code {dead[0].exitcode}")
     for p in procs:
         p.join()
     start = min(g[0] for g in got)

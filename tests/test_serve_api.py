@@ -76,6 +76,30 @@ def test_completions_streaming(client):
     assert any(ch.choices and ch.choices[0].finish_reason == "length" for ch in chunks)
 
 
+def test_stream_one_valid_chunk_per_token_and_first_token_not_held(tiny_server):
+    """Tokens reach the API in batches (--stream interval), but each SSE event is still one valid
+    text_completion chunk with one token's text, and the concatenation equals the non-streamed text."""
+    body = {"model": MODEL, "prompt": "import os\n", "max_tokens": 64, "temperature": 0, "ignore_eos": True,
+            "stream": True, "stream_options": {"include_usage": True}}
+    headers = {"Authorization": f"Bearer {tiny_server.api_key}"}
+    events = []
+    with httpx.stream("POST", tiny_server.base_url + "/v1/completions", json=body, headers=headers, timeout=60) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                events.append(line[6:])
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all(c["object"] == "text_completion" for c in chunks)
+    texts = [c["choices"][0]["text"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"] is None]
+    usage = chunks[-1]["usage"]
+    assert usage["completion_tokens"] == 64
+    assert 0 < len(texts) <= 64 and all(texts)  # one chunk per (non-empty) token, never merged
+    full = httpx.post(tiny_server.base_url + "/v1/completions", headers=headers, timeout=60,
+                      json=dict(body, stream=False)).json()
+    assert "".join(texts) == full["choices"][0]["text"]
+
+
 def test_max_completion_tokens_is_honoured(client):
     r = client.chat.completions.create(
         model=MODEL, messages=MSG, max_completion_tokens=7, extra_body={"ignore_eos": True}

@@ -35,6 +35,13 @@ FAKE_WORKER = textwrap.dedent(
     while True:
         m = jobs.get()
         if m is None: break
+        if os.environ.get("FAKE_FAST"):
+            # the worker's short form: token texts as JSON string literals, several lines (and
+            # the end event) in one write, as a batching worker sends them
+            k = m["max_tokens"]
+            lines = [json.dumps(t) for t in (["a", "", "\\u00e9\\n", '"q"'] * k)[:k]]
+            os.write(out, ("\\n".join(lines + [json.dumps({"i": m["id"], "e": "length", "n": k, "t": "!"})]) + "\\n").encode())
+            continue
         n = 0; fin = "length"
         for i in range(m["max_tokens"]):
             if m["id"] in cancelled: fin = "cancelled"; break
@@ -151,5 +158,46 @@ def test_stop_fails_waiting_and_refuses_new(worker_argv):
         assert e.value.status == 503
         await pool.stop()
         assert all(s.state == "stopped" for s in pool.slots)
+
+    asyncio.run(main())
+
+
+def test_short_form_token_lines_batched_in_one_write(tmp_path):
+    p = tmp_path / "fake_worker.py"
+    p.write_text(FAKE_WORKER)
+
+    async def main():
+        pool = EnginePool([sys.executable, str(p)], parallel=1, max_concurrency=4,
+                          env=dict(os.environ, FAKE_FAST="1"))
+        await pool.start()
+        try:
+            a = pool.submit({"max_tokens": 6})
+            b = pool.submit({"max_tokens": 2})  # dispatched right after a's end event
+            items = []
+            while not items or not isinstance(items[-1], dict):
+                items += await asyncio.wait_for(a.take(), 10)
+            assert all(isinstance(x, bytes) for x in items[:-1]) and len(items) == 7
+            assert items[-1] == {"i": a.id, "e": "length", "n": 6, "t": "!"}
+            text, end = await _drain(b)
+            assert text == "a!" and end["n"] == 2 and pool.running == 0
+        finally:
+            await pool.stop()
+
+    asyncio.run(main())
+
+
+def test_event_view_decodes_short_form(tmp_path):
+    p = tmp_path / "fake_worker.py"
+    p.write_text(FAKE_WORKER)
+
+    async def main():
+        pool = EnginePool([sys.executable, str(p)], parallel=1, max_concurrency=4,
+                          env=dict(os.environ, FAKE_FAST="1"))
+        await pool.start()
+        try:
+            text, end = await _drain(pool.submit({"max_tokens": 4}))
+            assert text == 'a\u00e9\n"q"!' and end["e"] == "length"
+        finally:
+            await pool.stop()
 
     asyncio.run(main())

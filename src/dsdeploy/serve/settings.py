@@ -12,7 +12,7 @@ from dsdeploy.errors import UserError
 
 API_KEY_ENV = "DSDEPLOY_API_KEY"
 STREAM_INTERVAL_ENV = "DSDEPLOY_STREAM_INTERVAL_MS"
-DEFAULT_STREAM_INTERVAL_MS = 0.0
+DEFAULT_STREAM_INTERVAL_MS = 10.0
 
 
 def default_stream_interval_ms() -> float:

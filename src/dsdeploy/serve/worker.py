@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", required=True)
     ap.add_argument("--n-ctx", type=int, required=True)
     ap.add_argument("--threads", type=int, required=True)
-    ap.add_argument("--stream-interval-ms", type=float, default=0.0,
+    ap.add_argument("--stream-interval-ms", type=float, default=10.0,
                     help="after a request's first token, write tokens at most this often (batched)")
     args = ap.parse_args(argv)
 

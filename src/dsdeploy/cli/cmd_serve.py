@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 from pathlib import Path
 from typing import Optional
@@ -48,6 +50,11 @@ def register(app: typer.Typer) -> None:
             64, "--max-concurrency", help="Requests admitted at once, running + queued; beyond that: 429."
         ),
         drain_timeout: float = typer.Option(30.0, "--drain-timeout", help="Seconds SIGTERM waits for running requests."),
+        stream_interval_ms: Optional[float] = typer.Option(
+            None, "--stream-interval-ms",
+            help="After the first token, send tokens that arrive within this many ms in one write "
+            "(each still its own chunk). 0 = one write per token. Default: $DSDEPLOY_STREAM_INTERVAL_MS or 10.",
+        ),
         log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
     ) -> None:
         """Serve a model behind an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /health, /metrics)."""
@@ -88,4 +95,8 @@ def register(app: typer.Typer) -> None:
             drain_timeout=drain_timeout,
             log_level=log_level,
         )
+        if stream_interval_ms is not None:
+            if not (0.0 <= stream_interval_ms <= 1000.0):
+                raise UserError(f"--stream-interval-ms must be between 0 and 1000, got {stream_interval_ms}")
+            settings = dataclasses.replace(settings, stream_interval_ms=stream_interval_ms)
         run(settings, announce=lambda line: typer.echo(line))

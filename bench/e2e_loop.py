@@ -111,6 +111,12 @@ def main() -> None:
         "",
         "## Predicted vs measured, before and after calibrating on the recording",
         "",
+        "Before: the shipped calibration's `llama.cpp/cpu` group was fitted on DeepSeek-R1 Q8_0 on large",
+        "EPYC/Xeon servers; a 4M-parameter model on 2 cores is dominated by per-token fixed costs it never",
+        "saw, so it is predicted several times too fast. After one recording the loop closes. What remains",
+        "at concurrency 4 is the server's 2 slots (`--parallel 2`) queueing requests that the model, which",
+        "assumes llama.cpp's 4 slots, runs at once: the measured TTFT includes that wait.",
+        "",
         "| row | metric | concurrency | measured | predicted (shipped calibration) | APE | predicted (local.toml) | APE |",
         "|---|---|---|---|---|---|---|---|",
     ]

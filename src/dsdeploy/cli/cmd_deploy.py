@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         weights: Optional[str] = typer.Option(None, "--weights", help="Weight format id (default: the model's native format)."),
         kv_dtype: str = typer.Option("bf16", "--kv-dtype", help="KV cache dtype: bf16, fp16, fp8, q4_0."),
         accelerator: Optional[str] = typer.Option(None, "--accelerator", help="Accelerator id (e.g. h200-sxm, rtx-4090)."),
-        count: int = typer.Option(0, "--count", help="Accelerators per node."),
+        count: Optional[int] = typer.Option(None, "--count", help="Accelerators per node. Default: 8 for datacenter GPUs, else 1."),
         nodes: int = typer.Option(1, "--nodes", help="Nodes."),
         engine: Optional[str] = typer.Option(None, "--engine", help="vllm, sglang, llama.cpp or ktransformers."),
         placement: Optional[str] = typer.Option(None, "--placement", help="gpu, experts-on-cpu, layer-split, cpu, unified."),

@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
         weights: Optional[str] = typer.Option(None, "--weights", help="Plan option: weight format."),
         kv_dtype: str = typer.Option("bf16", "--kv-dtype", help="Plan option: KV dtype."),
         accelerator: Optional[str] = typer.Option(None, "--accelerator", help="Plan option: accelerator id."),
-        count: int = typer.Option(0, "--count", help="Plan option: accelerators per node."),
+        count: Optional[int] = typer.Option(None, "--count", help="Plan option: accelerators per node (default: 8 for datacenter GPUs, else 1)."),
         nodes: int = typer.Option(1, "--nodes", help="Plan option: nodes."),
         placement: Optional[str] = typer.Option(None, "--placement", help="Plan option: placement."),
         cpu: Optional[str] = typer.Option(None, "--cpu", help="Plan option: CPU id."),

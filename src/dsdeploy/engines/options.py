@@ -18,7 +18,7 @@ class PlanOptions:
     weights: str | None = None
     kv_dtype: str = "bf16"
     accelerator: str | None = None
-    count: int = 0
+    count: int | None = None  # None: one 8-GPU node for datacenter GPUs, else 1 (planner.options)
     nodes: int = 1
     engine: str | None = None
     placement: str | None = None
@@ -37,19 +37,20 @@ class PlanOptions:
 
 
 def resolve(o: PlanOptions, home: str | None = None) -> tuple[Deployment, MemoryPlan, Workload]:
+    from dsdeploy.planner.options import default_count, default_weights, resolve_model
+
     cat = load_catalog(home)
-    spec = load_model_spec(o.model)
-    model_id = spec.name
-    weights = o.weights
-    if weights is None:
-        try:
-            weights = cat.model(o.model).native_weights
-        except UserError:
-            raise UserError("--weights is required for a model given by path (e.g. --weights gguf-q4_k_m)") from None
+    model_id, spec = resolve_model(o.model, None)
+    native = cat.models[model_id].native_weights if model_id in cat.models else None
+    if o.weights is None and native is None and spec.gguf_file_type is None:
+        raise UserError("--weights is required for a model given by path (e.g. --weights gguf-q4_k_m)")
+    # deploy what the checkpoint is: its native format (or a GGUF's own type) unless told otherwise
+    weights = default_weights(spec, o.weights, fallback=native or "bf16")
     if o.input_len < 0 or o.output_len < 0 or o.concurrency < 1:
         raise UserError("--input-len and --output-len must be ≥ 0 and --concurrency ≥ 1")
     dep = resolve_deployment(
-        cat, model_id, spec, weights=weights, kv_dtype=o.kv_dtype, accelerator=o.accelerator, count=o.count,
+        cat, model_id, spec, weights=weights, kv_dtype=o.kv_dtype, accelerator=o.accelerator,
+        count=default_count(cat, o.accelerator, o.count),
         nodes=o.nodes, engine=o.engine, placement=o.placement, tp=o.tp, pp=o.pp, ep=o.ep,
         dp_attention=o.dp_attention, cpu=o.cpu, cpu_sockets=o.cpu_sockets, dram=o.dram, dram_gb=o.dram_gb, mtp=o.mtp,
     )

@@ -32,6 +32,10 @@ GIB = 1024**3
 GB = 1e9
 HOST_RESERVE_GB = 8.0  # OS + runtime on a CPU host (estimate, unconfirmed)
 HOST_RESERVE_SOURCE = "estimate: OS, page tables and runtime on the host (unconfirmed)"
+# Share of unified memory the GPU may wire when the catalog entry gives none: macOS's default GPU
+# wired limit is about three quarters of RAM (UNCONFIRMED; the M3 Ultra entry's 448/512 GB raised
+# limit is sourced in hardware.toml). The plan says when this default was used.
+DEFAULT_UNIFIED_FRACTION = 0.75
 
 
 @dataclass(frozen=True)
@@ -334,7 +338,7 @@ def _plan_unified(dep: Deployment, wl: Workload, W: dict[str, int]) -> MemoryPla
     acc = dep.accelerator
     n = max(1, dep.devices)
     cap = int(acc.memory_gb.value * GB)
-    frac = acc.max_unified_fraction.value if acc.max_unified_fraction else 0.75
+    frac = acc.max_unified_fraction.value if acc.max_unified_fraction else DEFAULT_UNIFIED_FRACTION
     usable = int(cap * frac)
     kv_tok = kv_bytes_per_token(dep)
     d = DeviceMemory(

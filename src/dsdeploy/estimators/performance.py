@@ -43,6 +43,14 @@ MTP_ACCEPTANCE = 0.85
 MTP_SOURCE = "DeepSeek-V3 technical report §5.4.3 (second-token acceptance 85–90 %)"
 NUMA_SCALING = 0.4  # a second socket adds 40 % (KTransformers V0.2 table: dual 12.2 vs single 8.73 tok/s)
 DEFAULT_CPU = {"bw": 76.8, "tflops": 1.0}  # dual-channel DDR5-4800 desktop: 2 × 4800 × 8 B
+# Pipeline hop between unified-memory boxes (EXO over Thunderbolt / 10–40 GbE): per-hop latency and
+# bandwidth. UNCONFIRMED estimates: no measured EXO hop is in facts.md; Thunderbolt 5 signals at
+# 80 Gb/s = 10 GB/s raw, we assume half of it achieved, plus ~50 µs of host networking per hop
+# (facts.md §2b: "kernel-to-kernel ≈50 µs").
+UNIFIED_HOP_LATENCY_S = 50e-6
+UNIFIED_HOP_GBS = 5.0
+# Host link when the accelerator entry names none: PCIe 4.0 x16, 31 GB/s per direction (facts.md §2a).
+DEFAULT_HOST_LINK_GBS = 31.0
 
 
 @dataclass
@@ -217,7 +225,9 @@ def step_cost(dep: Deployment, p: GroupParams, tokens: float, seqs: float, conte
             comm += 2 * m.layers / par.pp * _allreduce_s(hidden_bytes / par.dp_attention, par.tp, gbs, lat)
         if link is not None and (par.ep > 1 or par.dp_attention > 1) and m.is_moe:
             n = max(par.ep, par.dp_attention)
-            a2a_bytes = tokens * m.experts_per_token * m.hidden * 1.0 * (n - 1) / n / n  # fp8 dispatch, per device
+            # each token's hidden state goes to its k experts' ranks, (n−1)/n of them remote, 1 byte
+            # per element (DeepEP dispatches FP8; deepseek-ai/DeepEP README), spread over n devices
+            a2a_bytes = tokens * m.experts_per_token * m.hidden * 1.0 * (n - 1) / n / n
             comm += 2 * m.moe_layers / par.pp * (link.latency_us.value * 1e-6 + a2a_bytes / (link.uni_gbs.value * 1e9))
         if par.pp > 1:
             so = dep.scale_out if dep.nodes > 1 and dep.scale_out else (dep.scale_up or dep.host_link)
@@ -233,7 +243,7 @@ def step_cost(dep: Deployment, p: GroupParams, tokens: float, seqs: float, conte
         total = dense_read + routed_read + kv_read
         hop = 0.0
         if n > 1:  # EXO-style pipeline over the network: one hop per extra device
-            hop = (n - 1) * (50e-6 + hidden_bytes / 5e9)
+            hop = (n - 1) * (UNIFIED_HOP_LATENCY_S + hidden_bytes / (UNIFIED_HOP_GBS * 1e9))
         # pipeline: the token visits each device's share in turn → same sum as one device
         return StepCost(flops / peak, total / bw, hop, overhead)
 
@@ -245,7 +255,7 @@ def step_cost(dep: Deployment, p: GroupParams, tokens: float, seqs: float, conte
     gpus = max(1, dep.devices)
     gpu_bw = dep.accelerator.bandwidth_gbs.value * 1e9 * p.bw_eff
     gpu_peak = _acc_tflops(dep) * 1e12 * ce
-    pcie = (dep.host_link.uni_gbs.value if dep.host_link else 25.0) * 1e9
+    pcie = (dep.host_link.uni_gbs.value if dep.host_link else DEFAULT_HOST_LINK_GBS) * 1e9
     expert_flops = 2.0 * m.moe_layers * m.experts_per_token * m.expert_params() * tokens
     if dep.placement == "experts-on-cpu":
         g_bytes = (dense_read + kv_read) / gpus

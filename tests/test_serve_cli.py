@@ -82,3 +82,51 @@ def test_engine_without_launcher_module_is_a_user_error(monkeypatch, tmp_path):
     monkeypatch.setattr(external.importlib, "import_module", fake)
     with pytest.raises(UserError, match="no launcher"):
         external.run_external("vllm", tmp_path, "127.0.0.1", 8000, "m", 2048, None)
+
+
+
+def _loop_factories():
+    import asyncio
+
+    out = [pytest.param(asyncio.new_event_loop, id="asyncio")]
+    try:
+        import uvloop
+
+        out.append(pytest.param(uvloop.new_event_loop, id="uvloop"))
+    except ImportError:
+        pass
+    return out
+
+
+@pytest.mark.parametrize("new_loop", _loop_factories())
+def test_listening_socket_turns_nagle_off_for_every_connection(new_loop):
+    """Regression: `bind()` made its socket with proto 0, so asyncio never set TCP_NODELAY on the
+    connections it accepted, and every streamed response after the first on a keep-alive
+    connection waited ~40 ms for a delayed ACK. Checked on the transports the event loop itself
+    makes from the socket `dsdeploy serve` hands to uvicorn."""
+    import asyncio
+    import socket
+
+    from dsdeploy.serve.server import bind
+
+    seen = []
+
+    async def main():
+        sock = bind("127.0.0.1", 0)
+        assert sock.proto == socket.IPPROTO_TCP
+        port = sock.getsockname()[1]
+
+        async def handle(reader, writer):
+            seen.append(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(handle, sock=sock)
+        for _ in range(2):
+            r, w = await asyncio.open_connection("127.0.0.1", port)
+            await r.read()
+            w.close()
+        server.close()
+
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        runner.run(main())
+    assert len(seen) == 2 and all(seen)

@@ -131,3 +131,14 @@ def test_disconnect_frees_slot_and_429(fake_server, client):
     assert h["running"] == 0 and h["waiting"] == 0, h
     m = httpx.get(fake_server + "/metrics").text
     assert "dsdeploy_requests_aborted_total 2.0" in m
+
+
+def test_other_methods_on_generation_paths_still_get_openai_errors(fake_server):
+    """POST on the two generation paths skips FastAPI's routing (app._App.fast_routes); any other
+    method on them still goes through FastAPI and gets its 405 in the OpenAI error shape."""
+    r = httpx.get(fake_server + "/v1/completions", headers={"Authorization": "Bearer k"})
+    assert r.status_code == 405 and r.json()["error"]["code"] == "405"
+    r = httpx.post(fake_server + "/v1/chat/completions", content=b"{", headers={"Authorization": "Bearer k"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+    r = httpx.post(fake_server + "/v1/completions", json={"prompt": "a", "max_tokens": 1})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"

@@ -242,12 +242,24 @@ _RAW_SEND = "dsdeploy.raw_send"
 
 
 class _App(FastAPI):
-    """FastAPI that also leaves the server's own `send` in the scope, so a stream's body chunks
-    can skip the five middleware wrappers around `send` (measured: a quarter of the API process's
-    CPU per streamed token). The response start and end still go through the middlewares."""
+    """FastAPI with a direct path for the two generation endpoints.
+
+    `POST /v1/completions` and `POST /v1/chat/completions` (exact paths) go straight from the
+    server to their handler (`fast_routes`), past FastAPI's routing, its middleware stack and its
+    dependency resolution: our handler reads and checks the body itself, so they add nothing but
+    time (measured with bench/serve_overhead.py: see docs/serve.md). Everything else, including
+    those paths with another method, goes through FastAPI as usual. For those, the server's own
+    `send` is left in the scope so a stream's body chunks can skip the five middleware wrappers
+    around `send`."""
+
+    fast_routes: dict = {}
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
+            fast = self.fast_routes.get((scope["method"], scope["path"]))
+            if fast is not None:
+                await fast(scope, receive, send)
+                return
             scope[_RAW_SEND] = send
         await super().__call__(scope, receive, send)
 
@@ -340,12 +352,15 @@ def create_app(settings: ServeSettings, prompt, pool: EnginePool, metrics: Metri
             status_code=exc.status_code,
         )
 
-    @app.exception_handler(Exception)
-    async def _internal(request: Request, exc: Exception):
+    def internal_error_response(exc: Exception) -> JSONResponse:
         return JSONResponse(
             {"error": {"message": f"internal error: {type(exc).__name__}: {exc}", "type": "server_error", "param": None, "code": "internal_error"}},
             status_code=500,
         )
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception):
+        return internal_error_response(exc)
 
     @app.get("/health")
     async def health():
@@ -550,4 +565,22 @@ def create_app(settings: ServeSettings, prompt, pool: EnginePool, metrics: Metri
     async def completions(request: Request):
         return await handle(request, chat=False)
 
+    def direct(path: str, chat: bool):
+        """The same handler as the routes above, called from `_App.__call__` without FastAPI."""
+
+        async def endpoint(scope, receive, send) -> None:
+            try:
+                response = await handle(Request(scope, receive), chat)
+            except APIError as exc:
+                response = error_response(exc, path)
+            except Exception as exc:  # as FastAPI's handler above: a 500 with the reason
+                response = internal_error_response(exc)
+            await response(scope, receive, send)
+
+        return endpoint
+
+    app.fast_routes = {
+        ("POST", "/v1/chat/completions"): direct("/v1/chat/completions", True),
+        ("POST", "/v1/completions"): direct("/v1/completions", False),
+    }
     return app

@@ -129,7 +129,10 @@ def run(s: ServeSettings, announce=print) -> None:
     # place that re-raise is a no-op and the process exits 0 after a clean drain.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    # uvicorn's own loop choice (uvloop when installed): `server.serve()` runs in whatever loop it
+    # is given, so the loop is made here as `uvicorn.run` would make it.
     try:
-        asyncio.run(main())
+        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+            runner.run(main())
     finally:
         sock.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 
 import httpx
@@ -27,6 +28,13 @@ def test_health(tiny_server):
     body = r.json()
     assert body["status"] == "ok"
     assert len(body["slots"]) == 2 and all(s["pid"] for s in body["slots"])
+
+
+def test_engine_workers_run_below_the_api_process(tiny_server):
+    """--engine-nice (default 5): the workers are niced, the API process is not."""
+    slots = httpx.get(tiny_server.base_url + "/health").json()["slots"]
+    api = os.getpriority(os.PRIO_PROCESS, tiny_server.proc.pid)
+    assert [os.getpriority(os.PRIO_PROCESS, s["pid"]) - api for s in slots] == [5, 5]
 
 
 def test_models(client):

@@ -130,3 +130,9 @@ def test_listening_socket_turns_nagle_off_for_every_connection(new_loop):
     with asyncio.Runner(loop_factory=new_loop) as runner:
         runner.run(main())
     assert len(seen) == 2 and all(seen)
+
+
+def test_engine_nice_out_of_range_is_one_clear_error(fake_gguf):
+    r = _serve("--model", str(fake_gguf), "--engine-nice", "25")
+    assert r.returncode == 2 and "--engine-nice must be between 0 and 19" in r.stderr
+    assert "Traceback" not in r.stderr

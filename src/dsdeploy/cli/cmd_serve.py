@@ -55,6 +55,11 @@ def register(app: typer.Typer) -> None:
             help="After the first token, send tokens that arrive within this many ms in one write "
             "(each still its own chunk). 0 = one write per token. Default: $DSDEPLOY_STREAM_INTERVAL_MS or 10.",
         ),
+        engine_nice: int = typer.Option(
+            5, "--engine-nice",
+            help="Niceness of the engine worker processes (0-19; 0 = the API's priority). Above 0, "
+            "the API process runs first when the engines keep every core busy (lower TTFT under load).",
+        ),
         log_level: str = typer.Option("warning", "--log-level", help="uvicorn log level."),
     ) -> None:
         """Serve a model behind an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models, /health, /metrics)."""
@@ -94,6 +99,7 @@ def register(app: typer.Typer) -> None:
             max_concurrency=max_concurrency,
             drain_timeout=drain_timeout,
             log_level=log_level,
+            engine_nice=engine_nice,
         )
         if stream_interval_ms is not None:
             if not (0.0 <= stream_interval_ms <= 1000.0):

@@ -62,6 +62,8 @@ def worker_argv(s: ServeSettings) -> list[str]:
         str(s.threads),
         "--stream-interval-ms",
         str(s.stream_interval_ms),
+        "--nice",
+        str(s.engine_nice),
     ]
 
 

@@ -77,6 +77,9 @@ class ServeSettings:
     # after a request's first token (always sent at once), the engine hands tokens over at most
     # this often, batched: fewer wake-ups and writes per token, at the cost of burstier chunks
     stream_interval_ms: float = field(default_factory=default_stream_interval_ms)
+    # the engine workers' niceness (0-19): above 0, the API process (HTTP, tokenizing, streaming)
+    # runs first when the workers keep every core busy; llama.cpp's own server has --prio for this
+    engine_nice: int = 5
 
     def __post_init__(self) -> None:
         self.model_path = Path(self.model_path)
@@ -102,6 +105,8 @@ class ServeSettings:
         ):
             if value is None or value < 1:
                 raise UserError(f"{name} must be a positive integer, got {value}")
+        if not (0 <= self.engine_nice <= 19):
+            raise UserError(f"--engine-nice must be between 0 and 19, got {self.engine_nice}")
         if self.max_prompt_tokens >= self.n_ctx:
             raise UserError(
                 f"--max-prompt-tokens ({self.max_prompt_tokens}) must be below --n-ctx ({self.n_ctx})"

@@ -248,7 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, required=True)
     ap.add_argument("--stream-interval-ms", type=float, default=10.0,
                     help="after a request's first token, write tokens at most this often (batched)")
+    ap.add_argument("--nice", type=int, default=0, help="lower this process's priority by this much")
     args = ap.parse_args(argv)
+    if args.nice > 0:
+        os.nice(args.nice)
 
     out = os.dup(1)
     os.dup2(2, 1)  # stray prints from C code go to stderr, never into the protocol

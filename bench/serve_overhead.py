@@ -248,6 +248,20 @@ class ApiArm:
 
         return self.loop.run_until_complete(drive())
 
+    def scrape(self) -> dict[str, float]:
+        """The server's TTFT and prefill histograms' sums and counts, from /metrics."""
+        import httpx
+
+        text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=10).text
+        want = ("dsdeploy_time_to_first_token_seconds_sum", "dsdeploy_time_to_first_token_seconds_count",
+                "dsdeploy_request_prefill_time_seconds_sum", "dsdeploy_request_prefill_time_seconds_count")
+        out = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name in want:
+                out[name] = float(value)
+        return out
+
     def cpu_s(self) -> float:
         """The API process's own user + system CPU seconds (not its engine workers')."""
         with open(f"/proc/{self.proc.pid}/stat") as f:
@@ -329,6 +343,7 @@ def main() -> int:
                               if mode == "api" else DirectArm(args.model, args.n_ctx, args.threads, conc, mode))
             runs: dict[str, list] = {m: [] for m in args.modes}
             cpu = client_cpu = 0.0
+            m0 = arms["api"].scrape() if "api" in arms else None
             for r in range(args.rounds):
                 mine = ps[r * n_per_round : (r + 1) * n_per_round]
                 shares = [mine[i::conc] for i in range(conc)]
@@ -341,10 +356,26 @@ def main() -> int:
                         cpu += arms[mode].cpu_s() - c0
                         t1 = os.times()  # this process is the api arm's client
                         client_cpu += (t1.user - t0.user) + (t1.system - t0.system)
+            m1 = arms["api"].scrape() if "api" in arms else None
         finally:
             for arm in arms.values():
                 arm.close()
         out = {m: arm_stats(rs) for m, rs in runs.items()}
+        if m0 is not None:
+            d = {k: m1[k] - m0.get(k, 0.0) for k in m1}
+            reqs = [t for res, _ in runs["api"] for t, _ in res]
+            client = statistics.fmean(reqs) * 1000
+            server = d["dsdeploy_time_to_first_token_seconds_sum"] / d["dsdeploy_time_to_first_token_seconds_count"] * 1000
+            prefill = d["dsdeploy_request_prefill_time_seconds_sum"] / d["dsdeploy_request_prefill_time_seconds_count"] * 1000
+            # means add up, so the client's TTFT splits into: the engine's own prefill; the API
+            # process's share from the handler starting to the first token leaving (queue, dispatch,
+            # the pipe and the SSE write), and the rest (connect, HTTP parsing before the handler,
+            # delivery to the client)
+            out["api"]["ttft_mean_split_ms"] = {
+                "client_observed": client, "engine_prefill": prefill,
+                "api_handler_to_first_token_minus_prefill": server - prefill,
+                "outside_handler": client - server,
+            }
         if "api" in out:
             out["api"]["api_cpu_us_per_token"] = cpu / max(1, out["api"]["tokens"]) * 1e6
             out["api"]["client_cpu_us_per_token"] = client_cpu / max(1, out["api"]["tokens"]) * 1e6
@@ -360,6 +391,11 @@ def main() -> int:
         if "api" in out:
             print(f"  CPU per completion token: API process {out['api']['api_cpu_us_per_token']:.0f} us, "
                   f"bench client {out['api']['client_cpu_us_per_token']:.0f} us")
+            sp = out["api"].get("ttft_mean_split_ms")
+            if sp:
+                print(f"  api TTFT, mean {sp['client_observed']:.2f} ms = engine prefill {sp['engine_prefill']:.2f} + "
+                      f"API handler beyond prefill {sp['api_handler_to_first_token_minus_prefill']:.2f} + "
+                      f"outside the handler (connect, HTTP, delivery) {sp['outside_handler']:.2f}")
             for ref in ("engine", "create_completion"):
                 d = out["api"].get(f"vs_{ref}")
                 if d:

@@ -202,6 +202,12 @@ def test_metrics_counters_move(tiny_server, client):
     assert _metric(after, "dsdeploy_time_to_first_token_seconds_count") == _metric(before, "dsdeploy_time_to_first_token_seconds_count") + 1
     assert _metric(after, "dsdeploy_time_per_output_token_seconds_count") == _metric(before, "dsdeploy_time_per_output_token_seconds_count") + 1
     assert "dsdeploy_requests_running" in after and "dsdeploy_engine_slots_alive 2.0" in after
+    # the engine's part of the TTFT: counted once, positive, and never more than the whole TTFT
+    pf = "dsdeploy_request_prefill_time_seconds"
+    ttft = "dsdeploy_time_to_first_token_seconds"
+    assert _metric(after, pf + "_count") == _metric(before, pf + "_count") + 1
+    d_pf = _metric(after, pf + "_sum") - _metric(before, pf + "_sum")
+    assert 0 < d_pf < _metric(after, ttft + "_sum") - _metric(before, ttft + "_sum")
 
 
 def test_unknown_path_gets_openai_error_body(tiny_server):

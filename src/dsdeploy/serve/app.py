@@ -451,8 +451,10 @@ def create_app(settings: ServeSettings, prompt, pool: EnginePool, metrics: Metri
                 _abort(job)
                 return
 
-    def _observe(t0: float, t_first: float | None, t_last: float, n_out: int, job: Job) -> None:
+    def _observe(t0: float, t_first: float | None, t_last: float, n_out: int, job: Job, end: dict) -> None:
         metrics.generation_tokens.inc(n_out)
+        if end.get("pf") is not None:
+            metrics.prefill.observe(end["pf"])
         if job.started is not None:
             metrics.queue_time.observe(job.started - t0)
         if t_first is not None:
@@ -485,7 +487,7 @@ def create_app(settings: ServeSettings, prompt, pool: EnginePool, metrics: Metri
                     if t_first is None and ev.get("n"):
                         t_first = time.perf_counter()
                     n_out = ev["n"]
-                    _observe(t0, t_first, time.perf_counter(), n_out, job)
+                    _observe(t0, t_first, time.perf_counter(), n_out, job, ev)
                     text = json.loads(b'"' + b"".join(parts) + b'"') + ev.get("t", "")
                     return text, ev["e"], n_out, None
                 return None, None, 0, _job_error(ev)
@@ -541,7 +543,7 @@ def create_app(settings: ServeSettings, prompt, pool: EnginePool, metrics: Metri
                     n_out = end["n"]
                     if t_first is None and n_out:
                         t_first = time.perf_counter()
-                    _observe(t0, t_first, time.perf_counter(), n_out, job)
+                    _observe(t0, t_first, time.perf_counter(), n_out, job, end)
                     if end.get("t"):
                         out.append(pre_b + _dumps(end["t"]).encode() + post_b)
                     out.append(_sse(fin_pre + _dumps(end["e"]) + fin_post))

@@ -23,6 +23,13 @@ class Metrics:
             buckets=_LATENCY,
             registry=r,
         )
+        self.prefill = Histogram(
+            "dsdeploy_request_prefill_time_seconds",
+            "Time in the engine worker from taking the request to its first token (prompt "
+            "evaluation + first sample); the rest of the TTFT is queueing and the API layer",
+            buckets=_LATENCY,
+            registry=r,
+        )
         self.tpot = Histogram(
             "dsdeploy_time_per_output_token_seconds",
             "Mean time between output tokens after the first, per request",

@@ -13,7 +13,8 @@ is pointed at stderr so that anything llama.cpp prints can never corrupt the pro
                                            literal, ASCII-escaped, so it may be "" and never holds a
                                            newline; it belongs to the job running on this worker)
          {"i": id, "t": text}             (the same, the long way; accepted too)
-         {"i": id, "e": finish_reason, "n": completion_tokens, "t": remaining_text}
+         {"i": id, "e": finish_reason, "n": completion_tokens, "t": remaining_text,
+          "pf": seconds from taking the request to its first token (absent without one)}
          {"i": id, "x": error_message}
 
 Being a separate process is the point: the supervisor can kill and restart it, a crash inside
@@ -132,6 +133,7 @@ class Engine:
     def generate(self, req: dict, cancelled, emit, emit_text=None) -> None:
         """Run one request. `emit(dict)` gets the end event (and, without `emit_text`, every
         token as {"i": id, "t": text}); `emit_text(text)` gets each token's text."""
+        t_start = time.perf_counter()
         rid = req["id"]
         if emit_text is None:
             def emit_text(text: str) -> None:
@@ -154,6 +156,7 @@ class Engine:
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pending = ""
         n = 0
+        pf = None  # prefill time: taking the request -> first token sampled
         finish = "length"
         while True:
             if rid in cancelled:
@@ -164,6 +167,8 @@ class Engine:
                 finish = "stop"
                 break
             n += 1
+            if n == 1:
+                pf = round(time.perf_counter() - t_start, 6)
             text = decoder.decode(pieces[tok])
             if stops:
                 pending += text
@@ -173,7 +178,7 @@ class Engine:
                     if i != -1 and (hit == -1 or i < hit):
                         hit = i
                 if hit != -1:
-                    emit({"i": rid, "e": "stop", "n": n, "t": pending[:hit]})
+                    emit({"i": rid, "e": "stop", "n": n, "t": pending[:hit], "pf": pf})
                     return
                 cut = len(pending) - hold
                 if cut > 0:
@@ -187,7 +192,10 @@ class Engine:
                 sampler = self._sampler(req, mask_eog=False)  # min_tokens reached: EOS allowed
             self.llm.eval([tok])
         tail = pending + decoder.decode(b"", final=True)
-        emit({"i": rid, "e": finish, "n": n, "t": tail})
+        end = {"i": rid, "e": finish, "n": n, "t": tail}
+        if pf is not None:
+            end["pf"] = pf
+        emit(end)
 
 
 class _Inbox:

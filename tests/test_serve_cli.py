@@ -136,3 +136,9 @@ def test_engine_nice_out_of_range_is_one_clear_error(fake_gguf):
     r = _serve("--model", str(fake_gguf), "--engine-nice", "25")
     assert r.returncode == 2 and "--engine-nice must be between 0 and 19" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_port_zero_means_any_free_port(fake_gguf):
+    ServeSettings(model_path=fake_gguf, served_name="m", port=0).validate()
+    with pytest.raises(UserError, match=r"--port must be 0\.\.65535"):
+        ServeSettings(model_path=fake_gguf, served_name="m", port=70000).validate()

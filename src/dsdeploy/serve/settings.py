@@ -93,8 +93,8 @@ class ServeSettings:
             raise UserError(f"model file not found: {self.model_path}")
         if self.model_path.suffix.lower() != ".gguf":
             raise UserError(f"--model must be a .gguf file, got {self.model_path}")
-        if not (0 < self.port < 65536):
-            raise UserError(f"--port must be 1..65535, got {self.port}")
+        if not (0 <= self.port < 65536):
+            raise UserError(f"--port must be 0..65535 (0: any free port), got {self.port}")
         for name, value in (
             ("--n-ctx", self.n_ctx),
             ("--threads", self.threads),

@@ -131,6 +131,27 @@ def test_experts_on_cpu_puts_routed_experts_in_dram():
     assert gpu.weights_bytes == pytest.approx(m.weights_bytes_total - m.weights_by_component["routed_experts"], abs=1)
 
 
+def test_ktransformers_gpu_side_is_sized_from_the_native_fp8_checkpoint():
+    """KTransformers + SGLang take --model (the GPU-side tensors) from DeepSeek's FP8 checkpoint and
+    only the CPU experts from the GGUF (engines.toml `gpu_weights = "native"`, sourced). By hand,
+    with the parameter counts of test_r1_fp8_tp8_weights_per_device_by_hand:
+      FP8 at 8.00195 bits: attention 11,413,547,008 + dense 1,189,085,184 + shared 2,554,331,136
+                           = 15,156,963,328 params → 15,160,657,838 B
+      16-bit: embedding + lm_head 2 × 926,679,040 + other 107,312,128 = 1,960,670,208 params → 3,921,340,416 B
+      GPU side = 19,081,998,254 B = 19.1 GB (KTransformers doc/en/fp8_kernel.md: "~19GB VRAM usage").
+    llama.cpp with the same GGUF keeps the GGUF's own (Q4_K_M) non-expert tensors; the routed
+    experts in DRAM are the same bytes either way."""
+    kw = dict(placement="experts-on-cpu", cpu="epyc-9654", dram_gb=512)
+    dep_kt, m_kt = plan("gguf-q4_k_m", "rtx-4090", 1, engine="ktransformers", **kw)
+    dep_ll, m_ll = plan("gguf-q4_k_m", "rtx-4090", 1, engine="llama.cpp", **kw)
+    assert dep_kt.gpu_weights is not None and dep_kt.gpu_weights.id == "fp8" and dep_ll.gpu_weights is None
+    fp8_bytes = 15_156_963_328 * 8.00195 / 8 + 1_960_670_208 * 2
+    assert m_kt.devices[0].weights_bytes == pytest.approx(fp8_bytes, rel=1e-6)
+    assert m_ll.devices[0].weights_bytes / GB == pytest.approx(10.8, abs=0.05)
+    assert m_kt.devices[1].weights_bytes == m_ll.devices[1].weights_bytes
+    assert m_kt.kv_capacity_tokens < m_ll.kv_capacity_tokens
+
+
 def test_seed_fp16_does_not_fit_by_the_margin_of_the_weights():
     _, m = plan("fp16", "h100-sxm", 8)
     d = m.devices[0]

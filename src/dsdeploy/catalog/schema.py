@@ -206,4 +206,10 @@ class Engine(BaseModel):
     # CPU matmul kernels: "amx" (SGLang's Intel CPU backend, KTransformers AMX methods) or
     # "vector" (llama.cpp-family AVX-512/AVX2/NEON dot products).
     cpu_kernels: Literal["amx", "vector"] = "vector"
+    # With experts on the CPU, where the accelerator-side tensors (attention, dense and shared
+    # MLPs, embeddings) come from: "same" = the deployment's weight file (llama.cpp `-ot exps=CPU`),
+    # "native" = the model's own checkpoint (KTransformers + SGLang: --model is the original
+    # Hugging Face checkpoint, the GGUF/AMX weights hold only the CPU experts).
+    gpu_weights: Literal["same", "native"] = "same"
+    gpu_weights_source: str = ""
     cpu_kernels_source: str = "llama.cpp ggml-cpu quantized dot products use AVX-512 VNNI / AVX2 / NEON (ggml/src/ggml-cpu)"

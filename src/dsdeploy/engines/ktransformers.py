@@ -61,20 +61,12 @@ def check(dep: Deployment) -> list[str]:
     return notes
 
 
-def gpu_side_fp8_bytes(dep: Deployment) -> int | None:
-    """LLAMAFILE with an FP8-native DeepSeek: the GPU tensors come from the FP8 checkpoint (~1 B/param)."""
-    if not dep.weights.id.startswith("gguf-") or dep.model_id not in ("deepseek-r1", "deepseek-v3", "deepseek-v3.1"):
-        return None
-    params = dep.model.params_by_component()
-    return int(sum(v for k, v in params.items() if k != "routed_experts"))
-
-
-def gpu_experts(dep: Deployment, mem: MemoryPlan, extra_bytes: int = 0) -> int:
-    """Experts per MoE layer that fit in the GPU memory the plan leaves free (half of it, to be safe),
-    less `extra_bytes` the GPU side needs beyond what the plan counted."""
+def gpu_experts(dep: Deployment, mem: MemoryPlan) -> int:
+    """Experts per MoE layer that fit in the GPU memory the plan leaves free (half of it, to be safe).
+    The plan already sizes the GPU side from the native checkpoint (`dep.gpu_weights`)."""
     m = dep.model
     per_index = mem.weights_by_component["routed_experts"] / max(1, m.n_routed_experts)
-    free = mem.devices[0].free_bytes - extra_bytes
+    free = mem.devices[0].free_bytes
     if per_index <= 0 or free <= 0:
         return 0
     return int(min(m.n_routed_experts, math.floor(0.5 * free / per_index)))
@@ -92,9 +84,7 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
     frac = math.floor(100 * (gpu.capacity_bytes - gpu.activation_bytes - gpu.overhead_bytes) / gpu.capacity_bytes) / 100
     frac = min(0.95, max(0.5, frac))
     cores = opts.threads or physical_cores(dep)
-    fp8_side = gpu_side_fp8_bytes(dep)
-    extra = max(0, fp8_side - gpu.weights_bytes) if fp8_side else 0
-    n_gpu = gpu_experts(dep, mem, extra)
+    n_gpu = gpu_experts(dep, mem)
     argv = [
         "python3", "-m", "sglang.launch_server",
         "--model", opts.model_path,
@@ -118,14 +108,15 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
         "--kt-max-deferred-experts-per-token", "0",
     ]
     notes.append(
-        f"--kt-num-gpu-experts {n_gpu}: experts per layer kept on the GPU, from half the {(gpu.free_bytes - extra) / GB:,.1f} GB "
+        f"--kt-num-gpu-experts {n_gpu}: experts per layer kept on the GPU, from half the {gpu.free_bytes / GB:,.1f} GB "
         "left free; raise it while GPU memory allows"
     )
     notes.append("--kt-threadpool-count assumes one NUMA node per socket; use the NUMA node count from lscpu")
-    if fp8_side:
+    if dep.gpu_weights is not None:
         notes.append(
-            f"the GPU side loads from the FP8 Hugging Face checkpoint (~{fp8_side / GB:,.1f} GB for the non-expert tensors), "
-            f"not from the GGUF the memory plan sized ({gpu.weights_bytes / GB:,.1f} GB); the GPU-expert count allows for it"
+            f"--model must be the {dep.gpu_weights.id} Hugging Face checkpoint: the GPU side loads its "
+            f"non-expert tensors ({gpu.weights_bytes / GB:,.1f} GB, as the memory plan counts them); "
+            "the CPU experts come from --kt-weight-path"
         )
     if method == "LLAMAFILE":
         notes.append("kt-kernel for LLAMAFILE on an AMX CPU: build it with CPUINFER_CPU_INSTRUCT=AVX512 CPUINFER_ENABLE_AMX=OFF")

@@ -106,13 +106,22 @@ class MemoryPlan:
 
 # ---------------------------------------------------------------------------- weights
 def weight_bytes_by_component(dep: Deployment) -> dict[str, int]:
-    """Bytes per tensor class for the deployment's format (or the GGUF's own tensor sizes)."""
+    """Bytes per tensor class for the deployment's format (or the GGUF's own tensor sizes).
+
+    With experts on the CPU and an engine that takes the accelerator-side tensors from the model's
+    native checkpoint (`dep.gpu_weights`, e.g. KTransformers + SGLang), every class but the routed
+    experts is sized at that format's bits per weight (sources in the catalog's engine entry)."""
     m = dep.model
     if m.gguf_component_bytes is not None:
         out = dict(m.gguf_component_bytes)
     else:
         params = m.params_by_component()
         out = {c: int(round(params[c] * dep.weights.bpw[c].value / 8)) for c in COMPONENTS}
+    if dep.gpu_weights is not None:
+        params = m.params_by_component()
+        for c in COMPONENTS:
+            if c != "routed_experts":
+                out[c] = int(round(params[c] * dep.gpu_weights.bpw[c].value / 8))
     if dep.mtp and m.mtp_layers:
         # MTP module: one more MoE layer; only loaded when speculative decoding is on.
         expert_share = m.n_routed_experts * m.expert_params() / max(1, m.mtp_params())

@@ -90,6 +90,9 @@ class Deployment:
     host_link: Link | None = None
     scale_out: Link | None = None
     notes: tuple[str, ...] = field(default=())
+    # experts-on-cpu with an engine whose accelerator-side tensors come from the model's native
+    # checkpoint (catalog engine `gpu_weights = "native"`): that checkpoint's format; else None
+    gpu_weights: WeightFormat | None = None
 
     @property
     def devices(self) -> int:
@@ -236,9 +239,18 @@ def resolve_deployment(
     scale_up = catalog.link(acc.scale_up_link) if acc and acc.scale_up_link else None
     host = catalog.link(acc.host_link) if acc and acc.host_link else None
     so = catalog.link(scale_out) if scale_out else (catalog.link("ib-ndr") if nodes > 1 and "ib-ndr" in catalog.links else None)
+    gpu_fmt = None
+    if placement == "experts-on-cpu" and eng.gpu_weights == "native" and model_id in catalog.models:
+        native = catalog.format(catalog.models[model_id].native_weights)
+        if native.id != fmt.id:
+            gpu_fmt = native
+            notes.append(
+                f"{eng.id} loads the accelerator-side tensors from the native {native.id} checkpoint, "
+                f"not from the {fmt.id} weights (those hold the CPU experts)"
+            )
     return Deployment(
         model_id=model_id, model=model, weights=fmt, kv=kv, engine=eng, placement=placement,
         accelerator=acc, per_node=count, nodes=nodes, cpu=cpu_obj, cpu_sockets=cpu_sockets,
         dram=dram_spec, dram_gb=dram_gb, par=par, mtp=mtp, scale_up=scale_up, host_link=host,
-        scale_out=so, notes=tuple(notes),
+        scale_out=so, notes=tuple(notes), gpu_weights=gpu_fmt,
     )

@@ -13,6 +13,7 @@ from typing import Optional
 
 import typer
 
+from dsdeploy.cli import options as opt
 from dsdeploy.errors import UserError
 
 
@@ -114,40 +115,40 @@ def render(rep: dict) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("cost")
     def cost(
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="Catalog id or alias. Default: deepseek-r1."),
-        weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Weight format id. Default: fp16 (as `plan`)."),
-        kv_dtype: str = typer.Option("bf16", "--kv-dtype", help="KV-cache element type."),
-        accelerator: Optional[str] = typer.Option(None, "--accelerator", "-a", help="Accelerator id ('none' for CPU only). Default: h100-sxm."),
-        count: Optional[int] = typer.Option(None, "--count", "-n", help="Accelerators per node."),
-        nodes: int = typer.Option(1, "--nodes", help="Nodes (servers)."),
-        engine: Optional[str] = typer.Option(None, "--engine", help="Engine id."),
-        placement: Optional[str] = typer.Option(None, "--placement", help="gpu, experts-on-cpu, layer-split, cpu or unified."),
-        cpu: Optional[str] = typer.Option(None, "--cpu", help="CPU id."),
-        cpu_sockets: int = typer.Option(1, "--cpu-sockets", help="CPU sockets."),
-        dram: Optional[str] = typer.Option(None, "--dram", help="Host memory type, e.g. ddr5-4800x12."),
-        dram_gb: Optional[float] = typer.Option(None, "--dram-gb", help="Host memory size, GB."),
-        input_len: int = typer.Option(1024, "--input-len", help="Prompt tokens per request."),
-        output_len: int = typer.Option(1024, "--output-len", help="Generated tokens per request."),
-        concurrency: int = typer.Option(16, "--concurrency", help="Requests in flight while busy."),
-        prices: Optional[Path] = typer.Option(None, "--prices", help="TOML file merged over the packaged prices (any key)."),
-        currency: str = typer.Option("USD", "--currency", help="USD or CNY."),
-        fx_rate: Optional[float] = typer.Option(None, "--fx-rate", help="CNY per USD. Default: the price catalog's [fx]."),
-        years: float = typer.Option(3.0, "--years", help="Straight-line depreciation period, years."),
+        model: opt.Model = None,
+        weights: opt.Weights = None,
+        kv_dtype: opt.KvDtype = "bf16",
+        accelerator: opt.Accelerator = None,
+        count: opt.Count = None,
+        nodes: opt.Nodes = 1,
+        engine: opt.Engine = None,
+        placement: opt.Placement = None,
+        cpu: opt.Cpu = None,
+        cpu_sockets: opt.CpuSockets = 1,
+        dram: opt.Dram = None,
+        dram_gb: opt.DramGb = None,
+        input_len: opt.InputLen = 1024,
+        output_len: opt.OutputLen = 1024,
+        concurrency: opt.Concurrency = 16,
+        prices: opt.Prices = None,
+        currency: opt.Currency = "USD",
+        fx_rate: opt.FxRate = None,
+        years: opt.Years = 3.0,
         utilization: float = typer.Option(0.5, "--utilization", help="Share of the time the hardware is busy, (0, 1]."),
-        pue: Optional[float] = typer.Option(None, "--pue", help="PUE (≥ 1). Default: the catalog's global average 1.56."),
-        electricity_price: Optional[float] = typer.Option(None, "--electricity-price", help="Price per kWh in --currency."),
-        region: Optional[str] = typer.Option(None, "--region", help="Electricity region: us-avg, us-oh, cn-avg, cn-west, seed, …"),
-        staff_fte: Optional[float] = typer.Option(None, "--staff-fte", help="Operations staff, FTE. Default 0.5."),
-        salary: Optional[float] = typer.Option(None, "--salary", help="Salary per FTE-year in --currency."),
-        maintenance_pct: Optional[float] = typer.Option(None, "--maintenance-pct", help="Maintenance, % of capex per year."),
+        pue: opt.Pue = None,
+        electricity_price: opt.ElectricityPrice = None,
+        region: opt.Region = None,
+        staff_fte: opt.StaffFte = None,
+        salary: opt.Salary = None,
+        maintenance_pct: opt.MaintenancePct = None,
         throughput: Optional[float] = typer.Option(None, "--throughput", help="Output tokens/s (all users) — overrides the performance model."),
-        api_date: Optional[str] = typer.Option(None, "--api-date", help="Compare with the API price in force on YYYY-MM-DD. Default: latest."),
+        api_date: opt.ApiDate = None,
         api_provider: Optional[str] = typer.Option(None, "--api-provider", help="deepseek (default), together, wavespeed."),
-        api_cache_hit: float = typer.Option(0.0, "--api-cache-hit", help="Share of API input tokens billed at the cache-hit price."),
+        api_cache_hit: opt.ApiCacheHit = 0.0,
         storage: Optional[str] = typer.Option(None, "--storage", help="Drive class for weights: nvme-gen4 (default), nvme-gen5, nvme-gen3, sata-ssd."),
         drives: Optional[int] = typer.Option(None, "--drives", help="Drives in RAID0 for the cold-start estimate."),
-        calibration: Optional[Path] = typer.Option(None, "--calibration", help="Calibration file for the performance model."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        calibration: opt.Calibration = None,
+        as_json: opt.AsJson = False,
     ) -> None:
         """Cost of a deployment: BOM, power, TCO per year, cost per 1M tokens vs the API and renting."""
         from dsdeploy.planner.bom import CostOptions

@@ -7,31 +7,32 @@ from typing import Optional
 
 import typer
 
+from dsdeploy.cli import options as opt
 from dsdeploy.errors import UserError
 
 
 def register(app: typer.Typer) -> None:
     @app.command("deploy")
     def deploy(
-        model: str = typer.Option("deepseek-r1", "--model", help="Catalog model id, config.json or .gguf path."),
-        weights: Optional[str] = typer.Option(None, "--weights", help="Weight format id (default: the model's native format)."),
-        kv_dtype: str = typer.Option("bf16", "--kv-dtype", help="KV cache dtype: bf16, fp16, fp8, q4_0."),
-        accelerator: Optional[str] = typer.Option(None, "--accelerator", help="Accelerator id (e.g. h200-sxm, rtx-4090)."),
-        count: Optional[int] = typer.Option(None, "--count", help="Accelerators per node. Default: 8 for datacenter GPUs, else 1."),
-        nodes: int = typer.Option(1, "--nodes", help="Nodes."),
-        engine: Optional[str] = typer.Option(None, "--engine", help="vllm, sglang, llama.cpp or ktransformers."),
-        placement: Optional[str] = typer.Option(None, "--placement", help="gpu, experts-on-cpu, layer-split, cpu, unified."),
-        tp: Optional[int] = typer.Option(None, "--tp", help="Tensor-parallel size of one attention group."),
-        pp: Optional[int] = typer.Option(None, "--pp", help="Pipeline stages."),
-        ep: Optional[int] = typer.Option(None, "--ep", help="Expert-parallel partitions."),
-        dp_attention: Optional[int] = typer.Option(None, "--dp-attention", help="Data-parallel attention groups."),
-        cpu: Optional[str] = typer.Option(None, "--cpu", help="CPU id (or 'local' after `dsdeploy doctor --save`)."),
-        cpu_sockets: int = typer.Option(1, "--cpu-sockets", help="CPU sockets."),
-        dram: Optional[str] = typer.Option(None, "--dram", help="Host memory, e.g. ddr5-4800x8."),
-        dram_gb: Optional[float] = typer.Option(None, "--dram-gb", help="Host memory size, GB."),
-        input_len: int = typer.Option(1024, "--input-len", help="Prompt tokens per request."),
-        output_len: int = typer.Option(1024, "--output-len", help="Generated tokens per request."),
-        concurrency: int = typer.Option(1, "--concurrency", help="Requests in flight."),
+        model: opt.Model = "deepseek-r1",
+        weights: opt.WeightsNative = None,
+        kv_dtype: opt.KvDtype = "bf16",
+        accelerator: opt.AcceleratorOrCpu = None,
+        count: opt.Count = None,
+        nodes: opt.Nodes = 1,
+        engine: opt.Engine = None,
+        placement: opt.Placement = None,
+        tp: opt.Tp = None,
+        pp: opt.Pp = None,
+        ep: opt.Ep = None,
+        dp_attention: opt.DpAttention = None,
+        cpu: opt.Cpu = None,
+        cpu_sockets: opt.CpuSockets = 1,
+        dram: opt.Dram = None,
+        dram_gb: opt.DramGb = None,
+        input_len: opt.InputLen = 1024,
+        output_len: opt.OutputLen = 1024,
+        concurrency: opt.Concurrency = 1,
         model_path: str = typer.Option(..., "--model-path", help="Where the weights are on the serving host(s)."),
         emit_fmt: str = typer.Option("command", "--emit", help="command, compose, systemd or k8s."),
         host: Optional[str] = typer.Option(

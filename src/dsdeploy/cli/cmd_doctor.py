@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from dsdeploy.cli import options as opt
 from dsdeploy.errors import UserError
 
 
@@ -68,23 +69,23 @@ def register(app: typer.Typer) -> None:
         model_path: Path = typer.Option(Path("."), "--model-path", help="Where the weights live (disk space and read speed are measured there)."),
         engine: Optional[str] = typer.Option(None, "--engine", help="Engine to check packages for (default: the plan's)."),
         plan_file: Optional[Path] = typer.Option(None, "--plan", help="A plan JSON (dsdeploy plan --json, or plan options as keys)."),
-        model: Optional[str] = typer.Option(None, "--model", help="Plan option: model id or path."),
-        weights: Optional[str] = typer.Option(None, "--weights", help="Plan option: weight format."),
-        kv_dtype: str = typer.Option("bf16", "--kv-dtype", help="Plan option: KV dtype."),
-        accelerator: Optional[str] = typer.Option(None, "--accelerator", help="Plan option: accelerator id."),
-        count: Optional[int] = typer.Option(None, "--count", help="Plan option: accelerators per node (default: 8 for datacenter GPUs, else 1)."),
-        nodes: int = typer.Option(1, "--nodes", help="Plan option: nodes."),
-        placement: Optional[str] = typer.Option(None, "--placement", help="Plan option: placement."),
-        cpu: Optional[str] = typer.Option(None, "--cpu", help="Plan option: CPU id."),
-        cpu_sockets: int = typer.Option(1, "--cpu-sockets", help="Plan option: sockets."),
-        dram_gb: Optional[float] = typer.Option(None, "--dram-gb", help="Plan option: host memory GB."),
-        input_len: int = typer.Option(1024, "--input-len", help="Plan option."),
-        output_len: int = typer.Option(1024, "--output-len", help="Plan option."),
-        concurrency: int = typer.Option(1, "--concurrency", help="Plan option."),
+        model: opt.Model = None,
+        weights: opt.WeightsNative = None,
+        kv_dtype: opt.KvDtype = "bf16",
+        accelerator: opt.AcceleratorOrCpu = None,
+        count: opt.Count = None,
+        nodes: opt.Nodes = 1,
+        placement: opt.Placement = None,
+        cpu: opt.Cpu = None,
+        cpu_sockets: opt.CpuSockets = 1,
+        dram_gb: opt.DramGb = None,
+        input_len: opt.InputLen = 1024,
+        output_len: opt.OutputLen = 1024,
+        concurrency: opt.Concurrency = 1,
         save: bool = typer.Option(False, "--save", help="Store the measured CPU (and GPU) as catalog id 'local' in $DSDEPLOY_HOME/local-hardware.toml."),
         measure: bool = typer.Option(True, "--measure/--no-measure", help="Run the bandwidth, matmul and disk measurements (a few seconds)."),
         disk_mb: int = typer.Option(256, "--disk-mb", help="Size of the temporary file for the disk read test."),
-        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+        as_json: opt.AsJson = False,
     ) -> None:
         """Report GPUs, CPU, RAM, disk and engine packages; measure bandwidth, matmul and disk speed; check a plan."""
         from dsdeploy.doctor import run_doctor, save_local_hardware

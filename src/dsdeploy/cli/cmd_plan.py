@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 
+from dsdeploy.cli import options as opt
 from dsdeploy.errors import UserError
 
 # Shared with `cost`, `recommend`, `deploy` and `doctor` (defaults live in the planner layer).
@@ -30,28 +31,28 @@ from dsdeploy.planner.options import (  # noqa: E402,F401
 def register(app: typer.Typer) -> None:
     @app.command("plan")
     def plan(
-        model: Optional[str] = typer.Option(None, "--model", "-m", help="Catalog id or alias, a config.json path, or a .gguf path. Default: deepseek-r1."),
+        model: opt.Model = None,
         config: Optional[Path] = typer.Option(None, "--config", help="Read the architecture from this config.json (HF or DeepSeek inference config); --model then only names it."),
-        weights: Optional[str] = typer.Option(None, "--weights", "-w", help="Weight format id (fp16, bf16, fp8, int8, awq-int4, gguf-q4_k_m, …). Default: fp16 (a .gguf: its own type)."),
-        kv_dtype: str = typer.Option("bf16", "--kv-dtype", help="KV-cache element type: bf16, fp16, fp8, q4_0, int6-avg."),
-        accelerator: Optional[str] = typer.Option(None, "--accelerator", "-a", help="Accelerator id (h100-sxm, h200-sxm, a100-sxm-80g, rtx-4090, apple-m3-ultra, …; 'none' for CPU only). Default: h100-sxm."),
-        count: Optional[int] = typer.Option(None, "--count", "-n", help="Accelerators per node. Default: 8 for datacenter GPUs, else 1."),
-        nodes: int = typer.Option(1, "--nodes", help="Nodes (servers)."),
-        engine: Optional[str] = typer.Option(None, "--engine", help="Engine id (vllm, sglang, trtllm, llama.cpp, ktransformers, mlx, …). Default: what the format calls for."),
-        placement: Optional[str] = typer.Option(None, "--placement", help="gpu, experts-on-cpu, layer-split, cpu or unified. Default: from the hardware."),
-        tp: Optional[int] = typer.Option(None, "--tp", help="Tensor-parallel size of one attention group."),
-        pp: Optional[int] = typer.Option(None, "--pp", help="Pipeline stages."),
-        ep: Optional[int] = typer.Option(None, "--ep", help="Expert-parallel partitions of the routed experts."),
-        dp_attention: Optional[int] = typer.Option(None, "--dp-attention", help="Data-parallel attention groups."),
-        cpu: Optional[str] = typer.Option(None, "--cpu", help="CPU id (epyc-9654, xeon-6980p, …, or 'local' after `dsdeploy doctor --save`)."),
-        cpu_sockets: int = typer.Option(1, "--cpu-sockets", help="CPU sockets."),
-        dram: Optional[str] = typer.Option(None, "--dram", help="Host memory as TYPE-MTS with xCHANNELS per socket, e.g. ddr5-4800x12 or ddr5 (types: ddr4, ddr5, mrdimm, lpddr5, lpddr5x)."),
-        dram_gb: Optional[float] = typer.Option(None, "--dram-gb", help="Host memory size, GB."),
-        mtp: bool = typer.Option(False, "--mtp/--no-mtp", help="Load the MTP module (speculative decoding)."),
-        input_len: int = typer.Option(1024, "--input-len", help="Prompt tokens per request."),
-        output_len: int = typer.Option(1024, "--output-len", help="Generated tokens per request."),
-        concurrency: int = typer.Option(1, "--concurrency", help="Requests in flight across the whole deployment."),
-        calibration: Optional[Path] = typer.Option(None, "--calibration", help="Calibration file for the performance estimator."),
+        weights: opt.Weights = None,
+        kv_dtype: opt.KvDtype = "bf16",
+        accelerator: opt.Accelerator = None,
+        count: opt.Count = None,
+        nodes: opt.Nodes = 1,
+        engine: opt.Engine = None,
+        placement: opt.Placement = None,
+        tp: opt.Tp = None,
+        pp: opt.Pp = None,
+        ep: opt.Ep = None,
+        dp_attention: opt.DpAttention = None,
+        cpu: opt.Cpu = None,
+        cpu_sockets: opt.CpuSockets = 1,
+        dram: opt.Dram = None,
+        dram_gb: opt.DramGb = None,
+        mtp: opt.Mtp = False,
+        input_len: opt.InputLen = 1024,
+        output_len: opt.OutputLen = 1024,
+        concurrency: opt.Concurrency = 1,
+        calibration: opt.Calibration = None,
         min_count: bool = typer.Option(False, "--min-count", help="Search: the fewest of each catalog accelerator (1–8 per node, up to 4 nodes) that fit."),
         best_format: bool = typer.Option(False, "--best-format", help="Search: the best-quality weight format that fits the given hardware."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (stable keys; docs/plan-json-schema.md)."),

@@ -9,6 +9,8 @@ from typing import Optional
 
 import typer
 
+from dsdeploy.cli import options as opt
+
 
 def run_recommend(
     model="deepseek-r1", requests_per_day=None, tokens_per_day=None, input_len=1024, output_len=1024,
@@ -65,35 +67,35 @@ def render(res: dict) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("recommend")
     def recommend_cmd(
-        model: str = typer.Option("deepseek-r1", "--model", "-m", help="Catalog model id or alias."),
+        model: opt.ModelId = "deepseek-r1",
         requests_per_day: Optional[float] = typer.Option(None, "--requests-per-day", help="Requests per day."),
         tokens_per_day: Optional[float] = typer.Option(None, "--tokens-per-day", help="Tokens per day, input + output (instead of --requests-per-day)."),
-        input_len: int = typer.Option(1024, "--input-len", help="Prompt tokens per request."),
-        output_len: int = typer.Option(1024, "--output-len", help="Generated tokens per request (incl. reasoning)."),
+        input_len: opt.InputLen = 1024,
+        output_len: opt.OutputLen = 1024,
         peak_concurrency: int = typer.Option(8, "--peak-concurrency", help="Requests in flight at the peak."),
         ttft_ms: Optional[float] = typer.Option(None, "--ttft-ms", help="SLO: time to first token, ms, at the peak."),
         tpot_ms: Optional[float] = typer.Option(None, "--tpot-ms", help="SLO: time per output token, ms, at the peak."),
         on_prem: bool = typer.Option(False, "--on-prem/--cloud-ok", help="Data must stay on premises (rules out API, rent, hybrid)."),
         budget: Optional[float] = typer.Option(None, "--budget", help="Capex limit in --currency."),
-        prices: Optional[Path] = typer.Option(None, "--prices", help="TOML merged over the packaged prices."),
-        currency: str = typer.Option("USD", "--currency", help="USD or CNY."),
-        fx_rate: Optional[float] = typer.Option(None, "--fx-rate", help="CNY per USD."),
-        years: float = typer.Option(3.0, "--years", help="Depreciation period, years."),
-        pue: Optional[float] = typer.Option(None, "--pue", help="PUE (≥ 1)."),
-        electricity_price: Optional[float] = typer.Option(None, "--electricity-price", help="Per kWh in --currency."),
-        region: Optional[str] = typer.Option(None, "--region", help="Electricity region (us-avg, cn-avg, cn-west, …)."),
-        staff_fte: Optional[float] = typer.Option(None, "--staff-fte", help="Operations staff, FTE."),
-        salary: Optional[float] = typer.Option(None, "--salary", help="Per FTE-year in --currency."),
-        maintenance_pct: Optional[float] = typer.Option(None, "--maintenance-pct", help="% of capex per year."),
-        api_date: Optional[str] = typer.Option(None, "--api-date", help="API prices in force on YYYY-MM-DD. Default: latest."),
-        api_cache_hit: float = typer.Option(0.0, "--api-cache-hit", help="Share of API input billed at the cache-hit price."),
-        kv_dtype: str = typer.Option("bf16", "--kv-dtype", help="KV-cache element type."),
+        prices: opt.Prices = None,
+        currency: opt.Currency = "USD",
+        fx_rate: opt.FxRate = None,
+        years: opt.Years = 3.0,
+        pue: opt.Pue = None,
+        electricity_price: opt.ElectricityPrice = None,
+        region: opt.Region = None,
+        staff_fte: opt.StaffFte = None,
+        salary: opt.Salary = None,
+        maintenance_pct: opt.MaintenancePct = None,
+        api_date: opt.ApiDate = None,
+        api_cache_hit: opt.ApiCacheHit = 0.0,
+        kv_dtype: opt.KvDtype = "bf16",
         max_quality_rank: int = typer.Option(7, "--max-quality-rank", help="Lowest weight quality to consider (formats.toml quality_rank; 1 = FP8 only, 7 = down to 4-bit)."),
         overflow_share: float = typer.Option(0.2, "--overflow-share", help="Hybrid: share of tokens sent to the API at peaks."),
         finetune_gpu_hours: float = typer.Option(800.0, "--finetune-gpu-hours", help="Cloud–edge split: rented H100-hours per year for fine-tuning."),
         top: int = typer.Option(12, "--top", help="Options to list (plus the best of each kind and the article's alternatives)."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-        calibration: Optional[Path] = typer.Option(None, "--calibration", help="Calibration TOML for the performance model (default: shipped)."),
+        as_json: opt.AsJson = False,
+        calibration: opt.Calibration = None,
     ) -> None:
         """Rank ways to serve a workload: buy, rent, API, hybrid — with cost per 1M tokens, capex, latency, reasons."""
         from dsdeploy.planner.bom import CostOptions

@@ -34,7 +34,44 @@ def test_engine_workers_run_below_the_api_process(tiny_server):
     """--engine-nice (default 5): the workers are niced, the API process is not."""
     slots = httpx.get(tiny_server.base_url + "/health").json()["slots"]
     api = os.getpriority(os.PRIO_PROCESS, tiny_server.proc.pid)
-    assert [os.getpriority(os.PRIO_PROCESS, s["pid"]) - api for s in slots] == [5, 5]
+    expected = min(19, api + 5)  # the kernel caps niceness at 19
+    assert [os.getpriority(os.PRIO_PROCESS, s["pid"]) for s in slots] == [expected, expected]
+
+
+def _listen_inodes(port: int) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                inodes.add(f[9])
+    return inodes
+
+
+def test_engine_workers_do_not_hold_the_listening_socket(tiny_server):
+    """Regression: the listener was inheritable, and under uvloop the workers kept a copy, so a
+    draining server kept accepting connections that then hung."""
+    inodes = _listen_inodes(tiny_server.port)
+    assert inodes, "the server's listening socket was not found in /proc/net/tcp"
+
+    def sockets_of(pid: int) -> set[str]:
+        out = set()
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                out.add(link[8:-1])
+        return out
+
+    assert inodes & sockets_of(tiny_server.proc.pid)
+    for s in httpx.get(tiny_server.base_url + "/health").json()["slots"]:
+        assert not inodes & sockets_of(s["pid"]), f"worker {s['pid']} holds the listening socket"
 
 
 def test_models(client):
@@ -214,3 +251,10 @@ def test_unknown_path_gets_openai_error_body(tiny_server):
     r = httpx.get(tiny_server.base_url + "/v1/nope", headers=tiny_server.headers)
     assert r.status_code == 404
     assert set(r.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def test_prompt_with_a_lone_surrogate_is_a_400(tiny_server):
+    r = httpx.post(tiny_server.base_url + "/v1/completions", content=b'{"prompt": "a\\ud800", "max_tokens": 1}',
+                   headers={**tiny_server.headers, "Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "invalid_value" and "not valid Unicode" in r.json()["error"]["message"]

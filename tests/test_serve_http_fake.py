@@ -142,3 +142,16 @@ def test_other_methods_on_generation_paths_still_get_openai_errors(fake_server):
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
     r = httpx.post(fake_server + "/v1/completions", json={"prompt": "a", "max_tokens": 1})
     assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_internal_error_on_the_direct_path_is_a_500_and_logged(fake_server, caplog):
+    """An unexpected exception in a generation handler (here the test's byte tokenizer failing on
+    a lone surrogate) gets the OpenAI-shaped 500, and its traceback is logged, as FastAPI's own
+    error middleware would have done."""
+    import logging
+
+    with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
+        r = httpx.post(fake_server + "/v1/completions", content=b'{"prompt": "a\\ud800", "max_tokens": 1}',
+                       headers={"Authorization": "Bearer k", "Content-Type": "application/json"})
+    assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
+    assert any(rec.exc_info and "UnicodeEncodeError" in rec.exc_info[0].__name__ for rec in caplog.records)

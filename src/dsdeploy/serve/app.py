@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -575,7 +576,8 @@ def create_app(settings: ServeSettings, prompt, pool: EnginePool, metrics: Metri
                 response = await handle(Request(scope, receive), chat)
             except APIError as exc:
                 response = error_response(exc, path)
-            except Exception as exc:  # as FastAPI's handler above: a 500 with the reason
+            except Exception as exc:  # as FastAPI's handler above: a 500 with the reason, and the traceback logged
+                logging.getLogger("uvicorn.error").exception("internal error in %s", path)
                 response = internal_error_response(exc)
             await response(scope, receive, send)
 

@@ -70,7 +70,13 @@ class PromptBuilder:
         return buf.raw[: max(0, n)].decode("utf-8", errors="replace")
 
     def tokenize(self, text: str, add_bos: bool | None = None, special: bool = False) -> list[int]:
-        data = text.encode("utf-8")
+        try:
+            data = text.encode("utf-8")
+        except UnicodeEncodeError as exc:  # JSON may carry a lone surrogate ("\ud800")
+            raise bad_request(
+                f"the prompt is not valid Unicode: {exc.reason} at character {exc.start}", param="prompt",
+                code="invalid_value",
+            ) from None
         add = self.add_bos if add_bos is None else add_bos
         cap = len(data) + 8
         buf = (self._lib.llama_token * cap)()

@@ -45,7 +45,9 @@ def bind(host: str, port: int) -> socket.socket:
         sock.close()
         raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     sock.listen(2048)
-    sock.set_inheritable(True)
+    # not inheritable (Python's default): under uvloop, child processes keep inheritable fds, and
+    # engine workers holding the listener would keep the port accepting during a drain (and
+    # after the API process is gone)
     return sock
 
 

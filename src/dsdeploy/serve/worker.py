@@ -258,8 +258,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="after a request's first token, write tokens at most this often (batched)")
     ap.add_argument("--nice", type=int, default=0, help="lower this process's priority by this much")
     args = ap.parse_args(argv)
-    if args.nice > 0:
-        os.nice(args.nice)
+    if args.nice > 0 and hasattr(os, "nice"):  # no os.nice on Windows: run at normal priority
+        try:
+            os.nice(args.nice)
+        except OSError as exc:
+            print(f"dsdeploy worker: could not lower its priority ({exc}); running at normal priority", file=sys.stderr)
 
     out = os.dup(1)
     os.dup2(2, 1)  # stray prints from C code go to stderr, never into the protocol

@@ -150,16 +150,31 @@ _END = b"\r\n0\r\n\r\n"  # the last chunk of a chunked HTTP/1.1 body (JSON-escap
 
 
 class ApiClient:
-    """One keep-alive HTTP/1.1 connection, streaming /v1/completions requests one at a time."""
+    """One keep-alive HTTP/1.1 connection, streaming /v1/completions requests one at a time.
+
+    A connection the server closed while idle (uvicorn drops keep-alive connections after 30 s,
+    e.g. while the other arms take their turns) is reopened and the request sent again, with the
+    clock restarted so the reconnect stays out of the TTFT. A reply that is not a 200 stream
+    (401, 429, ...) is read by its Content-Length and reported."""
 
     def __init__(self, host: str, port: int, key: str) -> None:
         self.host, self.port, self.key = host, port, key
         self.reader = self.writer = None
 
     async def one(self, body: bytes) -> tuple[float, int]:
-        t0 = time.perf_counter()
+        for attempt in (1, 2):
+            try:
+                return await self._one(body)
+            except _Dropped:
+                self.close()
+                if attempt == 2:
+                    raise RuntimeError("the server closed the connection before answering, twice") from None
+        raise AssertionError("unreachable")
+
+    async def _one(self, body: bytes) -> tuple[float, int]:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        t0 = time.perf_counter()
         self.writer.write(
             b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             + f"Authorization: Bearer {self.key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
@@ -167,17 +182,32 @@ class ApiClient:
         )
         buf = b""
         first = None
+        head_end = -1
         while True:
-            data = await self.reader.read(65536)
+            try:
+                data = await self.reader.read(65536)
+            except ConnectionError:
+                data = b""
             if not data:
-                raise RuntimeError("the server closed the connection mid-response")
-            if first is None and _TEXT.search(data):
+                if not buf:
+                    raise _Dropped()
+                raise RuntimeError(f"the server closed the connection mid-response: {buf[:200]!r}")
+            if first is None and _TEXT.search(buf[-16:] + data):  # a match may straddle two reads
                 first = time.perf_counter()
             buf += data
+            if head_end < 0:
+                head_end = buf.find(b"\r\n\r\n")
+                if head_end >= 0 and not buf.startswith(b"HTTP/1.1 200"):
+                    m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", buf[:head_end])
+                    need = head_end + 4 + (int(m.group(1)) if m else 0)
+                    while len(buf) < need:
+                        more = await self.reader.read(65536)
+                        if not more:
+                            break
+                        buf += more
+                    raise RuntimeError(f"server answered {buf[:300]!r}")
             if buf.endswith(_END):
                 break
-        if not buf.startswith(b"HTTP/1.1 200"):
-            raise RuntimeError(f"server answered {buf[:200]!r}")
         tail = buf[buf.rfind(b'"usage":') :]
         n = json.loads(tail[len(b'"usage":') : tail.index(b"}") + 1])["completion_tokens"]
         return (first or time.perf_counter()) - t0, n
@@ -186,6 +216,10 @@ class ApiClient:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+class _Dropped(Exception):
+    """The connection was closed before any byte of the reply arrived."""
 
 
 class ApiArm:

@@ -95,3 +95,39 @@ def test_sigterm_drains_running_stream_then_exits(serve_factory):
     assert srv.proc.wait(30) == 0
     with pytest.raises(httpx.HTTPError):
         httpx.get(srv.base_url + "/health", timeout=2)
+
+
+def test_sigterm_stops_the_server_even_when_its_stderr_reader_is_gone(tmp_path):
+    """Regression: the drain message went to a stderr pipe whose reader had exited (a dead parent,
+    `dsdeploy serve 2>&1 | head`); the BrokenPipeError in the signal handler skipped the shutdown
+    and the server ignored SIGTERM for good."""
+    import subprocess
+    import sys
+
+    from conftest import free_port, serve_model_path
+
+    pytest.importorskip("llama_cpp")
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dsdeploy.cli.main", "serve", "--model", str(serve_model_path()),
+         "--port", str(port), "--api-key", "k", "--parallel", "1", "--threads", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, "the server exited before it was up"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the server did not come up"
+            time.sleep(0.1)
+        proc.stderr.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -96,15 +96,19 @@ def run(s: ServeSettings, announce=print) -> None:
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame):  # SIGTERM/SIGINT: stop admitting, let running requests finish
-            if not pool.draining:
-                pool.draining = True
-                print(
-                    f"dsdeploy serve: draining ({pool.running} running, {len(pool.waiting)} waiting; "
-                    f"up to {s.drain_timeout:.0f}s)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            super().handle_exit(sig, frame)
+            try:
+                if not pool.draining:
+                    pool.draining = True
+                    print(
+                        f"dsdeploy serve: draining ({pool.running} running, {len(pool.waiting)} waiting; "
+                        f"up to {s.drain_timeout:.0f}s)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+            except (OSError, ValueError):
+                pass  # stderr is gone (its reader exited): the shutdown must go on regardless
+            finally:
+                super().handle_exit(sig, frame)
 
     config = uvicorn.Config(
         app,

@@ -159,3 +159,21 @@ def test_seed_fp16_does_not_fit_by_the_margin_of_the_weights():
     assert d.weights_bytes / GB == pytest.approx(1342.05 / 8, rel=0.002)
     assert d.free_bytes < -90 * GB
     assert m.kv_capacity_tokens == 0 and m.max_concurrency == 0
+
+
+def test_only_gpu_placement_replicates():
+    """Two RTX 4090s with the experts in DRAM are one llama.cpp/KTransformers instance, not two
+    replicas (it used to count devices as replicas and double the predicted throughput)."""
+    dep, _ = plan("gguf-q4_k_m", "rtx-4090", 2, placement="experts-on-cpu", cpu="epyc-9654", dram_gb=512)
+    assert dep.replicas == 1
+    dep, _ = plan("fp8", "h200-sxm", 8, nodes=2, tp=8, pp=1)
+    assert dep.replicas == 2
+
+
+def test_kv_per_device_is_its_own_dp_group_share():
+    """DP attention 8 on 8× H200: each GPU holds the KV of its own eighth of the requests.
+    32 requests × (1024 + 1024) tokens = 65,536 tokens; 8,192 per GPU; MLA latent per token
+    (kv_lora 512 + rope 64) × 61 layers × 2 B = 70,272 B → 8,192 × 70,272 = 575,668,224 B."""
+    _, m = plan("fp8", "h200-sxm", 8, tp=1, dp_attention=8, wl=Workload(1024, 1024, 32))
+    assert m.fits
+    assert m.devices[0].kv_bytes == 575_668_224

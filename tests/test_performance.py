@@ -149,3 +149,22 @@ def test_calibrate_roundtrip(tmp_path):
     assert all(g.rows >= 2 for g in cal.groups)
     r = _cli("validate", str(FIXTURE), "--json", "--calibration", str(out))
     assert r.returncode == 0
+
+
+def test_batch_per_replica_is_capped_by_one_replica_s_kv():
+    """The memory plan's max_concurrency covers every replica; one replica's batch may use only its
+    share (it used to be capped by the whole deployment's)."""
+    from dsdeploy.catalog import load_catalog
+    from dsdeploy.estimators.memory import Workload, plan_memory
+    from dsdeploy.estimators.performance import predict
+    from dsdeploy.specs.deployment import resolve_deployment
+    from dsdeploy.specs.model import load_model_spec
+
+    cat = load_catalog()
+    dep = resolve_deployment(cat, "deepseek-r1", load_model_spec("deepseek-r1"), "fp8", "bf16", "h200-sxm", 8,
+                             nodes=2, tp=8, pp=1, engine="sglang")
+    assert dep.replicas == 2
+    wl = Workload(8192, 8192, 100_000)
+    cap = plan_memory(dep, Workload(8192, 8192, 1)).max_concurrency
+    pred = predict(dep, wl)
+    assert pred.batch == min(cap // 2, int(dep.engine.max_num_seqs.value))

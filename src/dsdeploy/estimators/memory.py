@@ -184,7 +184,9 @@ def plan_memory(dep: Deployment, wl: Workload) -> MemoryPlan:
     return fn(dep, wl, W)
 
 
-def _finish(dep, wl, W, devices, kv_tok_total, kv_capacity_tokens, notes, gpu_layers=None) -> MemoryPlan:
+def _finish(dep, wl, W, devices, kv_tok_total, kv_capacity_tokens, notes, gpu_layers=None, kv_groups=1) -> MemoryPlan:
+    """`kv_groups`: sets of devices that each hold their own requests' KV (DP-attention groups ×
+    replicas); a device holds 1/kv_groups of the requested tokens."""
     total = sum(W.values())
     need_tokens = wl.concurrency * wl.tokens_per_request
     worst_static = min(devices, key=lambda d: d.kv_space_bytes)
@@ -214,7 +216,7 @@ def _finish(dep, wl, W, devices, kv_tok_total, kv_capacity_tokens, notes, gpu_la
         )
     for d in devices:
         share = d.kv_bytes_per_token
-        d.kv_bytes = int(min(need_tokens, max(kv_capacity_tokens, 0)) * share)
+        d.kv_bytes = int(min(need_tokens, max(kv_capacity_tokens, 0)) / kv_groups * share)
     return MemoryPlan(
         fits=fits,
         reason=reason,
@@ -261,7 +263,7 @@ def _plan_gpu(dep: Deployment, wl: Workload, W: dict[str, int]) -> MemoryPlan:
     notes = []
     if m.attention == "mla" and p.tp > 1:
         notes.append(f"MLA latent is replicated on all {p.tp} TP ranks (one KV head)")
-    return _finish(dep, wl, W, [d], kv_tok, capacity, notes)
+    return _finish(dep, wl, W, [d], kv_tok, capacity, notes, kv_groups=p.dp_attention * dep.replicas)
 
 
 def _host_device(dep: Deployment, weights: int, kv_tok: float, name: str = "host DRAM") -> DeviceMemory:

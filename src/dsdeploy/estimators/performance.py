@@ -309,7 +309,7 @@ def predict(dep: Deployment, wl: Workload, calibration: Calibration | None = Non
     p, label = cal.lookup(dep.engine.id, hw_class(dep))
     notes: list[str] = []
     mem = plan_memory(dep, Workload(wl.input_len, wl.output_len, 1))
-    cap_reqs = max(1, mem.max_concurrency) * 1
+    cap_reqs = max(1, mem.max_concurrency // dep.replicas)  # the plan's capacity covers every replica
     per_replica = max(1, math.ceil(wl.concurrency / dep.replicas))
     batch = min(per_replica, cap_reqs, int(dep.engine.max_num_seqs.value) * max(1, dep.par.dp_attention))
     if batch < per_replica:

@@ -100,7 +100,11 @@ class Deployment:
 
     @property
     def replicas(self) -> int:
-        return max(1, self.devices // max(1, self.par.instance_devices)) if self.devices else 1
+        """Independent copies of the model. Only GPU placement replicates; in every other placement
+        (experts on the CPU, layer split, unified memory, CPU) the devices hold one instance."""
+        if self.placement != "gpu" or not self.devices:
+            return 1
+        return max(1, self.devices // max(1, self.par.instance_devices))
 
     def describe(self) -> str:
         hw = []

@@ -155,3 +155,13 @@ def test_internal_error_on_the_direct_path_is_a_500_and_logged(fake_server, capl
                        headers={"Authorization": "Bearer k", "Content-Type": "application/json"})
     assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
     assert any(rec.exc_info and "UnicodeEncodeError" in rec.exc_info[0].__name__ for rec in caplog.records)
+
+
+def test_chat_role_chunk_is_not_sent_before_the_first_token(fake_server):
+    """The role-only chunk used to go out before the prefill, so anything that times the first
+    chunk (dsdeploy bench, vLLM's bench) measured ~0 TTFT. It now travels in the same write as
+    the first token: the first bytes of the body hold both."""
+    with httpx.stream("POST", fake_server + "/v1/chat/completions", headers={"Authorization": "Bearer k"},
+                      json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": True}) as r:
+        first = next(r.iter_raw())
+    assert b'"role":"assistant"' in first and b'"content":"x"' in first

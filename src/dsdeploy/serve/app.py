@@ -518,15 +518,18 @@ def create_app(settings: ServeSettings, prompt, pool: EnginePool, metrics: Metri
 
         async def body(send) -> None:
             t_first = None
-            if first:
-                await send(first)
+            # The chat role chunk goes out with the first token, not before the prefill: clients
+            # and benchmarks (vLLM's, ours) take the first chunk as the first token, and vLLM
+            # likewise sends its role chunk once the first token exists.
+            role_chunk = first
             while True:
                 items = await job.take()
                 if not items:  # woken with nothing: the client left
                     if job.cancelled:
                         return
                     continue
-                out = []
+                out = [role_chunk] if role_chunk else []
+                role_chunk = b""
                 end = None
                 for ev in items:
                     if type(ev) is bytes:

@@ -142,7 +142,7 @@ def test_unknown_ids_exit_2_with_close_matches(monkeypatch, capsys, args, needle
          "ep=7 must divide the routed experts (256"),
         (["plan", "--tp", "16"], "must multiply to the GPU count"),
         (["plan", "--placement", "unified"], "unified memory"),
-        (["plan", "--concurrency", "0"], "--concurrency must be ≥ 1"),
+        (["plan", "--concurrency", "0"], "Invalid value for '--concurrency'"),
         (["plan", "--min-count", "--best-format"], "choose one"),
         (["plan", "--dram", "ddr9"], "--dram"),
     ],
@@ -175,3 +175,28 @@ def test_real_binary_bad_input_has_no_traceback():
 def test_usage_errors_have_no_traceback(monkeypatch, capsys, args):
     code, _, err = cli(monkeypatch, capsys, *args)
     assert code == 2 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args", [
+    ["plan", "--count", "0", "-a", "h100-sxm"], ["plan", "--tp", "0"], ["plan", "--dram-gb", "-5"],
+    ["plan", "--concurrency", "0"], ["recommend", "--top", "0"],
+    ["deploy", "--model-path", "/m", "-a", "h200-sxm", "--threads", "-4"],
+])
+def test_out_of_range_numbers_are_refused_not_replaced(args):
+    """--tp 0 used to fall back to the default and --dram-gb -5 made a '-5 GB' plan."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "dsdeploy.cli.main", *args], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr + r.stdout
+
+
+def test_unwritable_output_is_one_message(tmp_path):
+    import subprocess
+    import sys
+
+    for args in (["deploy", "--model-path", "/m", "-a", "h200-sxm", "-w", "fp8", "-o", str(tmp_path / "no" / "x.sh")],
+                 ["validate", str(tmp_path)]):
+        r = subprocess.run([sys.executable, "-m", "dsdeploy.cli.main", *args], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stderr[-500:])
+        assert "cannot" in r.stderr, r.stderr

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from dsdeploy.cli import options as opt
+from dsdeploy.cli.files import write_text
 from dsdeploy.errors import UserError
 
 
@@ -42,10 +43,10 @@ def register(app: typer.Typer) -> None:
         head_addr: Optional[str] = typer.Option(
             None, "--head-addr", help="Multi-node: node 0's address (default: HEAD_NODE_IP placeholder; k8s: the head pod's DNS name)."
         ),
-        dist_port: Optional[int] = typer.Option(None, "--dist-port", help="Multi-node rendezvous port (Ray 6379, SGLang 20000)."),
+        dist_port: Optional[int] = typer.Option(None, "--dist-port", min=1, max=65535, help="Multi-node rendezvous port (Ray 6379, SGLang 20000)."),
         served_model_name: Optional[str] = typer.Option(None, "--served-model-name", help="Model id clients use."),
         cpu_weights: Optional[str] = typer.Option(None, "--cpu-weights", help="KTransformers: CPU-side expert weights (GGUF or AMX)."),
-        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (default: the CPU's physical cores)."),
+        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: the CPU's physical cores)."),
         image: Optional[str] = typer.Option(None, "--image", help="Container image for compose/k8s."),
         force: bool = typer.Option(False, "--force", help="Emit even if the memory plan says it does not fit."),
         output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write to FILE instead of stdout."),
@@ -75,9 +76,7 @@ def register(app: typer.Typer) -> None:
         )
         text = render(dep, mem, wl, opts, emit_fmt, force=force)
         if output is not None:
-            output.write_text(text)
-            if emit_fmt == "command":
-                output.chmod(0o755)
+            write_text(output, text, mode=0o755 if emit_fmt == "command" else None)
             typer.echo(f"wrote {output}", err=True)
         else:
             typer.echo(text, nl=False)

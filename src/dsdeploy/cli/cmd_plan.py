@@ -13,6 +13,7 @@ from typing import Optional
 import typer
 
 from dsdeploy.cli import options as opt
+from dsdeploy.cli.files import write_text
 from dsdeploy.errors import UserError
 
 # Shared with `cost`, `recommend`, `deploy` and `doctor` (defaults live in the planner layer).
@@ -131,10 +132,7 @@ def _emit(res: dict, as_json: bool, markdown: bool, markdown_file: Path | None, 
         else:
             text = plan_markdown(res)
         if markdown_file is not None:
-            try:
-                markdown_file.write_text(text, encoding="utf-8")
-            except OSError as exc:
-                raise UserError(f"cannot write {markdown_file}: {exc.strerror}") from None
+            write_text(markdown_file, text)
             typer.echo(f"wrote {markdown_file}")
         else:
             typer.echo(text, nl=False)

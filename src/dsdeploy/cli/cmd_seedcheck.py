@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 
+from dsdeploy.cli.files import write_text
 from dsdeploy.errors import UserError
 
 ARTICLE = "shared/seed/deepseek-local-deployment-article.zh.txt"
@@ -30,10 +31,7 @@ def register(app: typer.Typer) -> None:
         if write is not None:
             from dsdeploy.reports.markdown import seedcheck_markdown
 
-            try:
-                write.write_text(seedcheck_markdown(claims, ARTICLE), encoding="utf-8")
-            except OSError as exc:
-                raise UserError(f"cannot write {write}: {exc.strerror}") from None
+            write_text(write, seedcheck_markdown(claims, ARTICLE))
         if as_json:
             typer.echo(json.dumps(claims, indent=2, ensure_ascii=False))
         else:

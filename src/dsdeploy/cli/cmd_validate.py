@@ -12,6 +12,7 @@ from rich.table import Table
 
 from dsdeploy.catalog import load_catalog
 from dsdeploy.catalog.calibration import calibration_to_toml, load_calibration
+from dsdeploy.cli.files import write_text
 from dsdeploy.validate.scenarios import evaluate_rows, filter_rows, read_scenarios, summarize
 
 
@@ -92,7 +93,7 @@ def register(app: typer.Typer) -> None:
             )
         before = summarize(evaluate_rows(cat, rows, load_calibration(None) if merge else Calibration()))
         after = summarize(evaluate_rows(cat, rows, new))
-        output.write_text(calibration_to_toml(new))
+        write_text(output, calibration_to_toml(new))
         con = Console()
         t = Table(title=f"fitted groups → {output}")
         for c in ("engine", "hw class", "rows", "bw eff", "compute eff", "overhead µs/layer", "band"):

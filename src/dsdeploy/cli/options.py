@@ -1,6 +1,7 @@
 """Typer option declarations shared by the commands that take plan options (`plan`, `cost`,
-`deploy`, `doctor`, `recommend`) or cost options (`cost`, `recommend`): one flag name and one help
-text per option. The defaults stay in each command's signature; the values they stand for are
+`deploy`, `doctor`, `recommend`) or cost options (`cost`, `recommend`): one flag name, one help
+text and one valid range per option (typer rejects a value outside it: one message, exit 2). The
+defaults stay in each command's signature; the values they stand for are
 `dsdeploy.planner.options`'s."""
 
 from __future__ import annotations
@@ -35,16 +36,16 @@ AcceleratorOrCpu = Annotated[Optional[str], typer.Option(
     help="Accelerator id (h100-sxm, h200-sxm, a100-sxm-80g, rtx-4090, apple-m3-ultra, …). Default: none, "
     "i.e. the CPU.")]
 Count = Annotated[Optional[int], typer.Option(
-    "--count", "-n", help="Accelerators per node. Default: 8 for datacenter GPUs, else 1.")]
-Nodes = Annotated[int, typer.Option("--nodes", help="Nodes (servers).")]
+    "--count", "-n", min=1, help="Accelerators per node. Default: 8 for datacenter GPUs, else 1.")]
+Nodes = Annotated[int, typer.Option("--nodes", min=1, help="Nodes (servers).")]
 Cpu = Annotated[Optional[str], typer.Option(
     "--cpu", help="CPU id (epyc-9654, xeon-6980p, …, or 'local' after `dsdeploy doctor --save`).")]
-CpuSockets = Annotated[int, typer.Option("--cpu-sockets", help="CPU sockets.")]
+CpuSockets = Annotated[int, typer.Option("--cpu-sockets", min=1, help="CPU sockets.")]
 Dram = Annotated[Optional[str], typer.Option(
     "--dram",
     help="Host memory as TYPE-MTS with xCHANNELS per socket, e.g. ddr5-4800x12 or ddr5 (types: ddr4, ddr5, "
     "mrdimm, lpddr5, lpddr5x).")]
-DramGb = Annotated[Optional[float], typer.Option("--dram-gb", help="Host memory size, GB.")]
+DramGb = Annotated[Optional[float], typer.Option("--dram-gb", min=1.0, help="Host memory size, GB.")]
 
 # ---- how it runs -------------------------------------------------------------------------------
 Engine = Annotated[Optional[str], typer.Option(
@@ -53,15 +54,15 @@ Engine = Annotated[Optional[str], typer.Option(
     "calls for.")]
 Placement = Annotated[Optional[str], typer.Option(
     "--placement", help="gpu, experts-on-cpu, layer-split, cpu or unified. Default: from the hardware.")]
-Tp = Annotated[Optional[int], typer.Option("--tp", help="Tensor-parallel size of one attention group.")]
-Pp = Annotated[Optional[int], typer.Option("--pp", help="Pipeline stages.")]
-Ep = Annotated[Optional[int], typer.Option("--ep", help="Expert-parallel partitions of the routed experts.")]
-DpAttention = Annotated[Optional[int], typer.Option("--dp-attention", help="Data-parallel attention groups.")]
+Tp = Annotated[Optional[int], typer.Option("--tp", min=1, help="Tensor-parallel size of one attention group.")]
+Pp = Annotated[Optional[int], typer.Option("--pp", min=1, help="Pipeline stages.")]
+Ep = Annotated[Optional[int], typer.Option("--ep", min=1, help="Expert-parallel partitions of the routed experts.")]
+DpAttention = Annotated[Optional[int], typer.Option("--dp-attention", min=1, help="Data-parallel attention groups.")]
 
 # ---- the workload ------------------------------------------------------------------------------
-InputLen = Annotated[int, typer.Option("--input-len", help="Prompt tokens per request.")]
-OutputLen = Annotated[int, typer.Option("--output-len", help="Generated tokens per request.")]
-Concurrency = Annotated[int, typer.Option("--concurrency", help="Requests in flight across the whole deployment.")]
+InputLen = Annotated[int, typer.Option("--input-len", min=0, help="Prompt tokens per request.")]
+OutputLen = Annotated[int, typer.Option("--output-len", min=0, help="Generated tokens per request.")]
+Concurrency = Annotated[int, typer.Option("--concurrency", min=1, help="Requests in flight across the whole deployment.")]
 Calibration = Annotated[Optional[Path], typer.Option(
     "--calibration", help="Calibration TOML for the performance model. Default: the shipped one.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -80,4 +81,4 @@ Salary = Annotated[Optional[float], typer.Option("--salary", help="Salary per FT
 MaintenancePct = Annotated[Optional[float], typer.Option("--maintenance-pct", help="Maintenance, % of capex per year.")]
 ApiDate = Annotated[Optional[str], typer.Option(
     "--api-date", help="Compare with the API price in force on YYYY-MM-DD. Default: latest.")]
-ApiCacheHit = Annotated[float, typer.Option("--api-cache-hit", help="Share of API input tokens billed at the cache-hit price.")]
+ApiCacheHit = Annotated[float, typer.Option("--api-cache-hit", min=0.0, max=1.0, help="Share of API input tokens billed at the cache-hit price.")]

@@ -82,14 +82,17 @@ def read_scenarios(path: str | Path) -> list[Row]:
     p = Path(path)
     if not p.exists():
         raise UserError(f"measurement file not found: {p}")
-    with p.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None:
-            raise UserError(f"{p}: empty file (expected a header row with {', '.join(REQUIRED)})")
-        missing = [c for c in REQUIRED if c not in reader.fieldnames]
-        if missing:
-            raise UserError(f"{p}: missing column(s) {', '.join(missing)} (see the scenario schema, SCHEMA.md)")
-        return [Row(r) for r in reader]
+    try:
+        with p.open(newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None:
+                raise UserError(f"{p}: empty file (expected a header row with {', '.join(REQUIRED)})")
+            missing = [c for c in REQUIRED if c not in reader.fieldnames]
+            if missing:
+                raise UserError(f"{p}: missing column(s) {', '.join(missing)} (see the scenario schema, SCHEMA.md)")
+            return [Row(r) for r in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UserError(f"cannot read {p} as a UTF-8 CSV file: {exc}") from None
 
 
 _spec_cache: dict[str, ModelSpec] = {}

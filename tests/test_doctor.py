@@ -133,3 +133,13 @@ def test_cli_save_needs_measure(tmp_path):
     r = subprocess.run([sys.executable, "-m", "dsdeploy.cli.main", "doctor", "--no-measure", "--save"],
                        capture_output=True, text=True, env={**__import__("os").environ, "DSDEPLOY_HOME": str(tmp_path)})
     assert r.returncode == 2 and "--save" in r.stderr
+
+
+def test_nvlink_is_read_from_the_matrix_not_the_legend():
+    from dsdeploy.doctor import nvlink_in_topology
+
+    legend = "\nLegend:\n\n  X    = Self\n  SYS  = Connection traversing PCIe\n  NV#  = Connection traversing a bonded set of # NVLinks\n"
+    pcie = "\tGPU0\tGPU1\tCPU Affinity\nGPU0\t X \tSYS\t0-31\nGPU1\tSYS\t X \t0-31\n" + legend
+    nvl = "\tGPU0\tGPU1\tCPU Affinity\nGPU0\t X \tNV18\t0-31\nGPU1\tNV18\t X \t0-31\n" + legend
+    assert not nvlink_in_topology(pcie)
+    assert nvlink_in_topology(nvl)

@@ -7,6 +7,8 @@ HardwareCatalog format, which `load_catalog()` merges, so `--cpu local` plans us
 
 from __future__ import annotations
 
+import re
+
 import datetime as _dt
 import platform
 from pathlib import Path
@@ -56,6 +58,13 @@ def _check(name: str, ok: bool | None, have: str, need: str, fix: str = "") -> d
     return {"check": name, "status": "ok" if ok else ("unknown" if ok is None else "missing"), "have": have, "need": need, "fix": fix}
 
 
+def nvlink_in_topology(topo: str) -> bool:
+    """NVLink between GPUs in `nvidia-smi topo -m` output: an `NV<n>` cell in the matrix rows (the
+    legend below the matrix always lists `NV#`, so it is not read)."""
+    matrix = topo.split("Legend:")[0]
+    return re.search(r"\bNV\d+\b", matrix) is not None
+
+
 def compare(report: dict, dep, mem) -> list[dict]:
     """What the plan needs against what was found."""
     from dsdeploy.estimators.memory import GB
@@ -79,7 +88,7 @@ def compare(report: dict, dep, mem) -> list[dict]:
                               "install a newer driver from the CUDA network repository (cuda-keyring)"))
         if dep.per_node > 1 and gpus:
             topo = report["gpu"]["topology"] or ""
-            has_nv = "NV" in topo
+            has_nv = nvlink_in_topology(topo)
             out.append(_check("GPU interconnect", has_nv or None, "NVLink seen in topo -m" if has_nv else "no NVLink in topo -m",
                               f"{dep.scale_up.name if dep.scale_up else 'PCIe'} between the {dep.per_node} GPUs"))
     host = next((d for d in mem.devices if d.kind == "host"), None)

@@ -143,3 +143,16 @@ def test_model_summary_keys():
     assert sum(s["params_by_component"].values()) == s["params_total"]
     assert s["flops_per_token_decode"]["0"] == 2 * R1.params_matmul_active
     assert s["architecture"]["kv_lora_rank"] == 512
+
+
+def test_gguf_of_unknown_file_type_asks_for_weights_instead_of_guessing():
+    """An all-F32 GGUF (file type 0) used to be planned as bf16 (half its size), and any unmapped
+    type silently as Q4_K_M."""
+    from types import SimpleNamespace
+
+    from dsdeploy.errors import UserError
+    from dsdeploy.planner.options import default_weights
+
+    with pytest.raises(UserError, match="pass --weights"):
+        default_weights(SimpleNamespace(gguf_file_type=0), None)
+    assert default_weights(SimpleNamespace(gguf_file_type=7), None) == "gguf-q8_0"

@@ -15,7 +15,7 @@ DEFAULT_COUNT_DATACENTER = 8  # one HGX/DGX-class node
 
 # GGUF general.file_type (llama.cpp LlamaFileType) → catalog weight format, for `--model x.gguf`
 GGUF_FILE_TYPES = {
-    "0": "bf16", "1": "fp16", "32": "bf16", "7": "gguf-q8_0", "18": "gguf-q6_k", "14": "gguf-q4_k_m",
+    "1": "fp16", "32": "bf16", "7": "gguf-q8_0", "18": "gguf-q6_k", "14": "gguf-q4_k_m",
     "15": "gguf-q4_k_m", "11": "gguf-q3_k_m", "12": "gguf-q3_k_m", "13": "gguf-q3_k_m", "10": "gguf-q2_k",
     "24": "gguf-ud-iq1_s",
 }
@@ -44,7 +44,13 @@ def default_weights(spec, weights: str | None, fallback: str = DEFAULT_WEIGHTS) 
     if weights:
         return weights
     if spec.gguf_file_type is not None:
-        return GGUF_FILE_TYPES.get(str(spec.gguf_file_type), "gguf-q4_k_m")
+        try:
+            return GGUF_FILE_TYPES[str(spec.gguf_file_type)]
+        except KeyError:  # e.g. 0 = all F32: no catalog format has its size
+            raise UserError(
+                f"this GGUF's file type ({spec.gguf_file_type}) has no weight format in the catalog; "
+                "pass --weights with the closest one (e.g. --weights gguf-q4_k_m)"
+            ) from None
     return fallback
 
 

@@ -145,10 +145,16 @@ def test_calibrate_roundtrip(tmp_path):
     from dsdeploy.catalog.calibration import load_calibration
 
     cal = load_calibration(out)
-    # T1 and T2 are alone in their groups (< 2 rows): nothing to fit, roofline stays
-    assert all(g.rows >= 2 for g in cal.groups)
+    # T1, T2 and T4 are alone in their (engine, hardware class) groups, so only the global group
+    # is fitted, on those 3 rows (T3's accelerator is unknown)
+    assert [(g.engine, g.hw_class, g.rows) for g in cal.groups] == [("*", "*", 3)]
+    empty = tmp_path / "roofline.toml"  # no groups: the pure roofline
+    empty.write_text("")
+    before = json.loads(_cli("validate", str(FIXTURE), "--json", "--calibration", str(empty)).stdout)
     r = _cli("validate", str(FIXTURE), "--json", "--calibration", str(out))
     assert r.returncode == 0
+    after = json.loads(r.stdout)
+    assert after["summary"]["median_ape"] < before["summary"]["median_ape"]
 
 
 def test_batch_per_replica_is_capped_by_one_replica_s_kv():

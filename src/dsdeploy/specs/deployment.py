@@ -69,6 +69,12 @@ class Parallelism:
         return self.tp * self.dp_attention * self.pp
 
 
+# Host memory assumed when --dram-gb is not given, per CPU socket. UNCONFIRMED assumption, said in
+# the plan's notes: 8 channels × one 64 GB RDIMM, the usual fill of an 8-channel server socket
+# (the seed article's and KTransformers' R1 setups use 512 GB-1 TB per box).
+DEFAULT_DRAM_GB_PER_SOCKET = 512.0
+
+
 @dataclass(frozen=True)
 class Deployment:
     model_id: str
@@ -238,7 +244,7 @@ def resolve_deployment(
         if cpu_obj is None:
             notes.append("no --cpu given: host memory bandwidth is unknown; assuming a dual-channel DDR5-4800 desktop")
         if dram_gb is None:
-            dram_gb = 512.0 * cpu_sockets
+            dram_gb = DEFAULT_DRAM_GB_PER_SOCKET * cpu_sockets
             notes.append(f"no --dram-gb given: assuming {dram_gb:g} GB of host memory")
     scale_up = catalog.link(acc.scale_up_link) if acc and acc.scale_up_link else None
     host = catalog.link(acc.host_link) if acc and acc.host_link else None

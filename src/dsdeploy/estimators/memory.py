@@ -166,6 +166,16 @@ def kv_bytes_per_token(dep: Deployment) -> float:
     return dep.model.kv_bytes_per_token(dep.kv.bytes_per_element.value)
 
 
+def kv_tp_split(dep: Deployment) -> int:
+    """Ways the KV cache of one token is split across a TP group: MLA keeps the whole latent on
+    every rank (DeepSeek-V3 report §2.1.1: the latent is shared by all heads, so it cannot be split
+    by head); GQA/MHA split by KV head, at most kv_heads ways (vLLM/SGLang replicate KV heads when
+    TP exceeds them)."""
+    if dep.model.attention == "mla":
+        return 1
+    return max(1, min(dep.par.tp, dep.model.kv_heads))
+
+
 def host_capacity_bytes(dep: Deployment) -> int:
     return int((dep.dram_gb or 0) * GB)
 
@@ -246,10 +256,7 @@ def _plan_gpu(dep: Deployment, wl: Workload, W: dict[str, int]) -> MemoryPlan:
         + W["other"] * layer_share
     )
     kv_tok = kv_bytes_per_token(dep)
-    if m.attention == "mla":
-        kv_dev_tok = kv_tok / p.pp  # full latent on every TP rank; each DP group its own requests
-    else:
-        kv_dev_tok = kv_tok / p.pp / min(p.tp, m.kv_heads)
+    kv_dev_tok = kv_tok / p.pp / kv_tp_split(dep)  # each DP group holds its own requests
     act = activation_bytes(dep, p.tp)
     ovh = _overhead(dep, dep.devices > 1)
     usable = _usable(dep, cap)

@@ -36,7 +36,7 @@ import math
 from dataclasses import dataclass, field
 
 from dsdeploy.estimators.calibration import Calibration, GroupParams
-from dsdeploy.estimators.memory import Workload, kv_bytes_per_token, plan_memory, weight_bytes_by_component
+from dsdeploy.estimators.memory import Workload, kv_bytes_per_token, kv_tp_split, plan_memory, weight_bytes_by_component
 from dsdeploy.specs.deployment import Deployment
 
 MTP_ACCEPTANCE = 0.85
@@ -206,15 +206,17 @@ def step_cost(dep: Deployment, p: GroupParams, tokens: float, seqs: float, conte
         stage = par.tp * par.dp_attention
         bw = dep.accelerator.bandwidth_gbs.value * 1e9 * p.bw_eff
         peak = _acc_tflops(dep) * 1e12 * ce
+        # bytes one device of each stage reads for the whole token; a token passes every stage in
+        # turn, so the stages' times add up to the whole model's on one stage's devices
         dev_bytes = (
             W["attention"] / par.tp
             + (W["dense_mlp"] + W["shared_experts"]) / stage
             + W["lm_head"] / par.tp
             + W["other"]
             + routed_read / stage
-            + kv_read / par.dp_attention
-        ) / par.pp
-        dev_flops = flops / (stage * par.pp)
+            + kv_read / par.dp_attention / kv_tp_split(dep)
+        )
+        dev_flops = flops / stage
         comm = 0.0
         link = dep.scale_up or dep.host_link
         if link is not None and par.tp > 1:
@@ -222,19 +224,18 @@ def step_cost(dep: Deployment, p: GroupParams, tokens: float, seqs: float, conte
             gbs = link.uni_gbs.value
             if par.tp > dep.per_node and dep.scale_out is not None:
                 lat, gbs = dep.scale_out.latency_us.value, dep.scale_out.uni_gbs.value
-            comm += 2 * m.layers / par.pp * _allreduce_s(hidden_bytes / par.dp_attention, par.tp, gbs, lat)
+            comm += 2 * m.layers * _allreduce_s(hidden_bytes / par.dp_attention, par.tp, gbs, lat)
         if link is not None and (par.ep > 1 or par.dp_attention > 1) and m.is_moe:
             n = max(par.ep, par.dp_attention)
             # each token's hidden state goes to its k experts' ranks, (n−1)/n of them remote, 1 byte
             # per element (DeepEP dispatches FP8; deepseek-ai/DeepEP README), spread over n devices
             a2a_bytes = tokens * m.experts_per_token * m.hidden * 1.0 * (n - 1) / n / n
-            comm += 2 * m.moe_layers / par.pp * (link.latency_us.value * 1e-6 + a2a_bytes / (link.uni_gbs.value * 1e9))
+            comm += 2 * m.moe_layers * (link.latency_us.value * 1e-6 + a2a_bytes / (link.uni_gbs.value * 1e9))
         if par.pp > 1:
             so = dep.scale_out if dep.nodes > 1 and dep.scale_out else (dep.scale_up or dep.host_link)
             if so is not None:
                 comm += (par.pp - 1) * (so.latency_us.value * 1e-6 + hidden_bytes / (so.uni_gbs.value * 1e9))
-        # A token passes every pipeline stage in turn.
-        return StepCost(dev_flops * par.pp / peak, dev_bytes * par.pp / bw, comm, overhead)
+        return StepCost(dev_flops / peak, dev_bytes / bw, comm, overhead)
 
     if dep.placement == "unified":
         n = max(1, dep.devices)

@@ -29,7 +29,7 @@ from dsdeploy.serve.pool import CRASHED, EnginePool, Job
 from dsdeploy.serve.settings import ServeSettings
 
 _dumps = json.dumps
-_MAX_STOPS = 16
+_MAX_STOPS = 16  # OpenAI allows 4 stop sequences, vLLM any number; 16 bounds the per-token search
 
 
 def _num(body: dict, name: str, default, lo=None, hi=None, integer=False):

@@ -323,6 +323,8 @@ class EnginePool:
         if self.on_restart:
             self.on_restart()
         uptime = time.monotonic() - slot.started_at
+        # a slot that ran > 30 s restarts at once; one that keeps crashing backs off 0.25 s, doubling
+        # to at most 10 s (a choice, as systemd's RestartSec/StartLimit*: never a hot crash loop)
         delay = 0.0 if uptime > 30 else min(10.0, 0.25 * 2 ** min(slot.restarts, 6))
         self._bg(self._restart(slot, delay))
         if was_starting and not self.alive_slots():

@@ -50,9 +50,11 @@ def default_parallel() -> int:
 
 
 def default_threads(parallel: int) -> int:
-    """Cores per slot, leaving one core to the API process: llama.cpp's threads spin-wait on each
-    other, and one of them losing its core to the API process slows a token several times over
-    (measured: 2 threads on this 2-core machine under load, 411 tok/s; 1 thread, 2,361 tok/s)."""
+    """Threads per slot: the cores shared out between the slots, and never every core to one slot.
+    llama.cpp's threads spin-wait on each other, so one of them losing its core (to the API process
+    or another slot) slows a token several times over (measured: 2 threads on this 2-core machine
+    under load, 411 tok/s; 1 thread, 2,361 tok/s). With every core given to slots, the API process
+    still runs first because the workers are niced (--engine-nice)."""
     cores = os.cpu_count() or 2
     return max(1, min(cores // max(1, parallel), cores - 1))
 

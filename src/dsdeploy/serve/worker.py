@@ -91,7 +91,9 @@ class Engine:
         if freq or pres or rep != 1.0:
             s.add_penalties(
                 n_vocab=self.n_vocab,
-                penalty_last_n=64,
+                # OpenAI's penalties count every token so far, so the window is the whole context
+                # (llama.h llama_sampler_init_penalties: "last n tokens to penalize")
+                penalty_last_n=self.n_ctx,
                 penalty_repeat=rep,
                 penalty_freq=freq,
                 penalty_present=pres,

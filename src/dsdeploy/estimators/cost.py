@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-HOURS_PER_YEAR = 8760.0
+from dsdeploy.estimators.power import HOURS_PER_YEAR, annual_energy
+
 SECONDS_PER_YEAR = HOURS_PER_YEAR * 3600.0
 
 
@@ -139,11 +140,12 @@ def tco(i: TcoInputs) -> Tco:
         raise ValueError("years must be > 0")
     if not 0 < i.utilization <= 1:
         raise ValueError("utilization must be in (0, 1]")
-    avg_kw = i.kw_idle + (i.kw_load - i.kw_idle) * i.utilization
-    kwh = avg_kw * HOURS_PER_YEAR * i.pue
+    avg_kw = i.kw_idle + (i.kw_load - i.kw_idle) * i.utilization  # as power.PowerDraw.at_utilization
+    energy = annual_energy(avg_kw, i.pue, i.price_per_kwh)
+    kwh = energy.kwh_per_year
     annual = AnnualCost(
         depreciation=straight_line_depreciation(i.capex, i.years),
-        energy=energy_cost(kwh, i.price_per_kwh),
+        energy=energy.cost_per_year,
         staff=staff_cost(i.fte, i.salary),
         maintenance=maintenance_cost(i.capex, i.maintenance_pct),
     )

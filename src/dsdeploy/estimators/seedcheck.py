@@ -17,13 +17,15 @@ from dataclasses import asdict, dataclass, field
 
 from dsdeploy.catalog import Catalog
 from dsdeploy.estimators.memory import Workload
+from dsdeploy.estimators.cost import SEED_KWH_PER_YEAR, SEED_PRICE_PER_KWH
+from dsdeploy.estimators.power import HOURS_PER_YEAR
 from dsdeploy.planner import plan as planner
 from dsdeploy.specs.deployment import resolve_deployment
 from dsdeploy.specs.model import ModelSpec, load_model_spec
 
 MODEL = "deepseek-r1"
 SEED_WORKLOAD = Workload(input_len=1024, output_len=1024, concurrency=1)
-HOURS_PER_YEAR = 8760  # 365 × 24
+
 ARTICLE_TB = 1.3  # "约1.3TB"
 ARTICLE_RAID_GBS = 28.0  # "实测连续读取速度可达28GB/s"
 GIB = 1024**3
@@ -209,9 +211,9 @@ def claims(catalog: Catalog) -> list[Claim]:
     out.append(Claim(
         "energy-per-year", "四.2 电力成本", "按0.8元/kWh计算,满载运行年耗电量达49,420kWh,电费约39,536元/年",
         "49,420 kWh a year at full load, ¥39,536 at ¥0.8/kWh",
-        f"{watts / 1000:.1f} kW × {HOURS_PER_YEAR:,} h = {kwh:,.0f} kWh → ¥{kwh * 0.8:,.0f} at ¥0.8/kWh (GPUs only, PUE 1.0)",
-        kwh, 49420.0, "roughly right",
-        f"The article's figure implies {49420 / HOURS_PER_YEAR:.2f} kW, within 1 % of the GPUs' 5.6 kW TDP — so it counts "
+        f"{watts / 1000:.1f} kW × {HOURS_PER_YEAR:,.0f} h = {kwh:,.0f} kWh → ¥{kwh * SEED_PRICE_PER_KWH:,.0f} at ¥{SEED_PRICE_PER_KWH:g}/kWh (GPUs only, PUE 1.0)",
+        kwh, SEED_KWH_PER_YEAR, "roughly right",
+        f"The article's figure implies {SEED_KWH_PER_YEAR / HOURS_PER_YEAR:.2f} kW, within 1 % of the GPUs' 5.6 kW TDP — so it counts "
         "the GPUs only, at 100 % load all year, without the host or cooling (PUE ≈1.2–1.6 adds 20–60 %).",
         ("facts.md §1a, §4d",),
     ))

@@ -143,3 +143,24 @@ def test_nvlink_is_read_from_the_matrix_not_the_legend():
     nvl = "\tGPU0\tGPU1\tCPU Affinity\nGPU0\t X \tNV18\t0-31\nGPU1\tNV18\t X \t0-31\n" + legend
     assert not nvlink_in_topology(pcie)
     assert nvlink_in_topology(nvl)
+
+
+def test_doctor_reads_the_plan_that_plan_json_writes(tmp_path):
+    """`dsdeploy plan --json` keeps hardware, parallelism and workload in nested sections; doctor
+    --plan used to read top-level keys only, dropping the accelerator and the workload."""
+    import json
+    import subprocess
+    import sys
+
+    from dsdeploy.engines.options import from_plan_json
+    from dsdeploy.errors import UserError
+
+    out = subprocess.run([sys.executable, "-m", "dsdeploy.cli.main", "plan", "-a", "h200-sxm", "-w", "fp8",
+                          "--input-len", "4096", "--concurrency", "8", "--json"], capture_output=True, text=True, check=True)
+    f = tmp_path / "plan.json"
+    f.write_text(out.stdout)
+    o = from_plan_json(f)
+    assert (o.accelerator, o.count, o.weights, o.tp, o.input_len, o.concurrency) == ("h200-sxm", 8, "fp8", 8, 4096, 8)
+    f.write_text(json.dumps({"count": "eight"}))
+    with pytest.raises(UserError, match="'count' must be an integer"):
+        from_plan_json(f)

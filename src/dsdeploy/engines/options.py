@@ -58,27 +58,38 @@ def resolve(o: PlanOptions, home: str | None = None) -> tuple[Deployment, Memory
     return dep, plan_memory(dep, wl), wl
 
 
+_INT_FIELDS = {"count", "nodes", "tp", "pp", "ep", "dp_attention", "cpu_sockets", "input_len", "output_len", "concurrency"}
+
+
 def from_plan_json(path: str | Path) -> PlanOptions:
-    """Plan options from a JSON file: either PlanOptions' own keys, or a `dsdeploy plan --json`
-    result (its summary keys: weights, engine, placement, accelerator, accelerators_per_node, ...)."""
-    import json
+    """Plan options from a JSON file: PlanOptions' own keys (a hand-written file), and/or a
+    `dsdeploy plan --json` document, read with the same helpers `dsdeploy bench --plan` uses
+    (hardware, parallelism and workload sit in nested sections there). A value of the wrong type
+    is a UserError."""
+    from dsdeploy.bench.record import deployment_from_plan, load_plan, workload_from_plan
 
     p = Path(path)
-    try:
-        raw = json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"--plan {p}: cannot read a JSON plan ({exc})") from None
-    if isinstance(raw, dict) and "plan" in raw and isinstance(raw["plan"], dict):
-        raw = {**raw, **raw["plan"]}
-    if isinstance(raw, dict) and "deployment" in raw and isinstance(raw["deployment"], dict):
-        raw = {**raw, **raw["deployment"]}
-    if not isinstance(raw, dict):
-        raise UserError(f"--plan {p}: expected a JSON object")
-    alias = {"accelerators_per_node": "count", "context_tokens": None, "model_id": "model"}
+    raw = load_plan(p)
     fields = PlanOptions.__dataclass_fields__
-    kw = {}
-    for k, v in raw.items():
-        k2 = alias.get(k, k)
-        if k2 in fields and v is not None:
-            kw[k2] = v
+    kw = {k: v for k, v in raw.items() if k in fields and v is not None and not isinstance(v, (dict, list))}
+    for k, v in deployment_from_plan(raw).items():
+        kw.setdefault({"accelerators_per_node": "count"}.get(k, k), v)
+    hw = raw.get("hardware") if isinstance(raw.get("hardware"), dict) else {}
+    if hw.get("dram_gb") is not None:
+        kw.setdefault("dram_gb", hw["dram_gb"])
+    for k, v in workload_from_plan(raw).items():
+        kw.setdefault(k, v)
+    for k, v in kw.items():
+        if k in _INT_FIELDS:
+            ok, kind = isinstance(v, int) and not isinstance(v, bool), "an integer"
+        elif k == "dram_gb":
+            ok, kind = isinstance(v, (int, float)) and not isinstance(v, bool), "a number"
+        elif k == "mtp":
+            ok, kind = isinstance(v, (bool, int)), "true or false"
+        else:
+            ok, kind = isinstance(v, str), "a string"
+        if not ok:
+            raise UserError(f"--plan {p}: '{k}' must be {kind}, got {v!r}")
+    if "mtp" in kw:
+        kw["mtp"] = bool(kw["mtp"])
     return PlanOptions(**kw)

@@ -22,3 +22,12 @@ def fmt_num(x, digits: int = 1) -> str:
     if isinstance(x, int):
         return f"{x:,}"
     return f"{x:,.{digits}f}"
+
+
+def perf_cell(v) -> str:
+    """A performance figure, or a (low, high) band, for a table cell."""
+    if isinstance(v, (list, tuple)):
+        return "–".join(perf_cell(x) for x in v)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return "—" if v is None else str(v)
+    return fmt_num(v)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dsdeploy.reports import fmt_num, gb
+from dsdeploy.reports import fmt_num, gb, perf_cell
 
 
 def _esc(s: str) -> str:
@@ -14,14 +14,6 @@ def _table(header: list[str], rows: list[list[str]], align: list[str] | None = N
     out = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
     out += ["| " + " | ".join(_esc(c) for c in r) + " |" for r in rows]
     return out
-
-
-def _perf(v) -> str:
-    if isinstance(v, (list, tuple)):
-        return "–".join(_perf(x) for x in v)
-    if isinstance(v, float):
-        return f"{v:,.1f}"
-    return "—" if v is None else (f"{v:,}" if isinstance(v, int) else str(v))
 
 
 def plan_markdown(res: dict) -> str:
@@ -52,7 +44,7 @@ def plan_markdown(res: dict) -> str:
         keys = [k for k in ("concurrency", "ttft_ms", "tpot_ms", "decode_tok_s_per_user", "output_tok_s_total",
                             "prefill_tok_s", "bound", "band", "label") if any(k in r for r in rows)]
         L += ["", "## Throughput and latency across concurrency", ""]
-        L += _table(keys, [[_perf(r.get(k)) for k in keys] for r in rows], ["--:"] * len(keys))
+        L += _table(keys, [[perf_cell(r.get(k)) for k in keys] for r in rows], ["--:"] * len(keys))
     if res["alternatives"]:
         L += ["", "## Alternatives that fit", ""]
         L += _table(

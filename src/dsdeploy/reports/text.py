@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from dsdeploy.reports import fmt_num, gb
+from dsdeploy.reports import fmt_num, gb, perf_cell
 
 PERF_COLUMNS = (
     ("concurrency", "conc."),
@@ -26,17 +26,7 @@ def band_text(v) -> str:
     """The estimator's uncertainty band: a relative half-width (0.15 → ±15 %) or a (lo, hi) pair."""
     if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 10:
         return f"±{v * 100:.0f}%"
-    return _perf_cell(v)
-
-
-def _perf_cell(v: Any) -> str:
-    if isinstance(v, (list, tuple)):
-        return "–".join(_perf_cell(x) for x in v)
-    if isinstance(v, float):
-        return f"{v:,.1f}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return "—" if v is None else str(v)
+    return perf_cell(v)
 
 
 MEMORY_ROWS = (
@@ -93,7 +83,7 @@ def performance_table(res: dict) -> Table | None:
     for _, h in present:
         t.add_column(h, justify="right")
     for r in rows:
-        t.add_row(*[band_text(r.get(k)) if k == "band" else _perf_cell(r.get(k)) for k, _ in present])
+        t.add_row(*[band_text(r.get(k)) if k == "band" else perf_cell(r.get(k)) for k, _ in present])
     return t
 
 
@@ -124,9 +114,9 @@ def render_plan(res: dict, console: Console | None = None) -> None:
     perf = res.get("performance")
     if perf:
         c.print(
-            f"[bold]Predicted at concurrency {wl['concurrency']}:[/bold] TTFT {_perf_cell(perf.get('ttft_ms'))} ms, "
-            f"TPOT {_perf_cell(perf.get('tpot_ms'))} ms, {_perf_cell(perf.get('decode_tok_s_per_user'))} tok/s per user, "
-            f"{_perf_cell(perf.get('output_tok_s_total'))} output tok/s in total "
+            f"[bold]Predicted at concurrency {wl['concurrency']}:[/bold] TTFT {perf_cell(perf.get('ttft_ms'))} ms, "
+            f"TPOT {perf_cell(perf.get('tpot_ms'))} ms, {perf_cell(perf.get('decode_tok_s_per_user'))} tok/s per user, "
+            f"{perf_cell(perf.get('output_tok_s_total'))} output tok/s in total "
             f"({perf.get('label', '')}, {band_text(perf.get('band'))})"
         )
     pt = performance_table(res)

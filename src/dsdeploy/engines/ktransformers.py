@@ -12,7 +12,6 @@ hyperthreads), `--kt-threadpool-count` (NUMA nodes), `--kt-num-gpu-experts`,
 
 from __future__ import annotations
 
-import math
 
 from dsdeploy.engines.base import (
     DeployOptions,
@@ -24,7 +23,7 @@ from dsdeploy.engines.base import (
 )
 from dsdeploy.engines.sglang import kv_flags
 from dsdeploy.errors import UserError
-from dsdeploy.estimators.memory import GB, MemoryPlan, Workload
+from dsdeploy.estimators.memory import GB, MemoryPlan, Workload, gpu_expert_slots, static_memory_fraction
 from dsdeploy.specs.deployment import Deployment
 
 CHECKED = "kvcache-ai/ktransformers kt-kernel/README.md @721b6c4 + SGLang server_arguments.md @004813e"
@@ -61,17 +60,6 @@ def check(dep: Deployment) -> list[str]:
     return notes
 
 
-def gpu_experts(dep: Deployment, mem: MemoryPlan) -> int:
-    """Experts per MoE layer that fit in the GPU memory the plan leaves free (half of it, to be safe).
-    The plan already sizes the GPU side from the native checkpoint (`dep.gpu_weights`)."""
-    m = dep.model
-    per_index = mem.weights_by_component["routed_experts"] / max(1, m.n_routed_experts)
-    free = mem.devices[0].free_bytes
-    if per_index <= 0 or free <= 0:
-        return 0
-    return int(min(m.n_routed_experts, math.floor(0.5 * free / per_index)))
-
-
 def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -> LaunchPlan:
     notes = check(dep)
     method = kt_method(dep)
@@ -81,10 +69,9 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
             "AMX weights; --model-path is the GPU-side Hugging Face checkpoint (e.g. the original FP8 DeepSeek-R1)"
         )
     gpu = mem.devices[0]
-    frac = math.floor(100 * (gpu.capacity_bytes - gpu.activation_bytes - gpu.overhead_bytes) / gpu.capacity_bytes) / 100
-    frac = min(0.95, max(0.5, frac))
+    frac = static_memory_fraction(gpu)
     cores = opts.threads or physical_cores(dep)
-    n_gpu = gpu_experts(dep, mem)
+    n_gpu = gpu_expert_slots(dep, mem)
     argv = [
         "python3", "-m", "sglang.launch_server",
         "--model", opts.model_path,

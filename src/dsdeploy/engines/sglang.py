@@ -31,7 +31,7 @@ from dsdeploy.engines.base import (
     replica_note,
 )
 from dsdeploy.errors import UserError
-from dsdeploy.estimators.memory import MemoryPlan, Workload
+from dsdeploy.estimators.memory import MemoryPlan, Workload, memory_fraction
 from dsdeploy.specs.deployment import Deployment
 
 CHECKED = "SGLang docs/advanced_features/server_arguments.md @004813e"
@@ -118,7 +118,7 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
         argv += ["--device", "cpu"]
         notes.append("SGLang's CPU backend targets Xeons with AMX; its DeepSeek path failed on this project's AVX-512 test machine")
     else:
-        frac = dep.engine.memory_fraction.value if dep.engine.memory_fraction else 0.85
+        frac = memory_fraction(dep)  # the fraction the memory plan assumed
         argv += ["--mem-fraction-static", f"{frac:g}"]
     argv += kv_flags(dep) + quant_flags(dep)
     launches = []

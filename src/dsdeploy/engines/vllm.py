@@ -31,7 +31,7 @@ from dsdeploy.engines.base import (
     replica_note,
 )
 from dsdeploy.errors import UserError
-from dsdeploy.estimators.memory import MemoryPlan, Workload
+from dsdeploy.estimators.memory import MemoryPlan, Workload, memory_fraction
 from dsdeploy.specs.deployment import Deployment
 
 CHECKED = "vLLM docs (parallelism_scaling.md @096bd6a, expert_parallel_deployment latest, CacheConfig v0.10.2)"
@@ -103,7 +103,7 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
     notes = check(dep) + replica_note(dep)
     p = dep.par
     name = opts.served_name or dep.model_id
-    frac = dep.engine.memory_fraction.value if dep.engine.memory_fraction else 0.9
+    frac = memory_fraction(dep)  # the fraction the memory plan assumed
     common = [
         "--served-model-name", name,
         "--host", opts.host,

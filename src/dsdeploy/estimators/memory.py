@@ -156,10 +156,17 @@ def _overhead(dep: Deployment, multi_device: bool) -> int:
     return int(gib * GIB)
 
 
-def _usable(dep: Deployment, capacity: int) -> int:
+def memory_fraction(dep: Deployment) -> float:
+    """Share of each device's memory the engine takes for weights, KV and activations: the
+    catalog's memory_fraction for engines that take a fraction of the total (vLLM
+    --gpu-memory-utilization, SGLang --mem-fraction-static; sources in engines.toml), else all."""
     if dep.engine.policy == "fraction_of_total" and dep.engine.memory_fraction is not None:
-        return int(capacity * dep.engine.memory_fraction.value)
-    return capacity
+        return dep.engine.memory_fraction.value
+    return 1.0
+
+
+def _usable(dep: Deployment, capacity: int) -> int:
+    return int(capacity * memory_fraction(dep))
 
 
 def kv_bytes_per_token(dep: Deployment) -> float:
@@ -367,3 +374,29 @@ def _plan_unified(dep: Deployment, wl: Workload, W: dict[str, int]) -> MemoryPla
     capacity = int(d.kv_space_bytes / d.kv_bytes_per_token) if d.kv_space_bytes > 0 else 0
     notes = [f"GPU may wire {frac:.0%} of unified memory" + ("" if acc.max_unified_fraction else " (default assumption)")]
     return _finish(dep, wl, W, [d], kv_tok, capacity, notes)
+
+
+# Share of the GPU memory left free that KTransformers' --kt-num-gpu-experts should fill with
+# experts: half, keeping the other half for a KV cache that longer prompts grow into. A choice, not
+# a measured optimum (kvcache-ai's kt-kernel README: raise it while GPU memory allows).
+GPU_EXPERT_SHARE = 0.5
+
+
+def gpu_expert_slots(dep: Deployment, mem: MemoryPlan, share: float = GPU_EXPERT_SHARE) -> int:
+    """Routed experts per MoE layer that fit in `share` of the memory the plan leaves free on the
+    first accelerator (the plan already counts the GPU-side weights, `dep.gpu_weights` included)."""
+    m = dep.model
+    per_index = mem.weights_by_component["routed_experts"] / max(1, m.n_routed_experts)
+    free = mem.devices[0].free_bytes
+    if per_index <= 0 or free <= 0:
+        return 0
+    return int(min(m.n_routed_experts, math.floor(share * free / per_index)))
+
+
+def static_memory_fraction(d: DeviceMemory, lo: float = 0.5, hi: float = 0.95) -> float:
+    """SGLang's --mem-fraction-static for a device: everything but the plan's activations and
+    runtime overhead, rounded down to a percent. Kept within [0.5, 0.95]: SGLang's own heuristic
+    ranges 0.79-0.88 (engines.toml, sglang memory_fraction); below 0.5 or above 0.95 something in
+    the plan is off, and the launch should not silently follow it."""
+    frac = math.floor(100 * (d.capacity_bytes - d.activation_bytes - d.overhead_bytes) / d.capacity_bytes) / 100
+    return min(hi, max(lo, frac))

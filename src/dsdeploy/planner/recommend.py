@@ -431,7 +431,7 @@ def cost_doc() -> str:
     from dsdeploy.catalog.prices import PriceBook, load_prices
     from dsdeploy.cli.cmd_cost import build_cost
     from dsdeploy.estimators.cost import SEED_BOM, SEED_FTE, SEED_KWH_PER_YEAR, SEED_PRICE_PER_KWH, SEED_SALARY, seed_table
-    from dsdeploy.estimators.power import gpu_server_power
+    from dsdeploy.estimators.power import annual_energy, gpu_server_power
     from dsdeploy.specs.model import load_model_spec
 
     f0 = lambda x: "n/a" if x is None else f"{x:,.0f}"  # noqa: E731
@@ -482,18 +482,23 @@ def cost_doc() -> str:
     cat = load_catalog()
     fp16 = build_cost(model="deepseek-r1", weights="fp16", accelerator="h100-sxm", count=8, currency="CNY", throughput=1.0,
                       opts=CostOptions(region="seed", utilization=1.0))
-    pw = gpu_server_power(700, 8, 1)
+    h100_w = cat.accelerator("h100-sxm").tdp_w.value
+    cny = PriceBook.build(load_prices(), "CNY")
+    pue = cny.pue(cny.catalog.defaults.pue).value
+    pw = gpu_server_power(h100_w, 8, 1)
+    it_year = annual_energy(pw.load_kw, 1.0, SEED_PRICE_PER_KWH)
+    full_year = annual_energy(pw.load_kw, pue, SEED_PRICE_PER_KWH)
     L += ["## What the table gets wrong, corrected", "",
           f"1. **FP16 R1 does not fit 8× H100**: {fp16['fit_reason']}. The article's own configuration cannot run the model.",
-          f"2. **Whole-server power, not GPU-only**: 8 × 700 W = 5.6 kW is the GPUs alone. A DGX H100 is rated "
+          f"2. **Whole-server power, not GPU-only**: 8 × {h100_w:,.0f} W = {8 * h100_w / 1000:.1f} kW is the GPUs alone. A DGX H100 is rated "
           f"{pw.max_kw:.1f} kW max; this tool models {pw.idle_kw:.2f} kW idle and {pw.load_kw:.2f} kW at load "
-          f"(DGX typical 6.5–8.5 kW). At 100 % load that is {pw.load_kw * 8760:,.0f} kWh/yr of IT energy, "
-          f"× PUE 1.56 (facts.md §4d) = {pw.load_kw * 8760 * 1.56:,.0f} kWh/yr, "
-          f"{pw.load_kw * 8760 * 1.56 * 0.8:,.0f} CNY at the article's 0.8 CNY/kWh (vs its 39,536).",
+          f"(DGX typical 6.5–8.5 kW). At 100 % load that is {it_year.kwh_per_year:,.0f} kWh/yr of IT energy, "
+          f"× PUE {pue:g} (facts.md §4d) = {full_year.kwh_per_year:,.0f} kWh/yr, "
+          f"{full_year.cost_per_year:,.0f} CNY at the article's {SEED_PRICE_PER_KWH:g} CNY/kWh (vs its 39,536).",
           f"3. **Cooling**: one 8-GPU server at {pw.max_kw:.1f} kW is within standard air cooling (≤ 15 kW per rack); "
           "the DGX H100 is an air-cooled product. Liquid cooling starts to matter at ≈ 30 kW per rack (3+ such servers).",
           "4. **A configuration that runs R1**: FP8 (R1's native format) on 8× H200 or 16× H100 (2 nodes). Priced with this "
-          "catalog (CNY at 7.2 CNY/USD, unconfirmed FX), the article's 0.8 CNY/kWh and staff, PUE 1.56, 3-year depreciation, "
+          f"catalog (CNY at {cny.fx:g} CNY/USD, unconfirmed FX), the article's {SEED_PRICE_PER_KWH:g} CNY/kWh and staff, PUE {pue:g}, 3-year depreciation, "
           "busy 50 % of the time at 16 concurrent requests:", ""]
     cols = []
     for label, kw in (("FP8, 8× H200", dict(accelerator="h200-sxm", count=8, nodes=1)),

@@ -1,7 +1,7 @@
 """The seed article's quantitative claims, against numbers worked out by hand from cited facts.
 
 Article: shared/seed/deepseek-local-deployment-article.zh.txt. Facts: shared/reference/facts.md.
-`dsdeploy.estimators.seedcheck` computes our side from the catalog and the planner; these tests pin
+`dsdeploy.planner.seedcheck` computes our side from the catalog and the planner; these tests pin
 its results to hand arithmetic, and check the generated docs/seed-article-check.md is current.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from dsdeploy.catalog import load_catalog
-from dsdeploy.estimators import seedcheck as sc
+from dsdeploy.planner import seedcheck as sc
 
 CAT = load_catalog()
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """`dsdeploy seed-check`: the seed article's quantitative claims against our numbers.
 
-Computes (dsdeploy.estimators.seedcheck), prints a table, and with `--write FILE` writes the
+Computes (dsdeploy.planner.seedcheck), prints a table, and with `--write FILE` writes the
 Markdown report (the committed one is docs/seed-article-check.md)."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Check the seed article's numbers (R1 on 8× H100, 4-bit on one A100, NVLink, InfiniBand, storage, power)."""
         from dsdeploy.catalog import load_catalog
-        from dsdeploy.estimators.seedcheck import claims_as_dicts
+        from dsdeploy.planner.seedcheck import claims_as_dicts
 
         claims = claims_as_dicts(load_catalog())
         if write is not None:

@@ -254,7 +254,8 @@ def _plan_gpu(dep: Deployment, wl: Workload, W: dict[str, int]) -> MemoryPlan:
     stage_gpus = p.tp * p.dp_attention
     cap = int(dep.accelerator.memory_gb.value * GB)
     # per-device weights on the most loaded stage
-    layer_share = 1 / p.pp
+    # the busiest stage: layers split as evenly as they go, so one stage holds ceil(layers / pp)
+    layer_share = math.ceil(m.layers / p.pp) / m.layers
     emb_head = (W["embedding"] + W["lm_head"]) if p.pp == 1 else max(W["embedding"], W["lm_head"])
     w_dev = (
         W["attention"] * layer_share / p.tp
@@ -263,7 +264,7 @@ def _plan_gpu(dep: Deployment, wl: Workload, W: dict[str, int]) -> MemoryPlan:
         + W["other"] * layer_share
     )
     kv_tok = kv_bytes_per_token(dep)
-    kv_dev_tok = kv_tok / p.pp / kv_tp_split(dep)  # each DP group holds its own requests
+    kv_dev_tok = kv_tok * layer_share / kv_tp_split(dep)  # each DP group holds its own requests
     act = activation_bytes(dep, p.tp)
     ovh = _overhead(dep, dep.devices > 1)
     usable = _usable(dep, cap)

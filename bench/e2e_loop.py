@@ -49,16 +49,38 @@ def main() -> None:
     env = {**os.environ, "DSDEPLOY_HOME": str(work / "home"), "PYTHONUNBUFFERED": "1"}
     t0 = time.time()
     doctor = run(["doctor", "--save"], env)
-    plan_args = ["--model", "dsdeploy-tiny", "--weights", "gguf-q8_0", "--engine", "llama.cpp",
-                 "--cpu", "local", "--placement", "cpu", "--dram-gb", "16",
-                 "--input-len", str(IN_LEN), "--output-len", str(OUT_LEN), "--concurrency", "4"]
+    plan_args = [
+        "--model",
+        "dsdeploy-tiny",
+        "--weights",
+        "gguf-q8_0",
+        "--engine",
+        "llama.cpp",
+        "--cpu",
+        "local",
+        "--placement",
+        "cpu",
+        "--dram-gb",
+        "16",
+        "--input-len",
+        str(IN_LEN),
+        "--output-len",
+        str(OUT_LEN),
+        "--concurrency",
+        "4",
+    ]
     plan_json = run(["plan", *plan_args, "--json"], env)
     (work / "plan.json").write_text(plan_json)
     plan = json.loads(plan_json)
 
     port = free_port()
-    server = subprocess.Popen(DSD + ["serve", "--port", str(port), "--parallel", "2", "--api-key", "loop-key"],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        DSD + ["serve", "--port", str(port), "--parallel", "2", "--api-key", "loop-key"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         for _ in range(240):
             try:
@@ -69,9 +91,30 @@ def main() -> None:
         else:
             raise SystemExit("dsdeploy serve did not become healthy")
         measured = work / "measured.csv"
-        bench = json.loads(run(["bench", f"http://127.0.0.1:{port}", "--api-key", "loop-key", "--plan", str(work / "plan.json"),
-                                "--concurrency", LEVELS, "--num-requests", "16", "--input-len", str(IN_LEN),
-                                "--output-len", str(OUT_LEN), "--record", str(measured), "--json"], env))
+        bench = json.loads(
+            run(
+                [
+                    "bench",
+                    f"http://127.0.0.1:{port}",
+                    "--api-key",
+                    "loop-key",
+                    "--plan",
+                    str(work / "plan.json"),
+                    "--concurrency",
+                    LEVELS,
+                    "--num-requests",
+                    "16",
+                    "--input-len",
+                    str(IN_LEN),
+                    "--output-len",
+                    str(OUT_LEN),
+                    "--record",
+                    str(measured),
+                    "--json",
+                ],
+                env,
+            )
+        )
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -128,7 +171,9 @@ def main() -> None:
     for rid, b in rows_b.items():
         a = rows_a[rid]
         f = lambda x: "—" if x is None else f"{x:,.4g}"  # noqa: E731
-        lines.append(f"| {rid} | {b['metric']} | {conc.get(rid, '')} | {f(b['measured'])} | {f(b['predicted'])} | {pct(b['ape'])} | {f(a['predicted'])} | {pct(a['ape'])} |")
+        lines.append(
+            f"| {rid} | {b['metric']} | {conc.get(rid, '')} | {f(b['measured'])} | {f(b['predicted'])} | {pct(b['ape'])} | {f(a['predicted'])} | {pct(a['ape'])} |"
+        )
     sb, sa = before["summary"], after["summary"]
     lines += [
         "",
@@ -145,7 +190,11 @@ def main() -> None:
         "```",
         "",
         "With it, the plan's prediction for the same workload becomes: "
-        + (json.dumps({k: plan2.get("performance", {}).get(k) for k in ("ttft_ms", "tpot_ms", "output_tok_s_total", "label")})),
+        + (
+            json.dumps(
+                {k: plan2.get("performance", {}).get(k) for k in ("ttft_ms", "tpot_ms", "output_tok_s_total", "label")}
+            )
+        ),
         "",
         "Bench levels as measured (`dsdeploy bench --json`):",
         "",
@@ -153,7 +202,9 @@ def main() -> None:
         "|---|---|---|---|---|---|",
     ]
     for lv in bench["levels"]:
-        lines.append(f"| {lv['concurrency']} | {lv['completed']} | {lv['errors']} | {lv['output_throughput']:.1f} | {lv['ttft_ms']['p50']:.1f} | {lv['tpot_ms']['mean']:.2f} |")
+        lines.append(
+            f"| {lv['concurrency']} | {lv['completed']} | {lv['errors']} | {lv['output_throughput']:.1f} | {lv['ttft_ms']['p50']:.1f} | {lv['tpot_ms']['mean']:.2f} |"
+        )
     (ROOT / "docs" / "loop.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

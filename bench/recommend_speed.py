@@ -15,8 +15,25 @@ import sys
 import time
 from pathlib import Path
 
-ARGS = ["--requests-per-day", "2000", "--input-len", "1500", "--output-len", "1000", "--peak-concurrency", "20",
-        "--ttft-ms", "2000", "--tpot-ms", "50", "--on-prem", "--currency", "CNY", "--region", "cn-avg"]
+ARGS = [
+    "--requests-per-day",
+    "2000",
+    "--input-len",
+    "1500",
+    "--output-len",
+    "1000",
+    "--peak-concurrency",
+    "20",
+    "--ttft-ms",
+    "2000",
+    "--tpot-ms",
+    "50",
+    "--on-prem",
+    "--currency",
+    "CNY",
+    "--region",
+    "cn-avg",
+]
 
 
 def main() -> int:
@@ -35,8 +52,15 @@ def main() -> int:
     spec = load_model_spec("deepseek-r1")
     book = PriceBook.build(load_prices(), "CNY")
     setup = time.perf_counter() - t
-    d = Demand.build(requests_per_day=2000, input_len=1500, output_len=1000, peak_concurrency=20, ttft_ms=2000,
-                     tpot_ms=50, on_prem=True)
+    d = Demand.build(
+        requests_per_day=2000,
+        input_len=1500,
+        output_len=1000,
+        peak_concurrency=20,
+        ttft_ms=2000,
+        tpot_ms=50,
+        on_prem=True,
+    )
     times, n = [], 0
     for _ in range(a.runs):
         t = time.perf_counter()
@@ -51,9 +75,13 @@ def main() -> int:
         walls.append(time.perf_counter() - t)
     print(f"accelerators in catalog: {len(cat.accelerators)}, formats: {len(cat.formats)}; options considered: {n}")
     print(f"catalog + price load: {setup:.3f} s")
-    print(f"recommend (in-process): best {min(times):.3f} s, median {statistics.median(times):.3f} s over {a.runs} runs")
-    print(f"dsdeploy recommend (CLI process, incl. Python start-up and imports): best {min(walls):.3f} s, "
-          f"median {statistics.median(walls):.3f} s")
+    print(
+        f"recommend (in-process): best {min(times):.3f} s, median {statistics.median(times):.3f} s over {a.runs} runs"
+    )
+    print(
+        f"dsdeploy recommend (CLI process, incl. Python start-up and imports): best {min(walls):.3f} s, "
+        f"median {statistics.median(walls):.3f} s"
+    )
     ok = statistics.median(times) < a.limit
     print("PASS" if ok else "FAIL", f"(limit {a.limit:g} s on the in-process median)")
     return 0 if ok else 1

@@ -73,8 +73,13 @@ def _direct_proc(model: str, n_ctx: int, threads: int, mode: str, conn) -> None:
         first = None
         n = 0
         if mode == "engine":
-            req = {"id": "x", "tokens": pb.tokenize(text), "max_tokens": max_tokens,
-                   "temperature": 0.0, "ignore_eos": True}
+            req = {
+                "id": "x",
+                "tokens": pb.tokenize(text),
+                "max_tokens": max_tokens,
+                "temperature": 0.0,
+                "ignore_eos": True,
+            }
             box = {}
 
             def emit_text(text: str) -> None:
@@ -227,8 +232,15 @@ class _Dropped(Exception):
 
 
 class ApiArm:
-    def __init__(self, model: str, n_ctx: int, threads: int, conc: int, stream_interval_ms: float | None,
-                 serve_args: list[str] = ()) -> None:
+    def __init__(
+        self,
+        model: str,
+        n_ctx: int,
+        threads: int,
+        conc: int,
+        stream_interval_ms: float | None,
+        serve_args: list[str] = (),
+    ) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -237,10 +249,33 @@ class ApiArm:
         if stream_interval_ms is not None:
             env["DSDEPLOY_STREAM_INTERVAL_MS"] = str(stream_interval_ms)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dsdeploy.cli.main", "serve", "--model", model, "--port", str(self.port),
-             "--api-key", self.key, "--parallel", str(conc), "--threads", str(threads), "--n-ctx", str(n_ctx),
-             "--max-concurrency", "256", "--log-level", "warning", *serve_args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, env=env,
+            [
+                sys.executable,
+                "-m",
+                "dsdeploy.cli.main",
+                "serve",
+                "--model",
+                model,
+                "--port",
+                str(self.port),
+                "--api-key",
+                self.key,
+                "--parallel",
+                str(conc),
+                "--threads",
+                str(threads),
+                "--n-ctx",
+                str(n_ctx),
+                "--max-concurrency",
+                "256",
+                "--log-level",
+                "warning",
+                *serve_args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            env=env,
         )
         self._wait_healthy()
         try:  # the client's CPU competes with the engines on a small machine: keep it lean
@@ -272,10 +307,16 @@ class ApiArm:
         async def client(c: ApiClient, share: list[str]) -> list:
             out = []
             for p in share:
-                body = json.dumps({
-                    "prompt": p, "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True,
-                    "stream": True, "stream_options": {"include_usage": True},
-                }).encode()
+                body = json.dumps(
+                    {
+                        "prompt": p,
+                        "max_tokens": max_tokens,
+                        "temperature": 0,
+                        "ignore_eos": True,
+                        "stream": True,
+                        "stream_options": {"include_usage": True},
+                    }
+                ).encode()
                 out.append(await c.one(body))
             return out
 
@@ -291,8 +332,12 @@ class ApiArm:
         import httpx
 
         text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=10).text
-        want = ("dsdeploy_time_to_first_token_seconds_sum", "dsdeploy_time_to_first_token_seconds_count",
-                "dsdeploy_request_prefill_time_seconds_sum", "dsdeploy_request_prefill_time_seconds_count")
+        want = (
+            "dsdeploy_time_to_first_token_seconds_sum",
+            "dsdeploy_time_to_first_token_seconds_count",
+            "dsdeploy_request_prefill_time_seconds_sum",
+            "dsdeploy_request_prefill_time_seconds_count",
+        )
         out = {}
         for line in text.splitlines():
             name, _, value = line.partition(" ")
@@ -322,8 +367,13 @@ def arm_stats(rounds: list[tuple[list, float]]) -> dict:
     reqs = [r for res, _ in rounds for r in res]
     tokens = sum(n for _, n in reqs)
     wall = sum(w for _, w in rounds)
-    return {"tok_s": tokens / wall, "ttft_p50_ms": statistics.median(t for t, _ in reqs) * 1000,
-            "requests": len(reqs), "tokens": tokens, "wall_s": wall}
+    return {
+        "tok_s": tokens / wall,
+        "ttft_p50_ms": statistics.median(t for t, _ in reqs) * 1000,
+        "requests": len(reqs),
+        "tokens": tokens,
+        "wall_s": wall,
+    }
 
 
 def paired(a: list, b: list, boot: int = 2000, seed: int = 0) -> dict:
@@ -342,8 +392,12 @@ def paired(a: list, b: list, boot: int = 2000, seed: int = 0) -> dict:
     tp = sorted(s[0] for s in samples)
     tt = sorted(s[1] for s in samples)
     lo, hi = int(0.05 * boot), int(0.95 * boot) - 1
-    return {"tok_s_pct": point[0], "tok_s_pct_90": [tp[lo], tp[hi]],
-            "ttft_ms": point[1], "ttft_ms_90": [tt[lo], tt[hi]]}
+    return {
+        "tok_s_pct": point[0],
+        "tok_s_pct_90": [tp[lo], tp[hi]],
+        "ttft_ms": point[1],
+        "ttft_ms_90": [tt[lo], tt[hi]],
+    }
 
 
 def main() -> int:
@@ -356,29 +410,48 @@ def main() -> int:
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--n-ctx", type=int, default=2048)
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
-    ap.add_argument("--stream-interval-ms", type=float, default=None,
-                    help="the server's stream interval (default: its own default)")
-    ap.add_argument("--serve-arg", action="append", default=[], metavar="ARG",
-                    help="one more argument for `dsdeploy serve` (repeat), e.g. --serve-arg=--engine-nice=5")
+    ap.add_argument(
+        "--stream-interval-ms", type=float, default=None, help="the server's stream interval (default: its own default)"
+    )
+    ap.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="one more argument for `dsdeploy serve` (repeat), e.g. --serve-arg=--engine-nice=5",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
     if args.model is None:
         from dsdeploy.tinymodel import default_gguf_path
 
         args.model = str(default_gguf_path())
-    report: dict = {"model": args.model, "rounds": args.rounds, "per_client": args.per_client,
-                    "max_tokens": args.max_tokens, "threads": args.threads, "cpus": os.cpu_count(),
-                    "stream_interval_ms": args.stream_interval_ms, "serve_args": args.serve_arg, "results": {}}
-    print(f"model {args.model}; {args.rounds} rounds x {args.per_client} requests per client per arm; "
-          f"{args.max_tokens} tokens each; threads/instance {args.threads}; cpus {os.cpu_count()}")
+    report: dict = {
+        "model": args.model,
+        "rounds": args.rounds,
+        "per_client": args.per_client,
+        "max_tokens": args.max_tokens,
+        "threads": args.threads,
+        "cpus": os.cpu_count(),
+        "stream_interval_ms": args.stream_interval_ms,
+        "serve_args": args.serve_arg,
+        "results": {},
+    }
+    print(
+        f"model {args.model}; {args.rounds} rounds x {args.per_client} requests per client per arm; "
+        f"{args.max_tokens} tokens each; threads/instance {args.threads}; cpus {os.cpu_count()}"
+    )
     for conc in args.concurrency:
         n_per_round = conc * args.per_client
         ps = prompts(args.rounds * n_per_round)
         arms = {}
         try:
             for mode in args.modes:  # start everything first; then only one arm works at a time
-                arms[mode] = (ApiArm(args.model, args.n_ctx, args.threads, conc, args.stream_interval_ms, args.serve_arg)
-                              if mode == "api" else DirectArm(args.model, args.n_ctx, args.threads, conc, mode))
+                arms[mode] = (
+                    ApiArm(args.model, args.n_ctx, args.threads, conc, args.stream_interval_ms, args.serve_arg)
+                    if mode == "api"
+                    else DirectArm(args.model, args.n_ctx, args.threads, conc, mode)
+                )
             runs: dict[str, list] = {m: [] for m in args.modes}
             cpu = client_cpu = 0.0
             m0 = arms["api"].scrape() if "api" in arms else None
@@ -403,14 +476,19 @@ def main() -> int:
             d = {k: m1[k] - m0.get(k, 0.0) for k in m1}
             reqs = [t for res, _ in runs["api"] for t, _ in res]
             client = statistics.fmean(reqs) * 1000
-            server = d["dsdeploy_time_to_first_token_seconds_sum"] / d["dsdeploy_time_to_first_token_seconds_count"] * 1000
-            prefill = d["dsdeploy_request_prefill_time_seconds_sum"] / d["dsdeploy_request_prefill_time_seconds_count"] * 1000
+            server = (
+                d["dsdeploy_time_to_first_token_seconds_sum"] / d["dsdeploy_time_to_first_token_seconds_count"] * 1000
+            )
+            prefill = (
+                d["dsdeploy_request_prefill_time_seconds_sum"] / d["dsdeploy_request_prefill_time_seconds_count"] * 1000
+            )
             # means add up, so the client's TTFT splits into: the engine's own prefill; the API
             # process's share from the handler starting to the first token leaving (queue, dispatch,
             # the pipe and the SSE write), and the rest (connect, HTTP parsing before the handler,
             # delivery to the client)
             out["api"]["ttft_mean_split_ms"] = {
-                "client_observed": client, "engine_prefill": prefill,
+                "client_observed": client,
+                "engine_prefill": prefill,
                 "api_handler_to_first_token_minus_prefill": server - prefill,
                 "outside_handler": client - server,
             }
@@ -427,19 +505,25 @@ def main() -> int:
         for m in args.modes:
             print(f"  {m:<18} {out[m]['tok_s']:>8.1f} {out[m]['ttft_p50_ms']:>12.2f}")
         if "api" in out:
-            print(f"  CPU per completion token: API process {out['api']['api_cpu_us_per_token']:.0f} us, "
-                  f"bench client {out['api']['client_cpu_us_per_token']:.0f} us")
+            print(
+                f"  CPU per completion token: API process {out['api']['api_cpu_us_per_token']:.0f} us, "
+                f"bench client {out['api']['client_cpu_us_per_token']:.0f} us"
+            )
             sp = out["api"].get("ttft_mean_split_ms")
             if sp:
-                print(f"  api TTFT, mean {sp['client_observed']:.2f} ms = engine prefill {sp['engine_prefill']:.2f} + "
-                      f"API handler beyond prefill {sp['api_handler_to_first_token_minus_prefill']:.2f} + "
-                      f"outside the handler (connect, HTTP, delivery) {sp['outside_handler']:.2f}")
+                print(
+                    f"  api TTFT, mean {sp['client_observed']:.2f} ms = engine prefill {sp['engine_prefill']:.2f} + "
+                    f"API handler beyond prefill {sp['api_handler_to_first_token_minus_prefill']:.2f} + "
+                    f"outside the handler (connect, HTTP, delivery) {sp['outside_handler']:.2f}"
+                )
             for ref in ("engine", "create_completion"):
                 d = out["api"].get(f"vs_{ref}")
                 if d:
-                    print(f"  api vs {ref:<17} tok/s {d['tok_s_pct']:+6.1f} % [90 %: {d['tok_s_pct_90'][0]:+.1f}, "
-                          f"{d['tok_s_pct_90'][1]:+.1f}]   p50 TTFT {d['ttft_ms']:+6.2f} ms "
-                          f"[90 %: {d['ttft_ms_90'][0]:+.2f}, {d['ttft_ms_90'][1]:+.2f}]")
+                    print(
+                        f"  api vs {ref:<17} tok/s {d['tok_s_pct']:+6.1f} % [90 %: {d['tok_s_pct_90'][0]:+.1f}, "
+                        f"{d['tok_s_pct_90'][1]:+.1f}]   p50 TTFT {d['ttft_ms']:+6.2f} ms "
+                        f"[90 %: {d['ttft_ms_90'][0]:+.2f}, {d['ttft_ms_90'][1]:+.2f}]"
+                    )
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
     return 0

@@ -99,9 +99,11 @@ def _count_prompt_tokens(body: dict) -> int:
 
 
 def _response(status: str, body: bytes, ctype: bytes = b"application/json") -> bytes:
-    return (
-        b"HTTP/1.1 %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n\r\n%s"
-        % (status.encode(), ctype, len(body), body)
+    return b"HTTP/1.1 %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n\r\n%s" % (
+        status.encode(),
+        ctype,
+        len(body),
+        body,
     )
 
 
@@ -213,21 +215,24 @@ class ZeroProtocol(asyncio.Protocol):
             if req.get("stream"):
                 usage = bool((req.get("stream_options") or {}).get("include_usage")) and not cfg.no_usage
                 self.busy = True
-                asyncio.get_running_loop().create_task(
-                    self._stream(chat, n, prompt_tokens, usage, drop)
-                )
+                asyncio.get_running_loop().create_task(self._stream(chat, n, prompt_tokens, usage, drop))
             else:
                 text = " tok" * n
                 if chat:
-                    choice = {"index": 0, "message": {"role": "assistant", "content": text},
-                              "finish_reason": "length"}
+                    choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}
                 else:
                     choice = {"index": 0, "text": text, "finish_reason": "length"}
                 out = {
-                    "id": "zero", "object": "chat.completion" if chat else "text_completion",
-                    "created": int(time.time()), "model": cfg.model, "choices": [choice],
-                    "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n,
-                              "total_tokens": prompt_tokens + n},
+                    "id": "zero",
+                    "object": "chat.completion" if chat else "text_completion",
+                    "created": int(time.time()),
+                    "model": cfg.model,
+                    "choices": [choice],
+                    "usage": {
+                        "prompt_tokens": prompt_tokens,
+                        "completion_tokens": n,
+                        "total_tokens": prompt_tokens + n,
+                    },
                 }
                 if cfg.ttft or cfg.delay:
                     self.busy = True
@@ -294,8 +299,16 @@ class ZeroProtocol(asyncio.Protocol):
         delay = cfg.delay
         cut = n // 2 if drop else -1
         if cfg.batch_ticks and delay:
-            self._st = {"i": 0, "n": n, "cut": cut, "chat": chat, "tok": tok, "last": last,
-                        "prompt_tokens": prompt_tokens, "usage": usage}
+            self._st = {
+                "i": 0,
+                "n": n,
+                "cut": cut,
+                "chat": chat,
+                "tok": tok,
+                "last": last,
+                "prompt_tokens": prompt_tokens,
+                "usage": usage,
+            }
             if self.step():
                 if cfg.ticker is None:
                     cfg.ticker = Ticker(delay)
@@ -333,17 +346,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drop-every", type=int, default=0, help="drop every K-th stream half-way")
     p.add_argument("--no-usage", action="store_true", help="never send the usage chunk")
     p.add_argument("--uvloop", action="store_true", help="use uvloop if installed")
-    p.add_argument("--batch-ticks", action="store_true",
-                   help="pace all streams from one timer (cheapest server; tokens on a shared clock)")
+    p.add_argument(
+        "--batch-ticks",
+        action="store_true",
+        help="pace all streams from one timer (cheapest server; tokens on a shared clock)",
+    )
     return p
 
 
 async def serve(args: argparse.Namespace) -> None:
     cfg = Config(args)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: ZeroProtocol(cfg), args.host, args.port, backlog=4096, reuse_address=True
-    )
+    server = await loop.create_server(lambda: ZeroProtocol(cfg), args.host, args.port, backlog=4096, reuse_address=True)
     port = server.sockets[0].getsockname()[1]
     print(f"PORT {port}", flush=True)
     async with server:

@@ -105,11 +105,41 @@ EXTRA_CONFIG = {"scoring_func": "sigmoid", "topk_method": "noaux_tc", "rope_thet
 
 # Standard-library modules mixed into the corpus (the repo alone is only a few KB).
 STDLIB_MODULES = [
-    "textwrap", "string", "shlex", "fnmatch", "glob", "json/__init__", "json/decoder",
-    "json/encoder", "argparse", "dataclasses", "functools", "contextlib", "pathlib",
-    "heapq", "bisect", "statistics", "fractions", "random", "copy", "pprint", "csv",
-    "configparser", "queue", "sched", "timeit", "tempfile", "shutil", "ipaddress",
-    "base64", "colorsys", "calendar", "graphlib", "numbers", "operator", "abc",
+    "textwrap",
+    "string",
+    "shlex",
+    "fnmatch",
+    "glob",
+    "json/__init__",
+    "json/decoder",
+    "json/encoder",
+    "argparse",
+    "dataclasses",
+    "functools",
+    "contextlib",
+    "pathlib",
+    "heapq",
+    "bisect",
+    "statistics",
+    "fractions",
+    "random",
+    "copy",
+    "pprint",
+    "csv",
+    "configparser",
+    "queue",
+    "sched",
+    "timeit",
+    "tempfile",
+    "shutil",
+    "ipaddress",
+    "base64",
+    "colorsys",
+    "calendar",
+    "graphlib",
+    "numbers",
+    "operator",
+    "abc",
 ]
 CORPUS_CAP = 900_000  # characters
 
@@ -246,7 +276,9 @@ def token_stream(tok, docs: list[str], pairs: list[tuple[str, str]]):
     return np.asarray(ids, dtype=np.int64)
 
 
-def train(stream, steps: int, batch: int, seq: int, lr: float, embed_lr: float, wd: float, log) -> tuple[object, list[float]]:
+def train(
+    stream, steps: int, batch: int, seq: int, lr: float, embed_lr: float, wd: float, log
+) -> tuple[object, list[float]]:
     import numpy as np
     import torch
     from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
@@ -369,7 +401,10 @@ def main(argv: list[str] | None = None) -> int:
     log(f"saved HF folder to {hf_dir}")
 
     gguf_path = convert_hf_to_gguf(
-        hf_dir, out / "tiny-deepseek.gguf", outtype="q8_0", name=MODEL_NAME,
+        hf_dir,
+        out / "tiny-deepseek.gguf",
+        outtype="q8_0",
+        name=MODEL_NAME,
         extra_kv={"dsdeploy.note": "tiny test model; exercises the stack, not an assistant"},
     )
     log(f"wrote {gguf_path} ({gguf_path.stat().st_size / 1e6:.1f} MB)")
@@ -379,19 +414,25 @@ def main(argv: list[str] | None = None) -> int:
         "params": sum(p.numel() for p in model.parameters()),
         "config": MODEL_CONFIG | EXTRA_CONFIG,
         "train": {
-            "steps": args.steps, "lr": args.lr, "embed_lr": args.embed_lr, "weight_decay": args.weight_decay,
-            "schedule": "linear warm-up min(30, steps/15), cosine to 10%", "grad_clip": 1.0,
-            "threads": 1, "batch": args.batch, "seq": args.seq, "seed": SEED,
-            "tokens_seen": args.steps * args.batch * args.seq, "corpus_tokens": int(len(stream)),
-            "loss_first": round(losses[0], 4), "loss_last20_mean": round(sum(losses[-20:]) / 20, 4),
+            "steps": args.steps,
+            "lr": args.lr,
+            "embed_lr": args.embed_lr,
+            "weight_decay": args.weight_decay,
+            "schedule": "linear warm-up min(30, steps/15), cosine to 10%",
+            "grad_clip": 1.0,
+            "threads": 1,
+            "batch": args.batch,
+            "seq": args.seq,
+            "seed": SEED,
+            "tokens_seen": args.steps * args.batch * args.seq,
+            "corpus_tokens": int(len(stream)),
+            "loss_first": round(losses[0], 4),
+            "loss_last20_mean": round(sum(losses[-20:]) / 20, 4),
             "train_seconds": round(train_s, 1),
         },
         "build_seconds": round(time.time() - t_start, 1),
         "versions": _versions(),
-        "sha256": {
-            str(p.relative_to(out)): sha256(p)
-            for p in [corpus, gguf_path, *sorted(hf_dir.iterdir())]
-        },
+        "sha256": {str(p.relative_to(out)): sha256(p) for p in [corpus, gguf_path, *sorted(hf_dir.iterdir())]},
     }
     (out / "build_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     log(f"done in {info['build_seconds']}s; loss {info['train']['loss_first']} -> {info['train']['loss_last20_mean']}")
@@ -407,8 +448,10 @@ def _versions() -> dict[str, str]:
     import transformers
 
     return {
-        "python": platform.python_version(), "torch": torch.__version__,
-        "transformers": transformers.__version__, "tokenizers": tokenizers.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
         "gguf": getattr(gguf, "__version__", "0.19.0"),
     }
 

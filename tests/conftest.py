@@ -80,9 +80,20 @@ def start_server(*extra: str, api_key: str | None = None, timeout: float = 120.0
     key = api_key or "sk-test-" + secrets.token_hex(8)
     port = free_port()
     argv = [
-        sys.executable, "-m", "dsdeploy.cli.main", "serve",
-        "--model", str(model), "--served-model-name", "tiny-deepseek",
-        "--host", "127.0.0.1", "--port", str(port), "--api-key", key,
+        sys.executable,
+        "-m",
+        "dsdeploy.cli.main",
+        "serve",
+        "--model",
+        str(model),
+        "--served-model-name",
+        "tiny-deepseek",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--api-key",
+        key,
         *extra,
     ]
     fd, log_name = tempfile.mkstemp(prefix="dsdeploy-serve-", suffix=".log")

@@ -18,20 +18,74 @@ from dsdeploy.catalog.schema import HardwareCatalog, Sourced
 HW_PATH = Path(schema_mod.__file__).parent / "data" / "hardware.toml"
 
 ACCELERATOR_VOCAB = [
-    "h100-sxm", "h100-pcie", "h100", "h200-sxm", "h800-sxm", "h800-pcie", "h20", "h20-141g",
-    "a100-sxm-80g", "a100", "l20", "l40s", "l40", "rtx-4090", "rtx-4090d", "rtx-3090",
-    "rtx-3080ti", "rtx-3060", "rtx-5090", "rtx-a6000", "b200", "b300", "gb200", "gb300",
-    "mi300x", "apple-m3-ultra", "apple-m2-ultra", "apple-m4-pro", "gb10", "rk3588-npu",
+    "h100-sxm",
+    "h100-pcie",
+    "h100",
+    "h200-sxm",
+    "h800-sxm",
+    "h800-pcie",
+    "h20",
+    "h20-141g",
+    "a100-sxm-80g",
+    "a100",
+    "l20",
+    "l40s",
+    "l40",
+    "rtx-4090",
+    "rtx-4090d",
+    "rtx-3090",
+    "rtx-3080ti",
+    "rtx-3060",
+    "rtx-5090",
+    "rtx-a6000",
+    "b200",
+    "b300",
+    "gb200",
+    "gb300",
+    "mi300x",
+    "apple-m3-ultra",
+    "apple-m2-ultra",
+    "apple-m4-pro",
+    "gb10",
+    "rk3588-npu",
 ]
 CPU_VOCAB = [
-    "xeon-6980p", "xeon-6", "xeon-gold-6454s", "xeon-gold-6330", "xeon-platinum-8570",
-    "xeon-platinum-8468", "xeon-platinum-8470", "xeon-platinum-8488c", "epyc-9654", "epyc-9135",
-    "epyc-7c13", "threadripper-pro-7965wx", "core-i7-14700", "core-ultra-265k", "ampereone-a192",
-    "ryzen-ai-max-395", "raspberry-pi-5",
+    "xeon-6980p",
+    "xeon-6",
+    "xeon-gold-6454s",
+    "xeon-gold-6330",
+    "xeon-platinum-8570",
+    "xeon-platinum-8468",
+    "xeon-platinum-8470",
+    "xeon-platinum-8488c",
+    "epyc-9654",
+    "epyc-9135",
+    "epyc-7c13",
+    "threadripper-pro-7965wx",
+    "core-i7-14700",
+    "core-ultra-265k",
+    "ampereone-a192",
+    "ryzen-ai-max-395",
+    "raspberry-pi-5",
 ]
 LINK_IDS = [
-    "nvlink3", "nvlink4", "nvlink5", "nvlink-h800", "xgmi", "pcie3", "pcie4", "pcie5", "pcie6",
-    "nvlink-c2c", "ib-edr", "ib-hdr", "ib-ndr", "ib-xdr", "roce-100", "roce-200", "roce-400",
+    "nvlink3",
+    "nvlink4",
+    "nvlink5",
+    "nvlink-h800",
+    "xgmi",
+    "pcie3",
+    "pcie4",
+    "pcie5",
+    "pcie6",
+    "nvlink-c2c",
+    "ib-edr",
+    "ib-hdr",
+    "ib-ndr",
+    "ib-xdr",
+    "roce-100",
+    "roce-200",
+    "roce-400",
     "roce-800",
 ]
 STORAGE_IDS = ["sata-ssd", "nvme-gen3", "nvme-gen4", "nvme-gen5", "hdd"]
@@ -133,9 +187,10 @@ def test_every_number_positive_and_sourced(cat):
     for where, s in _all_sourced(cat):
         assert s.value > 0, where
         src = s.source
-        assert (
-            src.startswith(("http://", "https://", "facts.md §", "derived:", "estimate:", "SCHEMA.md", "raw "))
-        ), (where, src)
+        assert src.startswith(("http://", "https://", "facts.md §", "derived:", "estimate:", "SCHEMA.md", "raw ")), (
+            where,
+            src,
+        )
 
 
 def test_estimates_are_marked_unconfirmed(cat):
@@ -183,10 +238,19 @@ def test_hw_classes(cat):
 @pytest.mark.parametrize(
     "acc_id, link",
     [
-        ("h100-sxm", "nvlink4"), ("h200-sxm", "nvlink4"), ("h20", "nvlink4"),
-        ("h800-sxm", "nvlink-h800"), ("a100-sxm-80g", "nvlink3"), ("b200", "nvlink5"),
-        ("b300", "nvlink5"), ("gb200", "nvlink5"), ("gb300", "nvlink5"), ("mi300x", "xgmi"),
-        ("h100-pcie", None), ("l40s", None), ("rtx-4090", None),
+        ("h100-sxm", "nvlink4"),
+        ("h200-sxm", "nvlink4"),
+        ("h20", "nvlink4"),
+        ("h800-sxm", "nvlink-h800"),
+        ("a100-sxm-80g", "nvlink3"),
+        ("b200", "nvlink5"),
+        ("b300", "nvlink5"),
+        ("gb200", "nvlink5"),
+        ("gb300", "nvlink5"),
+        ("mi300x", "xgmi"),
+        ("h100-pcie", None),
+        ("l40s", None),
+        ("rtx-4090", None),
     ],
 )
 def test_scale_up_links(cat, acc_id, link):
@@ -209,10 +273,20 @@ def test_h100_sxm_dense_not_sparse(cat):
 def test_no_sparse_headline_figures(cat):
     """Known sparse headline numbers must not appear as bf16 values."""
     acc = _by_id(cat.accelerator)
-    sparse_bf16 = {"h100-sxm": 1979, "h100-pcie": 1513, "h200-sxm": 1979, "l40s": 733,
-                   "l40": 362.1, "a100-sxm-80g": 624, "b200": 4500, "mi300x": 2614.9}
+    sparse_bf16 = {
+        "h100-sxm": 1979,
+        "h100-pcie": 1513,
+        "h200-sxm": 1979,
+        "l40s": 733,
+        "l40": 362.1,
+        "a100-sxm-80g": 624,
+        "b200": 4500,
+        "mi300x": 2614.9,
+    }
     for i, sparse in sparse_bf16.items():
-        assert acc[i].tflops["bf16"].value == pytest.approx(sparse / 2, rel=0.02), i  # NVIDIA rounds (L40S 362.05 vs 733*)
+        assert acc[i].tflops["bf16"].value == pytest.approx(sparse / 2, rel=0.02), (
+            i
+        )  # NVIDIA rounds (L40S 362.05 vs 733*)
 
 
 def test_a100_has_no_fp8(cat):

@@ -25,7 +25,9 @@ def cli(monkeypatch, capsys, *args):
 
 
 def cli_subprocess(*args):
-    return subprocess.run([sys.executable, "-m", "dsdeploy.cli.main", *args], capture_output=True, text=True, timeout=180)
+    return subprocess.run(
+        [sys.executable, "-m", "dsdeploy.cli.main", *args], capture_output=True, text=True, timeout=180
+    )
 
 
 def test_default_plan_is_the_seed_scenario(monkeypatch, capsys):
@@ -37,26 +39,87 @@ def test_default_plan_is_the_seed_scenario(monkeypatch, capsys):
     assert res["workload"] == {"input_len": 1024, "output_len": 1024, "concurrency": 1, "tokens_per_request": 2048}
     assert res["fits"] is False and res["binding"] == "weights"
     assert res["alternatives"] and all(a["fits"] for a in res["alternatives"])
-    for key in ("weights_bytes_total", "per_device", "kv_capacity_tokens", "max_concurrency", "engine", "placement",
-                "parallelism", "weights_by_component", "kv_bytes_per_token", "notes", "unconfirmed", "labels"):
+    for key in (
+        "weights_bytes_total",
+        "per_device",
+        "kv_capacity_tokens",
+        "max_concurrency",
+        "engine",
+        "placement",
+        "parallelism",
+        "weights_by_component",
+        "kv_bytes_per_token",
+        "notes",
+        "unconfirmed",
+        "labels",
+    ):
         assert key in res
 
 
 def test_default_plan_text(monkeypatch, capsys):
     code, out, _ = cli(monkeypatch, capsys, "plan")
     assert code == 0
-    for s in ("DOES NOT FIT", "Binding constraint", "weights", "KV cache", "activations", "overhead", "capacity",
-              "usable", "free", "Alternatives that fit", "requests of 2,048"):
+    for s in (
+        "DOES NOT FIT",
+        "Binding constraint",
+        "weights",
+        "KV cache",
+        "activations",
+        "overhead",
+        "capacity",
+        "usable",
+        "free",
+        "Alternatives that fit",
+        "requests of 2,048",
+    ):
         assert s in out, s
 
 
 def test_every_option_is_accepted(monkeypatch, capsys):
     code, out, err = cli(
-        monkeypatch, capsys, "plan", "--model", "deepseek-v3", "--weights", "fp8", "--kv-dtype", "fp8",
-        "--accelerator", "h200-sxm", "--count", "8", "--nodes", "1", "--engine", "sglang", "--placement", "gpu",
-        "--tp", "1", "--pp", "1", "--ep", "8", "--dp-attention", "8", "--cpu", "epyc-9654",
-        "--cpu-sockets", "2", "--dram", "ddr5-4800x12", "--dram-gb", "1536", "--mtp", "--input-len", "2000",
-        "--output-len", "500", "--concurrency", "32", "--json",
+        monkeypatch,
+        capsys,
+        "plan",
+        "--model",
+        "deepseek-v3",
+        "--weights",
+        "fp8",
+        "--kv-dtype",
+        "fp8",
+        "--accelerator",
+        "h200-sxm",
+        "--count",
+        "8",
+        "--nodes",
+        "1",
+        "--engine",
+        "sglang",
+        "--placement",
+        "gpu",
+        "--tp",
+        "1",
+        "--pp",
+        "1",
+        "--ep",
+        "8",
+        "--dp-attention",
+        "8",
+        "--cpu",
+        "epyc-9654",
+        "--cpu-sockets",
+        "2",
+        "--dram",
+        "ddr5-4800x12",
+        "--dram-gb",
+        "1536",
+        "--mtp",
+        "--input-len",
+        "2000",
+        "--output-len",
+        "500",
+        "--concurrency",
+        "32",
+        "--json",
     )
     assert code == 0, err
     res = json.loads(out)
@@ -66,13 +129,41 @@ def test_every_option_is_accepted(monkeypatch, capsys):
 
 
 def test_cpu_only_and_experts_on_cpu(monkeypatch, capsys):
-    code, out, err = cli(monkeypatch, capsys, "plan", "--placement", "cpu", "--cpu", "epyc-9654", "--cpu-sockets", "2",
-                         "--dram-gb", "768", "--weights", "gguf-q4_k_m", "--json")
+    code, out, err = cli(
+        monkeypatch,
+        capsys,
+        "plan",
+        "--placement",
+        "cpu",
+        "--cpu",
+        "epyc-9654",
+        "--cpu-sockets",
+        "2",
+        "--dram-gb",
+        "768",
+        "--weights",
+        "gguf-q4_k_m",
+        "--json",
+    )
     assert code == 0, err
     res = json.loads(out)
     assert res["placement"] == "cpu" and res["per_device"][0]["kind"] == "host" and res["fits"]
-    code, out, err = cli(monkeypatch, capsys, "plan", "--accelerator", "rtx-4090", "--placement", "experts-on-cpu",
-                         "--weights", "gguf-q4_k_m", "--cpu", "epyc-9654", "--dram-gb", "512", "--json")
+    code, out, err = cli(
+        monkeypatch,
+        capsys,
+        "plan",
+        "--accelerator",
+        "rtx-4090",
+        "--placement",
+        "experts-on-cpu",
+        "--weights",
+        "gguf-q4_k_m",
+        "--cpu",
+        "epyc-9654",
+        "--dram-gb",
+        "512",
+        "--json",
+    )
     assert code == 0, err
     res = json.loads(out)
     assert res["hardware"]["devices"] == 1 and [d["kind"] for d in res["per_device"]] == ["accelerator", "host"]
@@ -138,8 +229,10 @@ def test_unknown_ids_exit_2_with_close_matches(monkeypatch, capsys, args, needle
     "args, needle",
     [
         (["plan", "--weights", "fp8", "--count", "3", "--tp", "3"], "tp=3 must divide the attention heads (128"),
-        (["plan", "--weights", "fp8", "--tp", "1", "--dp-attention", "7", "--count", "7", "--ep", "7"],
-         "ep=7 must divide the routed experts (256"),
+        (
+            ["plan", "--weights", "fp8", "--tp", "1", "--dp-attention", "7", "--count", "7", "--ep", "7"],
+            "ep=7 must divide the routed experts (256",
+        ),
         (["plan", "--tp", "16"], "must multiply to the GPU count"),
         (["plan", "--placement", "unified"], "unified memory"),
         (["plan", "--concurrency", "0"], "Invalid value for '--concurrency'"),
@@ -155,8 +248,9 @@ def test_impossible_layouts_say_what_must_divide_what(monkeypatch, capsys, args,
 
 def test_malformed_config_names_the_field(monkeypatch, capsys, tmp_path):
     p = tmp_path / "config.json"
-    p.write_text(json.dumps({"model_type": "deepseek_v3", "hidden_size": 7168, "num_attention_heads": 128,
-                             "vocab_size": 129280}))
+    p.write_text(
+        json.dumps({"model_type": "deepseek_v3", "hidden_size": 7168, "num_attention_heads": 128, "vocab_size": 129280})
+    )
     code, _, err = cli(monkeypatch, capsys, "plan", "--config", str(p))
     assert code == 2 and "num_hidden_layers" in err and "Traceback" not in err
     code, _, err = cli(monkeypatch, capsys, "model", str(p))
@@ -177,11 +271,17 @@ def test_usage_errors_have_no_traceback(monkeypatch, capsys, args):
     assert code == 2 and "Traceback" not in err
 
 
-@pytest.mark.parametrize("args", [
-    ["plan", "--count", "0", "-a", "h100-sxm"], ["plan", "--tp", "0"], ["plan", "--dram-gb", "-5"],
-    ["plan", "--concurrency", "0"], ["recommend", "--top", "0"],
-    ["deploy", "--model-path", "/m", "-a", "h200-sxm", "--threads", "-4"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["plan", "--count", "0", "-a", "h100-sxm"],
+        ["plan", "--tp", "0"],
+        ["plan", "--dram-gb", "-5"],
+        ["plan", "--concurrency", "0"],
+        ["recommend", "--top", "0"],
+        ["deploy", "--model-path", "/m", "-a", "h200-sxm", "--threads", "-4"],
+    ],
+)
 def test_out_of_range_numbers_are_refused_not_replaced(args):
     """--tp 0 used to fall back to the default and --dram-gb -5 made a '-5 GB' plan."""
     import subprocess
@@ -195,8 +295,12 @@ def test_unwritable_output_is_one_message(tmp_path):
     import subprocess
     import sys
 
-    for args in (["deploy", "--model-path", "/m", "-a", "h200-sxm", "-w", "fp8", "-o", str(tmp_path / "no" / "x.sh")],
-                 ["validate", str(tmp_path)]):
-        r = subprocess.run([sys.executable, "-m", "dsdeploy.cli.main", *args], capture_output=True, text=True, timeout=60)
+    for args in (
+        ["deploy", "--model-path", "/m", "-a", "h200-sxm", "-w", "fp8", "-o", str(tmp_path / "no" / "x.sh")],
+        ["validate", str(tmp_path)],
+    ):
+        r = subprocess.run(
+            [sys.executable, "-m", "dsdeploy.cli.main", *args], capture_output=True, text=True, timeout=60
+        )
         assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stderr[-500:])
         assert "cannot" in r.stderr, r.stderr

@@ -10,12 +10,26 @@ from dsdeploy.cli.main import app
 from dsdeploy.errors import UserError
 from dsdeploy.planner.bom import CostOptions
 
-KEYS = {"currency", "capex", "annual", "power_kw", "cost_per_mtok_output", "api_cost_per_mtok_output",
-        "rent_cost_per_mtok_output", "breakeven_tokens_per_day", "bom", "storage_load", "cooling", "labels"}
+KEYS = {
+    "currency",
+    "capex",
+    "annual",
+    "power_kw",
+    "cost_per_mtok_output",
+    "api_cost_per_mtok_output",
+    "rent_cost_per_mtok_output",
+    "breakeven_tokens_per_day",
+    "bom",
+    "storage_load",
+    "cooling",
+    "labels",
+}
 
 
 def test_cost_json_keys():
-    r = CliRunner().invoke(app, ["cost", "--weights", "fp8", "--accelerator", "h200-sxm", "--json", "--throughput", "1000"])
+    r = CliRunner().invoke(
+        app, ["cost", "--weights", "fp8", "--accelerator", "h200-sxm", "--json", "--throughput", "1000"]
+    )
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
     assert KEYS <= set(d)
@@ -31,7 +45,9 @@ def test_throughput_overrides_and_scales():
     a = build_cost(weights="fp8", accelerator="h200-sxm", throughput=1000, opts=o)
     b = build_cost(weights="fp8", accelerator="h200-sxm", throughput=2000, opts=o)
     assert a["capex"] == b["capex"]
-    assert a["cost_per_mtok_output"] == pytest.approx(2 * b["cost_per_mtok_output"], rel=0.05)  # energy is per-token too
+    assert a["cost_per_mtok_output"] == pytest.approx(
+        2 * b["cost_per_mtok_output"], rel=0.05
+    )  # energy is per-token too
 
 
 def test_multinode_bom_has_nics_and_switch():
@@ -47,12 +63,19 @@ def test_currency_cny_matches_usd_times_fx():
     assert c["capex"] == pytest.approx(u["capex"] * 7.0, rel=1e-6)
 
 
-@pytest.mark.parametrize("args,msg", [
-    (["--utilization", "0"], "--utilization"), (["--utilization", "-0.5"], "--utilization"),
-    (["--years", "0"], "--years"), (["--years", "-1"], "--years"), (["--pue", "0.5"], "--pue"),
-    (["--currency", "EUR"], "USD or CNY"), (["--region", "mars"], "electricity region"),
-    (["--api-date", "2020-01-01"], "no deepseek"),
-])
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["--utilization", "0"], "--utilization"),
+        (["--utilization", "-0.5"], "--utilization"),
+        (["--years", "0"], "--years"),
+        (["--years", "-1"], "--years"),
+        (["--pue", "0.5"], "--pue"),
+        (["--currency", "EUR"], "USD or CNY"),
+        (["--region", "mars"], "electricity region"),
+        (["--api-date", "2020-01-01"], "no deepseek"),
+    ],
+)
 def test_errors_are_user_errors(args, msg):
     with pytest.raises(UserError, match=msg):
         CliRunner().invoke(app, ["cost", "--throughput", "100", *args], catch_exceptions=False, standalone_mode=False)
@@ -71,7 +94,9 @@ def test_cli_exit_code_two(tmp_path):
 def test_rack_priced_gpus_get_no_host_memory_or_drive_lines():
     """GB200 is priced per GPU as 1/72 of an NVL72 rack, Grace and its memory included: adding
     DDR5 and NVMe lines on top counted the host twice (8x gb200 got 3,008 GB of DDR5)."""
-    r = CliRunner().invoke(app, ["cost", "--weights", "fp8", "--accelerator", "gb200", "--json", "--throughput", "1000"])
+    r = CliRunner().invoke(
+        app, ["cost", "--weights", "fp8", "--accelerator", "gb200", "--json", "--throughput", "1000"]
+    )
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
     items = [b["item"] for b in d["bom"]]

@@ -9,9 +9,20 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "cost.md"
 
 def test_generated_doc_has_the_sections():
     text = cost_doc()
-    for needle in ("2,796,000", "39,536", "150,000", "932,000", "does not fit", "10.2 kW", "PUE 1.56",
-                   "FP8, 8× H200", "FP8, 16× H100 (2 nodes)", "200-person hospital", "Against the API",
-                   "167 GB"):
+    for needle in (
+        "2,796,000",
+        "39,536",
+        "150,000",
+        "932,000",
+        "does not fit",
+        "10.2 kW",
+        "PUE 1.56",
+        "FP8, 8× H200",
+        "FP8, 16× H100 (2 nodes)",
+        "200-person hospital",
+        "Against the API",
+        "167 GB",
+    ):
         assert needle in text, needle
 
 

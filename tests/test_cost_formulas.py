@@ -33,11 +33,26 @@ def test_breakeven():
 
 
 def test_tco_hand_computed():
-    t = C.tco(C.TcoInputs(
-        capex=300_000, years=3, kw_idle=2, kw_load=8, utilization=0.5, pue=1.5, price_per_kwh=0.1, fte=0.5,
-        salary=200_000, maintenance_pct=10, output_tok_s=1000, input_len=1000, output_len=500, api_out=0.42,
-        api_in_miss=0.28, rent_per_year=100_000,
-    ))
+    t = C.tco(
+        C.TcoInputs(
+            capex=300_000,
+            years=3,
+            kw_idle=2,
+            kw_load=8,
+            utilization=0.5,
+            pue=1.5,
+            price_per_kwh=0.1,
+            fte=0.5,
+            salary=200_000,
+            maintenance_pct=10,
+            output_tok_s=1000,
+            input_len=1000,
+            output_len=500,
+            api_out=0.42,
+            api_in_miss=0.28,
+            rent_per_year=100_000,
+        )
+    )
     assert t.avg_kw == 5.0
     assert t.kwh_per_year == pytest.approx(5 * 8760 * 1.5)  # 65,700
     assert t.annual.energy == pytest.approx(6_570)
@@ -57,8 +72,23 @@ def test_tco_hand_computed():
 
 
 def test_tco_rejects_bad_inputs():
-    base = dict(capex=1, years=3, kw_idle=1, kw_load=2, utilization=0.5, pue=1.2, price_per_kwh=0.1, fte=0, salary=0,
-                maintenance_pct=0, output_tok_s=1, input_len=1, output_len=1, api_out=1, api_in_miss=1)
+    base = dict(
+        capex=1,
+        years=3,
+        kw_idle=1,
+        kw_load=2,
+        utilization=0.5,
+        pue=1.2,
+        price_per_kwh=0.1,
+        fte=0,
+        salary=0,
+        maintenance_pct=0,
+        output_tok_s=1,
+        input_len=1,
+        output_len=1,
+        api_out=1,
+        api_in_miss=1,
+    )
     for bad in ({"utilization": 0}, {"utilization": -0.1}, {"utilization": 1.5}, {"years": 0}):
         with pytest.raises(ValueError):
             C.tco(C.TcoInputs(**{**base, **bad}))

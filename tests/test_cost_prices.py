@@ -58,14 +58,17 @@ def test_user_override_single_value(tmp_path):
     assert p.accelerator["h200-sxm"].purchase.value == 32_000
 
 
-@pytest.mark.parametrize("text,needle", [
-    ('[accelerator."h100-sxm".purchase]\nvalue = "cheap"\n', 'accelerator."h100-sxm".purchase.value'),
-    ('[accelerator.new]\nserver = "hgx-8gpu"\npurchase = { value = 1 }\n', "money per device"),
-    ('[electricity.home]\nper_kwh = { value = 0.2, date = "2025", source = "bill" }\n', "money per kWh"),
-    ('[accelerator."h100-sxm".purchase]\nvalue = -5\n', "money per device"),
-    ('[staff]\nbonus = 1\n', "unknown key"),
-    ('[pue.bad]\nvalue = 0.8\ndate = "x"\nsource = "me!"\n', "PUE"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ('[accelerator."h100-sxm".purchase]\nvalue = "cheap"\n', 'accelerator."h100-sxm".purchase.value'),
+        ('[accelerator.new]\nserver = "hgx-8gpu"\npurchase = { value = 1 }\n', "money per device"),
+        ('[electricity.home]\nper_kwh = { value = 0.2, date = "2025", source = "bill" }\n', "money per kWh"),
+        ('[accelerator."h100-sxm".purchase]\nvalue = -5\n', "money per device"),
+        ("[staff]\nbonus = 1\n", "unknown key"),
+        ('[pue.bad]\nvalue = 0.8\ndate = "x"\nsource = "me!"\n', "PUE"),
+    ],
+)
 def test_malformed_file_names_key_and_unit(tmp_path, text, needle):
     f = tmp_path / "bad.toml"
     f.write_text(text)

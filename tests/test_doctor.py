@@ -49,19 +49,45 @@ def test_save_writes_a_catalog_the_planner_uses(report, tmp_path):
     cpu = cat.cpu("local")
     assert cpu.bandwidth_gbs.source.startswith("measured: dsdeploy doctor ")
     assert cpu.bandwidth_gbs.value == pytest.approx(
-        max(report["measured"]["memory"]["copy_gbs"], report["measured"]["memory"]["read_gbs"]) / report["cpu"]["sockets"])
-    assert all(s.source.startswith("measured: dsdeploy doctor") for s in [cpu.cores, cpu.memory_channels, cpu.tdp_w, *cpu.tflops.values()])
-    dep, mem, _ = resolve(PlanOptions(model="r1-distill-qwen-1.5b", weights="bf16", cpu="local", placement="cpu", dram_gb=24),
-                          home=str(tmp_path))
+        max(report["measured"]["memory"]["copy_gbs"], report["measured"]["memory"]["read_gbs"])
+        / report["cpu"]["sockets"]
+    )
+    assert all(
+        s.source.startswith("measured: dsdeploy doctor")
+        for s in [cpu.cores, cpu.memory_channels, cpu.tdp_w, *cpu.tflops.values()]
+    )
+    dep, mem, _ = resolve(
+        PlanOptions(model="r1-distill-qwen-1.5b", weights="bf16", cpu="local", placement="cpu", dram_gb=24),
+        home=str(tmp_path),
+    )
     assert dep.cpu.id == "local" and mem.fits
 
 
 def test_plan_cli_uses_local_cpu(report, tmp_path):
     save_local_hardware(report, home=tmp_path)
     r = subprocess.run(
-        [sys.executable, "-m", "dsdeploy.cli.main", "plan", "--model", "r1-distill-qwen-1.5b", "--weights", "bf16",
-         "--accelerator", "none", "--cpu", "local", "--placement", "cpu", "--dram-gb", "24", "--json"],
-        capture_output=True, text=True, env={**__import__("os").environ, "DSDEPLOY_HOME": str(tmp_path)},
+        [
+            sys.executable,
+            "-m",
+            "dsdeploy.cli.main",
+            "plan",
+            "--model",
+            "r1-distill-qwen-1.5b",
+            "--weights",
+            "bf16",
+            "--accelerator",
+            "none",
+            "--cpu",
+            "local",
+            "--placement",
+            "cpu",
+            "--dram-gb",
+            "24",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "DSDEPLOY_HOME": str(tmp_path)},
     )
     assert r.returncode == 0, r.stderr
     assert '"local"' in r.stdout
@@ -82,9 +108,22 @@ def test_nvidia_smi_parsing_and_local_accelerator(report):
     assert [g.name for g in gpus] == ["NVIDIA GeForce RTX 4090"] * 2 and gpus[0].memory_mib == 24564
     assert parse_cuda_version("| NVIDIA-SMI 575.57.08   Driver Version: 575.57.08   CUDA Version: 12.9 |") == "12.9"
     fake = json.loads(json.dumps(report))
-    fake["gpu"] = {"tool": "nvidia-smi", "driver": "575.57.08", "cuda": "12.9", "topology": None,
-                   "gpus": [{"index": 0, "name": "NVIDIA GeForce RTX 4090", "memory_mib": 24564, "vendor": "nvidia",
-                             "driver": "575.57.08", "power_limit_w": 450.0}]}
+    fake["gpu"] = {
+        "tool": "nvidia-smi",
+        "driver": "575.57.08",
+        "cuda": "12.9",
+        "topology": None,
+        "gpus": [
+            {
+                "index": 0,
+                "name": "NVIDIA GeForce RTX 4090",
+                "memory_mib": 24564,
+                "vendor": "nvidia",
+                "driver": "575.57.08",
+                "power_limit_w": 450.0,
+            }
+        ],
+    }
     entries = local_entries(fake)
     acc = Accelerator.model_validate(entries["accelerator"][0])
     assert acc.id == "local" and acc.arch == "ada" and acc.memory_gb.value == pytest.approx(25.76, rel=0.01)
@@ -94,7 +133,8 @@ def test_nvidia_smi_parsing_and_local_accelerator(report):
 def test_cpuinfo_parsing():
     text = "\n".join(
         f"processor\t: {i}\nvendor_id\t: GenuineIntel\nmodel name\t: Intel Xeon Gold 6454S\nphysical id\t: {i // 4}\n"
-        f"core id\t\t: {(i % 4) // 2}\nflags\t\t: avx2 avx512f amx_tile amx_bf16\n" for i in range(8)
+        f"core id\t\t: {(i % 4) // 2}\nflags\t\t: avx2 avx512f amx_tile amx_bf16\n"
+        for i in range(8)
     )
     c = probe_cpu(text)
     assert c.vendor == "intel" and c.sockets == 2 and c.physical_cores == 4 and c.matrix_isa == "amx"
@@ -117,10 +157,33 @@ def test_disk_read_speed_on_missing_path(tmp_path):
 
 def test_cli_doctor_json(tmp_path):
     r = subprocess.run(
-        [sys.executable, "-m", "dsdeploy.cli.main", "doctor", "--no-measure", "--json", "--model-path", str(tmp_path),
-         "--weights", "gguf-q4_k_m", "--accelerator", "rtx-4090", "--count", "1", "--placement", "experts-on-cpu",
-         "--engine", "llama.cpp", "--cpu", "epyc-9654", "--dram-gb", "512"],
-        capture_output=True, text=True, env={**__import__("os").environ, "DSDEPLOY_HOME": str(tmp_path)},
+        [
+            sys.executable,
+            "-m",
+            "dsdeploy.cli.main",
+            "doctor",
+            "--no-measure",
+            "--json",
+            "--model-path",
+            str(tmp_path),
+            "--weights",
+            "gguf-q4_k_m",
+            "--accelerator",
+            "rtx-4090",
+            "--count",
+            "1",
+            "--placement",
+            "experts-on-cpu",
+            "--engine",
+            "llama.cpp",
+            "--cpu",
+            "epyc-9654",
+            "--dram-gb",
+            "512",
+        ],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "DSDEPLOY_HOME": str(tmp_path)},
     )
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
@@ -130,8 +193,12 @@ def test_cli_doctor_json(tmp_path):
 
 
 def test_cli_save_needs_measure(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "dsdeploy.cli.main", "doctor", "--no-measure", "--save"],
-                       capture_output=True, text=True, env={**__import__("os").environ, "DSDEPLOY_HOME": str(tmp_path)})
+    r = subprocess.run(
+        [sys.executable, "-m", "dsdeploy.cli.main", "doctor", "--no-measure", "--save"],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "DSDEPLOY_HOME": str(tmp_path)},
+    )
     assert r.returncode == 2 and "--save" in r.stderr
 
 
@@ -155,8 +222,26 @@ def test_doctor_reads_the_plan_that_plan_json_writes(tmp_path):
     from dsdeploy.engines.options import from_plan_json
     from dsdeploy.errors import UserError
 
-    out = subprocess.run([sys.executable, "-m", "dsdeploy.cli.main", "plan", "-a", "h200-sxm", "-w", "fp8",
-                          "--input-len", "4096", "--concurrency", "8", "--json"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dsdeploy.cli.main",
+            "plan",
+            "-a",
+            "h200-sxm",
+            "-w",
+            "fp8",
+            "--input-len",
+            "4096",
+            "--concurrency",
+            "8",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     f = tmp_path / "plan.json"
     f.write_text(out.stdout)
     o = from_plan_json(f)

@@ -30,8 +30,16 @@ BIG_HOST = dict(cpu="epyc-9654", dram="ddr5-4800x12", dram_gb=512)
 
 CASES = {
     "vllm-r1-8xh200": (
-        PlanOptions(weights="fp8", accelerator="h200-sxm", count=8, engine="vllm", kv_dtype="fp8", concurrency=16,
-                    input_len=4096, output_len=2048),
+        PlanOptions(
+            weights="fp8",
+            accelerator="h200-sxm",
+            count=8,
+            engine="vllm",
+            kv_dtype="fp8",
+            concurrency=16,
+            input_len=4096,
+            output_len=2048,
+        ),
         dict(model_path="/models/DeepSeek-R1"),
     ),
     "vllm-r1-2x8xh100-ray": (
@@ -39,8 +47,19 @@ CASES = {
         dict(model_path="/models/DeepSeek-R1", head_addr="10.0.0.1"),
     ),
     "sglang-r1-8xh200-dpattn": (
-        PlanOptions(weights="fp8", accelerator="h200-sxm", count=8, engine="sglang", tp=1, dp_attention=8, ep=8,
-                    kv_dtype="fp8", concurrency=64, input_len=2048, output_len=1024),
+        PlanOptions(
+            weights="fp8",
+            accelerator="h200-sxm",
+            count=8,
+            engine="sglang",
+            tp=1,
+            dp_attention=8,
+            ep=8,
+            kv_dtype="fp8",
+            concurrency=64,
+            input_len=2048,
+            output_len=1024,
+        ),
         dict(model_path="/models/DeepSeek-R1"),
     ),
     "sglang-r1-2x8xh100": (
@@ -48,18 +67,39 @@ CASES = {
         dict(model_path="/models/DeepSeek-R1", head_addr="10.0.0.1"),
     ),
     "llamacpp-r1-q4km-4090-exps": (
-        PlanOptions(weights="gguf-q4_k_m", accelerator="rtx-4090", count=1, engine="llama.cpp",
-                    placement="experts-on-cpu", **BIG_HOST),
+        PlanOptions(
+            weights="gguf-q4_k_m",
+            accelerator="rtx-4090",
+            count=1,
+            engine="llama.cpp",
+            placement="experts-on-cpu",
+            **BIG_HOST,
+        ),
         dict(model_path=R1_GGUF),
     ),
     "llamacpp-70b-q4km-4090-layersplit": (
-        PlanOptions(model="r1-distill-llama-70b", weights="gguf-q4_k_m", accelerator="rtx-4090", count=1,
-                    engine="llama.cpp", placement="layer-split", cpu="epyc-9654", dram_gb=128, kv_dtype="q4_0"),
+        PlanOptions(
+            model="r1-distill-llama-70b",
+            weights="gguf-q4_k_m",
+            accelerator="rtx-4090",
+            count=1,
+            engine="llama.cpp",
+            placement="layer-split",
+            cpu="epyc-9654",
+            dram_gb=128,
+            kv_dtype="q4_0",
+        ),
         dict(model_path="/models/DeepSeek-R1-Distill-Llama-70B-Q4_K_M.gguf"),
     ),
     "ktransformers-r1-q4km-4090": (
-        PlanOptions(weights="gguf-q4_k_m", accelerator="rtx-4090", count=1, engine="ktransformers",
-                    placement="experts-on-cpu", **BIG_HOST),
+        PlanOptions(
+            weights="gguf-q4_k_m",
+            accelerator="rtx-4090",
+            count=1,
+            engine="ktransformers",
+            placement="experts-on-cpu",
+            **BIG_HOST,
+        ),
         dict(model_path="/models/DeepSeek-R1", cpu_weights_path="/models/DeepSeek-R1-Q4_K_M"),
     ),
 }
@@ -175,16 +215,57 @@ REFUSALS = [
     (PlanOptions(weights="nvfp4", accelerator="h200-sxm", count=8, engine="sglang"), {}, "Blackwell"),
     (PlanOptions(weights="nvfp4", accelerator="h200-sxm", count=8, engine="vllm"), {}, "Blackwell"),
     (PlanOptions(weights="fp8", accelerator="h200-sxm", count=8, engine="vllm", ep=4), {}, "TP × DP"),
-    (PlanOptions(weights="gguf-q4_k_m", accelerator="rtx-4090", count=1, engine="llama.cpp",
-                 placement="experts-on-cpu", kv_dtype="fp8", **BIG_HOST), {}, "no 'fp8' KV cache"),
-    (PlanOptions(weights="amx-int4", accelerator="rtx-4090", count=1, engine="ktransformers",
-                 placement="experts-on-cpu", **BIG_HOST), {"cpu_weights_path": "/x"}, "AMX"),
-    (PlanOptions(weights="gguf-q4_k_m", accelerator="rtx-4090", count=1, engine="ktransformers",
-                 placement="experts-on-cpu", **BIG_HOST), {}, "--cpu-weights"),
+    (
+        PlanOptions(
+            weights="gguf-q4_k_m",
+            accelerator="rtx-4090",
+            count=1,
+            engine="llama.cpp",
+            placement="experts-on-cpu",
+            kv_dtype="fp8",
+            **BIG_HOST,
+        ),
+        {},
+        "no 'fp8' KV cache",
+    ),
+    (
+        PlanOptions(
+            weights="amx-int4",
+            accelerator="rtx-4090",
+            count=1,
+            engine="ktransformers",
+            placement="experts-on-cpu",
+            **BIG_HOST,
+        ),
+        {"cpu_weights_path": "/x"},
+        "AMX",
+    ),
+    (
+        PlanOptions(
+            weights="gguf-q4_k_m",
+            accelerator="rtx-4090",
+            count=1,
+            engine="ktransformers",
+            placement="experts-on-cpu",
+            **BIG_HOST,
+        ),
+        {},
+        "--cpu-weights",
+    ),
     (PlanOptions(weights="bf16", accelerator="h100-sxm", count=8, engine="vllm"), {}, "will not run"),
     (PlanOptions(weights="fp8", accelerator="h200-sxm", count=8, engine="sglang", kv_dtype="q4_0"), {}, "q4_0"),
-    (PlanOptions(model="r1-distill-llama-70b", weights="gguf-q4_k_m", accelerator="rtx-4090", count=2, nodes=2,
-                 engine="llama.cpp"), {}, "nodes"),
+    (
+        PlanOptions(
+            model="r1-distill-llama-70b",
+            weights="gguf-q4_k_m",
+            accelerator="rtx-4090",
+            count=2,
+            nodes=2,
+            engine="llama.cpp",
+        ),
+        {},
+        "nodes",
+    ),
 ]
 
 
@@ -214,9 +295,21 @@ def test_vllm_local_launch_encodes_cpu_recipe(tmp_path):
     l = local_launch(tmp_path / "tiny", "127.0.0.1", 8123, "tiny", 1024)
     venv = REPO / ".venv-vllm"
     assert l.argv == [
-        str(venv / "bin" / "python"), "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(tmp_path / "tiny"), "--host", "127.0.0.1", "--port", "8123",
-        "--served-model-name", "tiny", "--max-model-len", "1024", "--dtype", "bfloat16",
+        str(venv / "bin" / "python"),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(tmp_path / "tiny"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8123",
+        "--served-model-name",
+        "tiny",
+        "--max-model-len",
+        "1024",
+        "--dtype",
+        "bfloat16",
     ]
     assert l.env == {"LD_PRELOAD": str(venv / "lib" / "libiomp5.so"), "VLLM_CPU_KVCACHE_SPACE": "1"}
     other = local_launch("m", "h", 1, "n", 2, venv=tmp_path / "v")
@@ -239,9 +332,28 @@ def test_cli_deploy_writes_file(tmp_path, monkeypatch):
     monkeypatch.setenv("DSDEPLOY_HOME", str(tmp_path))
     out = tmp_path / "launch.sh"
     r = subprocess.run(
-        [sys.executable, "-m", "dsdeploy.cli.main", "deploy", "--weights", "fp8", "--accelerator", "h200-sxm",
-         "--count", "8", "--engine", "sglang", "--model-path", "/models/R1", "--emit", "command", "-o", str(out)],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "dsdeploy.cli.main",
+            "deploy",
+            "--weights",
+            "fp8",
+            "--accelerator",
+            "h200-sxm",
+            "--count",
+            "8",
+            "--engine",
+            "sglang",
+            "--model-path",
+            "/models/R1",
+            "--emit",
+            "command",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 0, r.stderr
     assert out.read_text().startswith("#!/usr/bin/env bash")
@@ -251,9 +363,24 @@ def test_cli_deploy_writes_file(tmp_path, monkeypatch):
 def test_cli_deploy_refusal_exit_2(tmp_path, monkeypatch):
     monkeypatch.setenv("DSDEPLOY_HOME", str(tmp_path))
     r = subprocess.run(
-        [sys.executable, "-m", "dsdeploy.cli.main", "deploy", "--weights", "nvfp4", "--accelerator", "h200-sxm",
-         "--count", "8", "--engine", "vllm", "--model-path", "/m"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "dsdeploy.cli.main",
+            "deploy",
+            "--weights",
+            "nvfp4",
+            "--accelerator",
+            "h200-sxm",
+            "--count",
+            "8",
+            "--engine",
+            "vllm",
+            "--model-path",
+            "/m",
+        ],
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 2
     assert r.stderr.startswith("error: ") and "Blackwell" in r.stderr and "Traceback" not in r.stderr

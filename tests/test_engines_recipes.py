@@ -8,7 +8,9 @@ DOC = Path(__file__).resolve().parents[1] / "docs" / "launch-recipes.md"
 
 
 def test_recipes_doc_is_current():
-    assert DOC.read_text() == render_doc(), "regenerate: .venv/bin/python -m dsdeploy.engines.recipes > docs/launch-recipes.md"
+    assert DOC.read_text() == render_doc(), (
+        "regenerate: .venv/bin/python -m dsdeploy.engines.recipes > docs/launch-recipes.md"
+    )
 
 
 def test_recipes_cover_the_four_engines_and_fit():

@@ -45,15 +45,18 @@ def test_r1_fp8_tp8_weights_per_device_by_hand():
     assert other == 107_312_128
     fp8 = 8.00195 / 8  # bytes per weight
     per_device = (
-        round(attention * fp8) + round(dense * fp8) + round(shared * fp8) + round(routed * fp8)
-    ) / 8 + (emb * 2 + head * 2) / 8 + other * 2
+        (round(attention * fp8) + round(dense * fp8) + round(shared * fp8) + round(routed * fp8)) / 8
+        + (emb * 2 + head * 2) / 8
+        + other * 2
+    )
     assert per_device / GB == pytest.approx(84.33, abs=0.01)  # > 80 GB: an H100 cannot hold its share
 
     dep, m = plan("fp8", "h100-sxm", 8)
     assert dep.par.tp == 8 and dep.engine.id == "vllm"
     assert m.devices[0].weights_bytes == pytest.approx(per_device, abs=2)
     assert m.weights_bytes_total == pytest.approx(
-        round(attention * fp8) + round(dense * fp8) + round(shared * fp8) + round(routed * fp8) + 4 * emb + 2 * other, abs=4
+        round(attention * fp8) + round(dense * fp8) + round(shared * fp8) + round(routed * fp8) + 4 * emb + 2 * other,
+        abs=4,
     )
     assert not m.fits and m.binding == "weights"
 
@@ -188,7 +191,9 @@ def test_gpu_expert_slots_by_hand():
     3.9)."""
     from dsdeploy.estimators.memory import gpu_expert_slots
 
-    dep, m = plan("gguf-q4_k_m", "rtx-4090", 1, engine="llama.cpp", placement="experts-on-cpu", cpu="epyc-9654", dram_gb=512)
+    dep, m = plan(
+        "gguf-q4_k_m", "rtx-4090", 1, engine="llama.cpp", placement="experts-on-cpu", cpu="epyc-9654", dram_gb=512
+    )
     assert m.devices[0].free_bytes / GB == pytest.approx(12.08, abs=0.01)
     assert gpu_expert_slots(dep, m) == 3
     assert gpu_expert_slots(dep, m, share=1.0) == 7  # 12.08 / 1.547 = 7.8

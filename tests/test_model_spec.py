@@ -86,8 +86,11 @@ def test_v2_lite_active_params_near_published():
     assert abs(spec.params_active - 2.4e9) <= 0.05e9 + 0.001 * 2.4e9
 
 
-@pytest.mark.xfail(strict=True, reason="our 2.4514B rounds to 2.5B, not the published 2.4B: DeepSeek's counting "
-                   "convention for V2-Lite is not published (excluding the router and norms would give 2.448B)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="our 2.4514B rounds to 2.5B, not the published 2.4B: DeepSeek's counting "
+    "convention for V2-Lite is not published (excluding the router and norms would give 2.448B)",
+)
 def test_v2_lite_active_params_round_to_published_strictly():
     spec = load_model_spec("deepseek-v2-lite")
     assert _round_sig(spec.params_active / 1e9, 2) == 2.4
@@ -219,7 +222,7 @@ def test_from_gguf_reads_mla_fields_and_component_bytes(tmp_path):
         "routed_experts": 32_768,
         "other": 256 + 2_048,
     }
-    assert s.gguf_file_type == str(int(1))  # MOSTLY_F16
+    assert s.gguf_file_type == str(1)  # MOSTLY_F16
     assert load_model_spec(str(p)).gguf_component_bytes == s.gguf_component_bytes
 
 

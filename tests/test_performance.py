@@ -41,18 +41,20 @@ def test_experts_touched_v3():
 
 def test_single_stream_decode_m3_ultra_is_bytes_over_bandwidth(cat, r1):
     """R1 Q4_K_M on an M3 Ultra, one stream: time per token = bytes read ÷ (bandwidth × efficiency)."""
-    dep = resolve_deployment(cat, "deepseek-r1", r1, "gguf-q4_k_m", accelerator="apple-m3-ultra", count=1, engine="llama.cpp")
+    dep = resolve_deployment(
+        cat, "deepseek-r1", r1, "gguf-q4_k_m", accelerator="apple-m3-ultra", count=1, engine="llama.cpp"
+    )
     eff = 0.6
     cal = Calibration(groups=(GroupParams("llama.cpp", "unified", bw_eff=eff, compute_eff=0.5, layer_overhead_us=0.0),))
     # Hand count, bytes per token at context 0 (bpw from formats.toml, params from config.json):
-    attention = 61 * (187_105_280 + 1536 + 512) * 4.75 / 8   # MLA projections + q/kv norms, Q4_K/Q6_K mix
-    dense_mlp = 3 * 3 * 7168 * 18432 * 4.844 / 8        # 3 dense FFN layers
-    shared = 58 * 3 * 7168 * 2048 * 4.844 / 8           # 1 shared expert per MoE layer
-    lm_head = 129280 * 7168 * 6.5625 / 8                # output.weight Q6_K
-    other = (58 * 256 * 7168 + 61 * 2 * 7168 + 7168) * 32 / 8   # router + layer norms, F32
-    routed = 58 * 8 * 3 * 7168 * 2048 * 4.844 / 8       # 8 of 256 experts per MoE layer
+    attention = 61 * (187_105_280 + 1536 + 512) * 4.75 / 8  # MLA projections + q/kv norms, Q4_K/Q6_K mix
+    dense_mlp = 3 * 3 * 7168 * 18432 * 4.844 / 8  # 3 dense FFN layers
+    shared = 58 * 3 * 7168 * 2048 * 4.844 / 8  # 1 shared expert per MoE layer
+    lm_head = 129280 * 7168 * 6.5625 / 8  # output.weight Q6_K
+    other = (58 * 256 * 7168 + 61 * 2 * 7168 + 7168) * 32 / 8  # router + layer norms, F32
+    routed = 58 * 8 * 3 * 7168 * 2048 * 4.844 / 8  # 8 of 256 experts per MoE layer
     bytes_per_token = attention + dense_mlp + shared + lm_head + other + routed
-    expected_s = bytes_per_token / (819e9 * eff)        # 819 GB/s, facts.md §1a
+    expected_s = bytes_per_token / (819e9 * eff)  # 819 GB/s, facts.md §1a
     c = step_cost(dep, cal.groups[0], tokens=1, seqs=1, context=0, prefill=False)
     assert c.bound == "memory"
     assert c.memory_s == pytest.approx(expected_s, rel=0.002)
@@ -122,7 +124,9 @@ def test_validate_fixture_json():
     rows = {x["id"]: x for x in d["rows"]}
     assert set(rows) == {"T1", "T2", "T3", "T4"}
     assert rows["T3"]["predicted"] is None and "h999-imaginary" in rows["T3"]["reason"]
-    assert rows["T1"]["predicted"] > 0 and rows["T1"]["ape"] == pytest.approx(abs(rows["T1"]["predicted"] - 20.21) / 20.21)
+    assert rows["T1"]["predicted"] > 0 and rows["T1"]["ape"] == pytest.approx(
+        abs(rows["T1"]["predicted"] - 20.21) / 20.21
+    )
     assert "input_len=512" in rows["T4"]["defaults"]  # a major row without workload still predicted
     assert d["summary"]["coverage"] == pytest.approx(0.75)
     for k in ("median_ape", "p90_ape", "within_30pct", "by_metric"):
@@ -167,8 +171,19 @@ def test_batch_per_replica_is_capped_by_one_replica_s_kv():
     from dsdeploy.specs.model import load_model_spec
 
     cat = load_catalog()
-    dep = resolve_deployment(cat, "deepseek-r1", load_model_spec("deepseek-r1"), "fp8", "bf16", "h200-sxm", 8,
-                             nodes=2, tp=8, pp=1, engine="sglang")
+    dep = resolve_deployment(
+        cat,
+        "deepseek-r1",
+        load_model_spec("deepseek-r1"),
+        "fp8",
+        "bf16",
+        "h200-sxm",
+        8,
+        nodes=2,
+        tp=8,
+        pp=1,
+        engine="sglang",
+    )
     assert dep.replicas == 2
     wl = Workload(8192, 8192, 100_000)
     cap = plan_memory(dep, Workload(8192, 8192, 1)).max_concurrency
@@ -183,7 +198,9 @@ def _step(model, weights, acc, count, nodes=1, **kw):
     from dsdeploy.specs.deployment import resolve_deployment
     from dsdeploy.specs.model import load_model_spec
 
-    dep = resolve_deployment(load_catalog(), model, load_model_spec(model), weights, "bf16", acc, count, nodes=nodes, **kw)
+    dep = resolve_deployment(
+        load_catalog(), model, load_model_spec(model), weights, "bf16", acc, count, nodes=nodes, **kw
+    )
     p, _ = Calibration().lookup(dep.engine.id, "x")
     return dep, step_cost(dep, p, tokens=8, seqs=8, context=4096, prefill=False)
 

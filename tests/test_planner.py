@@ -7,6 +7,7 @@ import json
 import pytest
 
 from dsdeploy.catalog import load_catalog
+from dsdeploy.errors import UserError
 from dsdeploy.estimators.memory import Workload
 from dsdeploy.planner import plan as P
 from dsdeploy.planner import result as R
@@ -18,12 +19,40 @@ R1 = load_model_spec("deepseek-r1")
 SEED = Workload(1024, 1024, 1)
 
 PLAN_KEYS = {
-    "fits", "reason", "binding", "weights_bytes_total", "per_device", "kv_capacity_tokens", "max_concurrency",
-    "alternatives", "model", "weights", "kv_dtype", "engine", "placement", "hardware", "parallelism", "workload",
-    "weights_by_component", "kv_bytes_per_token", "notes", "unconfirmed", "labels",
+    "fits",
+    "reason",
+    "binding",
+    "weights_bytes_total",
+    "per_device",
+    "kv_capacity_tokens",
+    "max_concurrency",
+    "alternatives",
+    "model",
+    "weights",
+    "kv_dtype",
+    "engine",
+    "placement",
+    "hardware",
+    "parallelism",
+    "workload",
+    "weights_by_component",
+    "kv_bytes_per_token",
+    "notes",
+    "unconfirmed",
+    "labels",
 }
-DEVICE_KEYS = {"name", "kind", "count", "weights_bytes", "kv_bytes", "activation_bytes", "overhead_bytes",
-               "capacity_bytes", "usable_bytes", "free_bytes"}
+DEVICE_KEYS = {
+    "name",
+    "kind",
+    "count",
+    "weights_bytes",
+    "kv_bytes",
+    "activation_bytes",
+    "overhead_bytes",
+    "capacity_bytes",
+    "usable_bytes",
+    "free_bytes",
+}
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +74,12 @@ def test_alternatives_all_fit_and_differ_from_the_request(seed):
     labels = [a.label for a in alts]
     assert any("fp8 on 16× h100-sxm" in x for x in labels)  # more of the same GPU, native format
     # 4-bit on the seed hardware itself
-    assert any(a.deployment.weights.id == "awq-int4" and a.deployment.accelerator.id == "h100-sxm"
-               and a.deployment.devices == 8 for a in alts)
+    assert any(
+        a.deployment.weights.id == "awq-int4"
+        and a.deployment.accelerator.id == "h100-sxm"
+        and a.deployment.devices == 8
+        for a in alts
+    )
 
 
 def test_min_count_r1_fp16_and_fp8_on_h100():

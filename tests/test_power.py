@@ -35,10 +35,17 @@ def test_annual_energy():
         P.annual_energy(1, 0.9, 0.1)
 
 
-@pytest.mark.parametrize("kw,servers,kind", [
-    (10.2, 1, "air"), (10.2, 2, "air-contained"), (10.2, 4, "liquid"), (14.3, 4, "liquid"),
-    (0.4, 1, "air"), (30.0, 4, "liquid-facility"),
-])
+@pytest.mark.parametrize(
+    "kw,servers,kind",
+    [
+        (10.2, 1, "air"),
+        (10.2, 2, "air-contained"),
+        (10.2, 4, "liquid"),
+        (14.3, 4, "liquid"),
+        (0.4, 1, "air"),
+        (30.0, 4, "liquid-facility"),
+    ],
+)
 def test_cooling_bands(kw, servers, kind):
     g = P.cooling_guidance(kw, servers)
     assert g.kind == kind

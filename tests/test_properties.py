@@ -50,8 +50,13 @@ layout_pairs = st.lists(st.integers(0, len(LAYOUTS) - 1), min_size=2, max_size=2
 
 
 @SETTINGS
-@given(model=st.sampled_from(SHARDABLE), weights=st.sampled_from(GPU_FORMATS), acc=st.sampled_from(GPUS),
-       pair=layout_pairs, ctx=st.integers(1, 32768))
+@given(
+    model=st.sampled_from(SHARDABLE),
+    weights=st.sampled_from(GPU_FORMATS),
+    acc=st.sampled_from(GPUS),
+    pair=layout_pairs,
+    ctx=st.integers(1, 32768),
+)
 def test_more_devices_never_lower_kv_capacity(model, weights, acc, pair, ctx):
     (c1, n1), (c2, n2) = LAYOUTS[pair[0]], LAYOUTS[pair[1]]
     wl = Workload(ctx, 0, 1)
@@ -62,9 +67,16 @@ def test_more_devices_never_lower_kv_capacity(model, weights, acc, pair, ctx):
 
 
 @SETTINGS
-@given(model=st.sampled_from(MODELS), weights=st.sampled_from(GPU_FORMATS), acc=st.sampled_from(GPUS),
-       layout=layouts, l1=st.integers(0, 200_000), extra=st.integers(0, 200_000), out=st.integers(1, 4096),
-       conc=st.integers(1, 64))
+@given(
+    model=st.sampled_from(MODELS),
+    weights=st.sampled_from(GPU_FORMATS),
+    acc=st.sampled_from(GPUS),
+    layout=layouts,
+    l1=st.integers(0, 200_000),
+    extra=st.integers(0, 200_000),
+    out=st.integers(1, 4096),
+    conc=st.integers(1, 64),
+)
 def test_longer_context_never_needs_less_memory(model, weights, acc, layout, l1, extra, out, conc):
     count, nodes = layout
     m1 = _plan(model, weights, acc, count, nodes, Workload(l1, out, conc))
@@ -84,8 +96,11 @@ def test_more_bits_per_weight_never_smaller_weights(model, f1, f2):
         try:
             deps[f] = resolve_deployment(CAT, model, spec, f, "bf16", "h100-sxm", 8)
         except UserError:  # e.g. amx-int4 needs experts-on-cpu; mlx needs Apple hardware
-            deps[f] = resolve_deployment(CAT, model, spec, f, "bf16", "rtx-4090", 1, placement="experts-on-cpu") \
-                if spec.is_moe and f == "amx-int4" else None
+            deps[f] = (
+                resolve_deployment(CAT, model, spec, f, "bf16", "rtx-4090", 1, placement="experts-on-cpu")
+                if spec.is_moe and f == "amx-int4"
+                else None
+            )
     assume(all(d is not None for d in deps.values()))
     w1, w2 = weight_bytes_by_component(deps[f1]), weight_bytes_by_component(deps[f2])
 

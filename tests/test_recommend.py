@@ -1,6 +1,5 @@
 """`recommend`: options across the catalog, constraints, the article's alternatives, speed."""
 
-
 import pytest
 
 from dsdeploy.catalog import load_catalog
@@ -27,7 +26,13 @@ def test_kinds_and_article_options(ctx):
     kinds = {o["kind"] for o in r["options"]}
     assert {"buy", "rent", "api", "hybrid", "article"} <= kinds
     labels = " | ".join(o["label"] for o in r["options"] if o["kind"] == "article")
-    for needle in ("4-bit", "distilled model r1-distill-qwen-32b", "distilled model r1-distill-llama-70b", "LoRA", "cloud–edge"):
+    for needle in (
+        "4-bit",
+        "distilled model r1-distill-qwen-32b",
+        "distilled model r1-distill-llama-70b",
+        "LoRA",
+        "cloud–edge",
+    ):
         assert needle in labels
     four = next(o for o in r["options"] if "4-bit" in o["label"])
     assert "167 GB" in four["reasons"][0] and "A100" in four["reasons"][0]

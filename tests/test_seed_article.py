@@ -7,7 +7,6 @@ its results to hand arithmetic, and check the generated docs/seed-article-check.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest

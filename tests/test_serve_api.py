@@ -105,7 +105,9 @@ def test_chat_streaming_matches_non_streaming_and_reports_usage(client):
 
 
 def test_completions_ignore_eos_gives_exact_length(client):
-    r = client.completions.create(model=MODEL, prompt="import os\n", max_tokens=40, temperature=0, extra_body={"ignore_eos": True})
+    r = client.completions.create(
+        model=MODEL, prompt="import os\n", max_tokens=40, temperature=0, extra_body={"ignore_eos": True}
+    )
     assert r.usage.completion_tokens == 40
     assert r.choices[0].finish_reason == "length"
 
@@ -113,7 +115,11 @@ def test_completions_ignore_eos_gives_exact_length(client):
 def test_completions_streaming(client):
     chunks = list(
         client.completions.create(
-            model=MODEL, prompt="class ", max_tokens=20, stream=True, extra_body={"ignore_eos": True},
+            model=MODEL,
+            prompt="class ",
+            max_tokens=20,
+            stream=True,
+            extra_body={"ignore_eos": True},
             stream_options={"include_usage": True},
         )
     )
@@ -124,8 +130,15 @@ def test_completions_streaming(client):
 def test_stream_one_valid_chunk_per_token_and_first_token_not_held(tiny_server):
     """Tokens reach the API in batches (--stream interval), but each SSE event is still one valid
     text_completion chunk with one token's text, and the concatenation equals the non-streamed text."""
-    body = {"model": MODEL, "prompt": "import os\n", "max_tokens": 64, "temperature": 0, "ignore_eos": True,
-            "stream": True, "stream_options": {"include_usage": True}}
+    body = {
+        "model": MODEL,
+        "prompt": "import os\n",
+        "max_tokens": 64,
+        "temperature": 0,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     headers = {"Authorization": f"Bearer {tiny_server.api_key}"}
     events = []
     with httpx.stream("POST", tiny_server.base_url + "/v1/completions", json=body, headers=headers, timeout=60) as r:
@@ -140,8 +153,9 @@ def test_stream_one_valid_chunk_per_token_and_first_token_not_held(tiny_server):
     usage = chunks[-1]["usage"]
     assert usage["completion_tokens"] == 64
     assert 0 < len(texts) <= 64 and all(texts)  # one chunk per (non-empty) token, never merged
-    full = httpx.post(tiny_server.base_url + "/v1/completions", headers=headers, timeout=60,
-                      json=dict(body, stream=False)).json()
+    full = httpx.post(
+        tiny_server.base_url + "/v1/completions", headers=headers, timeout=60, json=dict(body, stream=False)
+    ).json()
     assert "".join(texts) == full["choices"][0]["text"]
 
 
@@ -158,7 +172,9 @@ def test_min_tokens_suppresses_eos(client):
 
 
 def test_stop_string_cuts_output(client):
-    base = client.completions.create(model=MODEL, prompt="def f(x):\n", max_tokens=48, temperature=0, extra_body={"ignore_eos": True})
+    base = client.completions.create(
+        model=MODEL, prompt="def f(x):\n", max_tokens=48, temperature=0, extra_body={"ignore_eos": True}
+    )
     text = base.choices[0].text
     assert len(text) > 12
     stop = text[8:11]
@@ -199,8 +215,13 @@ def test_concurrent_streams_do_not_cut_each_other_off(client):
     def one(i: int) -> None:
         chunks = list(
             client.chat.completions.create(
-                model=MODEL, messages=[{"role": "user", "content": f"stream {i}"}], max_tokens=length, stream=True,
-                stream_options={"include_usage": True}, extra_body={"ignore_eos": True}, seed=i,
+                model=MODEL,
+                messages=[{"role": "user", "content": f"stream {i}"}],
+                max_tokens=length,
+                stream=True,
+                stream_options={"include_usage": True},
+                extra_body={"ignore_eos": True},
+                seed=i,
             )
         )
         fin = [ch.choices[0].finish_reason for ch in chunks if ch.choices and ch.choices[0].finish_reason]
@@ -234,10 +255,18 @@ def test_metrics_counters_move(tiny_server, client):
     after = scrape()
     ep = 'endpoint="/v1/chat/completions",code="200"'
     assert _metric(after, "dsdeploy_requests_total", ep) == _metric(before, "dsdeploy_requests_total", ep) + 1
-    assert _metric(after, "dsdeploy_generation_tokens_total") == _metric(before, "dsdeploy_generation_tokens_total") + 10
+    assert (
+        _metric(after, "dsdeploy_generation_tokens_total") == _metric(before, "dsdeploy_generation_tokens_total") + 10
+    )
     assert _metric(after, "dsdeploy_prompt_tokens_total") > _metric(before, "dsdeploy_prompt_tokens_total")
-    assert _metric(after, "dsdeploy_time_to_first_token_seconds_count") == _metric(before, "dsdeploy_time_to_first_token_seconds_count") + 1
-    assert _metric(after, "dsdeploy_time_per_output_token_seconds_count") == _metric(before, "dsdeploy_time_per_output_token_seconds_count") + 1
+    assert (
+        _metric(after, "dsdeploy_time_to_first_token_seconds_count")
+        == _metric(before, "dsdeploy_time_to_first_token_seconds_count") + 1
+    )
+    assert (
+        _metric(after, "dsdeploy_time_per_output_token_seconds_count")
+        == _metric(before, "dsdeploy_time_per_output_token_seconds_count") + 1
+    )
     assert "dsdeploy_requests_running" in after and "dsdeploy_engine_slots_alive 2.0" in after
     # the engine's part of the TTFT: counted once, positive, and never more than the whole TTFT
     pf = "dsdeploy_request_prefill_time_seconds"
@@ -254,7 +283,10 @@ def test_unknown_path_gets_openai_error_body(tiny_server):
 
 
 def test_prompt_with_a_lone_surrogate_is_a_400(tiny_server):
-    r = httpx.post(tiny_server.base_url + "/v1/completions", content=b'{"prompt": "a\\ud800", "max_tokens": 1}',
-                   headers={**tiny_server.headers, "Content-Type": "application/json"})
+    r = httpx.post(
+        tiny_server.base_url + "/v1/completions",
+        content=b'{"prompt": "a\\ud800", "max_tokens": 1}',
+        headers={**tiny_server.headers, "Content-Type": "application/json"},
+    )
     assert r.status_code == 400, r.text
     assert r.json()["error"]["code"] == "invalid_value" and "not valid Unicode" in r.json()["error"]["message"]

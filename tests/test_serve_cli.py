@@ -16,7 +16,10 @@ from dsdeploy.serve.settings import ServeSettings, is_loopback
 def _serve(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "dsdeploy.cli.main", "serve", *args],
-        capture_output=True, text=True, timeout=60, env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
 
 
@@ -82,7 +85,6 @@ def test_engine_without_launcher_module_is_a_user_error(monkeypatch, tmp_path):
     monkeypatch.setattr(external.importlib, "import_module", fake)
     with pytest.raises(UserError, match="no launcher"):
         external.run_external("vllm", tmp_path, "127.0.0.1", 8000, "m", 2048, None)
-
 
 
 def _loop_factories():

@@ -7,7 +7,6 @@ import socket
 import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -41,12 +40,21 @@ def fake_server(tmp_path_factory):
     worker.write_text(FAKE_WORKER)
     model = d / "m.gguf"
     model.write_bytes(b"GGUF")
-    s = ServeSettings(model_path=model, served_name="fake", api_key="k", n_ctx=100, parallel=1,
-                      max_tokens_limit=60, max_prompt_tokens=50, max_concurrency=2)
+    s = ServeSettings(
+        model_path=model,
+        served_name="fake",
+        api_key="k",
+        n_ctx=100,
+        parallel=1,
+        max_tokens_limit=60,
+        max_prompt_tokens=50,
+        max_concurrency=2,
+    )
     import os
 
-    pool = EnginePool([sys.executable, str(worker)], s.parallel, s.max_concurrency,
-                      env=dict(os.environ, FAKE_DELAY="0.01"))
+    pool = EnginePool(
+        [sys.executable, str(worker)], s.parallel, s.max_concurrency, env=dict(os.environ, FAKE_DELAY="0.01")
+    )
     app = create_app(s, BytePrompt(), pool)
     with socket.socket() as so:
         so.bind(("127.0.0.1", 0))
@@ -81,9 +89,15 @@ def test_chat_and_completion_shapes(client):
 
 
 def test_stream_with_usage(client):
-    chunks = list(client.chat.completions.create(
-        model="fake", messages=[{"role": "user", "content": "hi"}], max_tokens=7, stream=True,
-        stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model="fake",
+            messages=[{"role": "user", "content": "hi"}],
+            max_tokens=7,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert chunks[0].choices[0].delta.role == "assistant"
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "x" * 7
     assert chunks[-1].usage.completion_tokens == 7 and chunks[-1].choices == []
@@ -107,19 +121,30 @@ def test_errors(fake_server, client):
         client.completions.create(model="other", prompt="a", max_tokens=1)
     r = httpx.post(fake_server + "/v1/completions", json={"prompt": "a"})
     assert r.status_code == 401
-    r = httpx.post(fake_server + "/v1/completions", headers={"Authorization": "Bearer k", "x-request-id": "??"},
-                   json={"prompt": "a", "max_tokens": 1})
+    r = httpx.post(
+        fake_server + "/v1/completions",
+        headers={"Authorization": "Bearer k", "x-request-id": "??"},
+        json={"prompt": "a", "max_tokens": 1},
+    )
     assert r.status_code == 200 and r.headers["x-request-id"] == "??"
 
 
 def test_disconnect_frees_slot_and_429(fake_server, client):
-    with httpx.stream("POST", fake_server + "/v1/completions", headers={"Authorization": "Bearer k"},
-                      json={"prompt": "a", "max_tokens": 60, "stream": True}) as r:
+    with httpx.stream(
+        "POST",
+        fake_server + "/v1/completions",
+        headers={"Authorization": "Bearer k"},
+        json={"prompt": "a", "max_tokens": 60, "stream": True},
+    ) as r:
         it = r.iter_bytes()
         next(it)
         # one running; a second admitted (queued); a third is over --max-concurrency
-        with httpx.stream("POST", fake_server + "/v1/completions", headers={"Authorization": "Bearer k"},
-                          json={"prompt": "a", "max_tokens": 60, "stream": True}) as r2:
+        with httpx.stream(
+            "POST",
+            fake_server + "/v1/completions",
+            headers={"Authorization": "Bearer k"},
+            json={"prompt": "a", "max_tokens": 60, "stream": True},
+        ):
             with pytest.raises(openai.RateLimitError):
                 client.completions.create(model="fake", prompt="a", max_tokens=1)
     deadline = time.monotonic() + 2
@@ -151,8 +176,11 @@ def test_internal_error_on_the_direct_path_is_a_500_and_logged(fake_server, capl
     import logging
 
     with caplog.at_level(logging.ERROR, logger="uvicorn.error"):
-        r = httpx.post(fake_server + "/v1/completions", content=b'{"prompt": "a\\ud800", "max_tokens": 1}',
-                       headers={"Authorization": "Bearer k", "Content-Type": "application/json"})
+        r = httpx.post(
+            fake_server + "/v1/completions",
+            content=b'{"prompt": "a\\ud800", "max_tokens": 1}',
+            headers={"Authorization": "Bearer k", "Content-Type": "application/json"},
+        )
     assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
     assert any(rec.exc_info and "UnicodeEncodeError" in rec.exc_info[0].__name__ for rec in caplog.records)
 
@@ -161,7 +189,11 @@ def test_chat_role_chunk_is_not_sent_before_the_first_token(fake_server):
     """The role-only chunk used to go out before the prefill, so anything that times the first
     chunk (dsdeploy bench, vLLM's bench) measured ~0 TTFT. It now travels in the same write as
     the first token: the first bytes of the body hold both."""
-    with httpx.stream("POST", fake_server + "/v1/chat/completions", headers={"Authorization": "Bearer k"},
-                      json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": True}) as r:
+    with httpx.stream(
+        "POST",
+        fake_server + "/v1/chat/completions",
+        headers={"Authorization": "Bearer k"},
+        json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": True},
+    ) as r:
         first = next(r.iter_raw())
     assert b'"role":"assistant"' in first and b'"content":"x"' in first

@@ -18,8 +18,16 @@ MODEL = "tiny-deepseek"
 def limited(serve_factory):
     """One slot, one admitted request, small token limits."""
     return serve_factory(
-        "--parallel", "1", "--max-concurrency", "1", "--max-tokens-limit", "1500",
-        "--max-prompt-tokens", "32", "--n-ctx", "2048",
+        "--parallel",
+        "1",
+        "--max-concurrency",
+        "1",
+        "--max-tokens-limit",
+        "1500",
+        "--max-prompt-tokens",
+        "32",
+        "--n-ctx",
+        "2048",
     )
 
 
@@ -60,7 +68,9 @@ def test_max_tokens_over_limit_is_400(lclient):
     err = _error_shape(e.value)
     assert err["param"] == "max_tokens" and err["code"] == "max_tokens_too_large"
     with pytest.raises(openai.BadRequestError) as e:
-        lclient.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "a"}], max_completion_tokens=5000)
+        lclient.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "a"}], max_completion_tokens=5000
+        )
     assert _error_shape(e.value)["param"] == "max_completion_tokens"
 
 
@@ -123,4 +133,10 @@ def test_over_concurrency_is_429_and_disconnect_frees_the_slot(limited, lclient)
     assert r.usage.completion_tokens == 3
     m = httpx.get(limited.base_url + "/metrics").text
     assert "dsdeploy_requests_aborted_total 1.0" in m
-    assert any(l.startswith("dsdeploy_requests_total{") and 'code="429"' in l and 'endpoint="/v1/completions"' in l and l.endswith(" 1.0") for l in m.splitlines())
+    assert any(
+        l.startswith("dsdeploy_requests_total{")
+        and 'code="429"' in l
+        and 'endpoint="/v1/completions"' in l
+        and l.endswith(" 1.0")
+        for l in m.splitlines()
+    )

@@ -16,7 +16,7 @@ from dsdeploy.serve.errors import APIError
 from dsdeploy.serve.pool import CRASHED, EnginePool
 
 FAKE_WORKER = textwrap.dedent(
-    '''
+    """
     import json, os, sys, threading, time, queue
     out = os.dup(1); os.dup2(2, 1)
     def emit(o): os.write(out, (json.dumps(o) + "\\n").encode())
@@ -48,7 +48,7 @@ FAKE_WORKER = textwrap.dedent(
             time.sleep(m.get("delay", float(os.environ.get("FAKE_DELAY", "0.002")))); n += 1
             emit({"i": m["id"], "t": "x"})
         emit({"i": m["id"], "e": fin, "n": n, "t": ""})
-    '''
+    """
 )
 
 
@@ -60,7 +60,7 @@ def worker_argv(tmp_path):
 
 
 async def _drain(job, timeout=10.0):
-    text, end = "", None
+    text = ""
     while True:
         ev = await asyncio.wait_for(job.events.get(), timeout)
         if CRASHED in ev:
@@ -167,8 +167,7 @@ def test_short_form_token_lines_batched_in_one_write(tmp_path):
     p.write_text(FAKE_WORKER)
 
     async def main():
-        pool = EnginePool([sys.executable, str(p)], parallel=1, max_concurrency=4,
-                          env=dict(os.environ, FAKE_FAST="1"))
+        pool = EnginePool([sys.executable, str(p)], parallel=1, max_concurrency=4, env=dict(os.environ, FAKE_FAST="1"))
         await pool.start()
         try:
             a = pool.submit({"max_tokens": 6})
@@ -191,8 +190,7 @@ def test_event_view_decodes_short_form(tmp_path):
     p.write_text(FAKE_WORKER)
 
     async def main():
-        pool = EnginePool([sys.executable, str(p)], parallel=1, max_concurrency=4,
-                          env=dict(os.environ, FAKE_FAST="1"))
+        pool = EnginePool([sys.executable, str(p)], parallel=1, max_concurrency=4, env=dict(os.environ, FAKE_FAST="1"))
         await pool.start()
         try:
             text, end = await _drain(pool.submit({"max_tokens": 4}))

@@ -84,7 +84,11 @@ def test_sigterm_drains_running_stream_then_exits(serve_factory):
     srv = serve_factory("--parallel", "1", "--threads", "1")
     client = openai.OpenAI(base_url=srv.base_url + "/v1", api_key=srv.api_key, max_retries=0, timeout=60)
     stream = client.completions.create(
-        model=MODEL, prompt="a", max_tokens=400, stream=True, extra_body={"ignore_eos": True},
+        model=MODEL,
+        prompt="a",
+        max_tokens=400,
+        stream=True,
+        extra_body={"ignore_eos": True},
         stream_options={"include_usage": True},
     )
     it = iter(stream)
@@ -109,9 +113,25 @@ def test_sigterm_stops_the_server_even_when_its_stderr_reader_is_gone(tmp_path):
     pytest.importorskip("llama_cpp")
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dsdeploy.cli.main", "serve", "--model", str(serve_model_path()),
-         "--port", str(port), "--api-key", "k", "--parallel", "1", "--threads", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "dsdeploy.cli.main",
+            "serve",
+            "--model",
+            str(serve_model_path()),
+            "--port",
+            str(port),
+            "--api-key",
+            "k",
+            "--parallel",
+            "1",
+            "--threads",
+            "1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 120

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import codecs
 import json
-from pathlib import Path
 
+import gguf
 import numpy as np
 import pytest
 
-import gguf
 from dsdeploy.tinymodel import default_gguf_path, default_hf_path
 from dsdeploy.tinymodel.gguf_writer import convert_hf_to_gguf, read_safetensors
 
@@ -37,8 +36,13 @@ def _field(reader: gguf.GGUFReader, key: str):
 
 def test_artifacts_exist_and_are_small():
     hf = default_hf_path()
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-                 "generation_config.json"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+    ):
         assert (hf / name).is_file(), name
     assert default_gguf_path().is_file()
     art = default_gguf_path().parent
@@ -116,10 +120,18 @@ def test_gguf_tensor_names_are_deepseek2(reader, hf_config):
         base = n.rsplit(".", 1)[0]
         assert base in valid, n
     first_moe = hf_config["first_k_dense_replace"]
-    for must in ("token_embd.weight", "output.weight", "output_norm.weight",
-                 "blk.0.attn_k_b.weight", "blk.0.attn_v_b.weight", "blk.0.ffn_gate.weight",
-                 f"blk.{first_moe}.ffn_gate_exps.weight", f"blk.{first_moe}.ffn_down_shexp.weight",
-                 f"blk.{first_moe}.exp_probs_b.bias", f"blk.{first_moe}.ffn_gate_inp.weight"):
+    for must in (
+        "token_embd.weight",
+        "output.weight",
+        "output_norm.weight",
+        "blk.0.attn_k_b.weight",
+        "blk.0.attn_v_b.weight",
+        "blk.0.ffn_gate.weight",
+        f"blk.{first_moe}.ffn_gate_exps.weight",
+        f"blk.{first_moe}.ffn_down_shexp.weight",
+        f"blk.{first_moe}.exp_probs_b.bias",
+        f"blk.{first_moe}.ffn_gate_inp.weight",
+    ):
         assert must in names, must
     assert "blk.0.attn_kv_b.weight" not in names
 
@@ -142,8 +154,9 @@ def test_gguf_tensors_match_hf_weights(reader, hf_config):
     np.testing.assert_allclose(deq("blk.0.attn_v_b.weight"), kv_b[:, nope:, :], atol=2e-3)
     e3 = w[f"model.layers.{L}.mlp.experts.3.down_proj.weight"]
     np.testing.assert_allclose(deq(f"blk.{L}.ffn_down_exps.weight")[3], e3, atol=2e-3)
-    np.testing.assert_array_equal(deq(f"blk.{L}.exp_probs_b.bias"),
-                                  w[f"model.layers.{L}.mlp.gate.e_score_correction_bias"])
+    np.testing.assert_array_equal(
+        deq(f"blk.{L}.exp_probs_b.bias"), w[f"model.layers.{L}.mlp.gate.e_score_correction_bias"]
+    )
     assert np.abs(w[f"model.layers.{L}.mlp.gate.e_score_correction_bias"]).max() > 0
 
 
@@ -174,8 +187,13 @@ def test_writer_f32_is_exact_and_rejects_missing_scoring_func(tmp_path):
 @pytest.fixture(scope="module")
 def llm():
     llama_cpp = pytest.importorskip("llama_cpp")
-    return llama_cpp.Llama(model_path=str(default_gguf_path()), n_ctx=512, n_threads=1,  # 1 thread: llama.cpp spin-waits badly on a busy 2-core box
-                           seed=0, verbose=False)
+    return llama_cpp.Llama(
+        model_path=str(default_gguf_path()),
+        n_ctx=512,
+        n_threads=1,  # 1 thread: llama.cpp spin-waits badly on a busy 2-core box
+        seed=0,
+        verbose=False,
+    )
 
 
 def _valid_utf8_prefix(data: bytes) -> str:
@@ -223,8 +241,9 @@ def test_llama_cpp_streaming_equals_the_whole_completion(llm):
     """Streaming 64 greedy tokens gives, piece by piece, exactly the non-streamed completion (no
     piece lost or repeated at UTF-8 boundaries). Speed is not asserted here."""
     whole = llm.create_completion("import ", max_tokens=64, temperature=0.0)["choices"][0]["text"]
-    pieces = [c["choices"][0]["text"] for c in llm.create_completion(
-        "import ", max_tokens=64, temperature=0.0, stream=True)]
+    pieces = [
+        c["choices"][0]["text"] for c in llm.create_completion("import ", max_tokens=64, temperature=0.0, stream=True)
+    ]
     assert len(pieces) > 1 and "".join(pieces) == whole and whole
 
 
@@ -232,7 +251,8 @@ def test_llama_cpp_streaming_equals_the_whole_completion(llm):
 def test_llama_cpp_chat_completion(llm):
     r = llm.create_chat_completion(
         messages=[{"role": "user", "content": "What does the function textwrap.dedent do?"}],
-        max_tokens=32, temperature=0.0,
+        max_tokens=32,
+        temperature=0.0,
     )
     assert isinstance(r["choices"][0]["message"]["content"], str)
     assert r["usage"]["completion_tokens"] > 0
@@ -243,7 +263,9 @@ def test_llama_cpp_tokenizes_like_hf(llm):
     """llama.cpp's gpt-2 pre-tokenizer + our merges give the tokenizer.json ids."""
     tokenizers = pytest.importorskip("tokenizers")
     hf = tokenizers.Tokenizer.from_file(str(default_hf_path() / "tokenizer.json"))
-    for text in ("def main(argv: list[str]) -> int:\n    return 0\n",
-                 "Hello, world! It's 2026; KV-cache = 3.5 GiB.",
-                 "  indented\n\n\ttabs and unicode: héllo → ok"):
+    for text in (
+        "def main(argv: list[str]) -> int:\n    return 0\n",
+        "Hello, world! It's 2026; KV-cache = 3.5 GiB.",
+        "  indented\n\n\ttabs and unicode: héllo → ok",
+    ):
         assert llm.tokenize(text.encode(), add_bos=True, special=False) == hf.encode(text).ids, text

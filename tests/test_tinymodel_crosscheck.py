@@ -38,8 +38,9 @@ def _hf_logits(ids: list[int]) -> np.ndarray:
 
 
 def _llama_logits(path, ids: list[int], **kw) -> np.ndarray:
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=256, n_batch=256, n_threads=2,
-                          logits_all=True, seed=0, verbose=False, **kw)
+    llm = llama_cpp.Llama(
+        model_path=str(path), n_ctx=256, n_batch=256, n_threads=2, logits_all=True, seed=0, verbose=False, **kw
+    )
     llm.eval(ids)
     return np.array(llm.scores[: len(ids)], dtype=np.float32)
 
@@ -77,8 +78,9 @@ def test_shipped_q8_gguf_is_close(ids, hf_logits):
     diff = float(np.abs(ll - hf_logits).max())
     agree = float((ll.argmax(-1) == hf_logits.argmax(-1)).mean())
     scale = float(np.abs(hf_logits).max())
-    print(f"q8_0 GGUF vs transformers: max |dlogit| = {diff:.2e} (max |logit| {scale:.1f}), "
-          f"argmax agreement {agree:.2%}")
+    print(
+        f"q8_0 GGUF vs transformers: max |dlogit| = {diff:.2e} (max |logit| {scale:.1f}), argmax agreement {agree:.2%}"
+    )
     assert diff < Q8_REL_TOL * scale
     assert agree >= 0.9
 
@@ -87,8 +89,12 @@ def test_greedy_continuations_agree(f32_gguf, ids):
     """HF generate and llama.cpp greedy decoding (f32 GGUF) produce the same tokens."""
     model = transformers.DeepseekV3ForCausalLM.from_pretrained(default_hf_path(), dtype=torch.float32)
     with torch.no_grad():
-        hf_out = model.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                max_new_tokens=16, do_sample=False)[0, len(ids):].tolist()
+        hf_out = model.generate(
+            torch.tensor([ids]),
+            attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+            max_new_tokens=16,
+            do_sample=False,
+        )[0, len(ids) :].tolist()
     llm = llama_cpp.Llama(model_path=str(f32_gguf), n_ctx=256, n_threads=2, seed=0, verbose=False)
     ll_out: list[int] = []
     for t in llm.generate(ids, temp=0.0, top_k=1, reset=True):

@@ -44,8 +44,9 @@ def vllm_server():
     spec = engine.local_launch(model_dir, "127.0.0.1", port, "tiny-deepseek", 2048)
     env = dict(os.environ, **{k: str(v) for k, v in spec.env.items()})
     log = tempfile.NamedTemporaryFile(prefix="vllm-", suffix=".log", delete=False)
-    proc = subprocess.Popen([str(a) for a in spec.argv], env=env, stdout=log, stderr=subprocess.STDOUT,
-                            cwd=ROOT, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(a) for a in spec.argv], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 600
     try:
@@ -80,7 +81,11 @@ def test_vllm_serves_tiny_model_with_openai_client(vllm_server):
     assert r.usage.completion_tokens > 0 and isinstance(r.choices[0].message.content, str)
     chunks = list(
         client.completions.create(
-            model="tiny-deepseek", prompt="import ", max_tokens=12, stream=True, extra_body={"ignore_eos": True},
+            model="tiny-deepseek",
+            prompt="import ",
+            max_tokens=12,
+            stream=True,
+            extra_body={"ignore_eos": True},
             stream_options={"include_usage": True},
         )
     )

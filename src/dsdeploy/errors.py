@@ -17,6 +17,4 @@ def unknown_id(kind: str, value: str, known: list[str]) -> UserError:
     """An error for an unknown catalog id that lists the closest known ids."""
     close = difflib.get_close_matches(value, known, n=4, cutoff=0.4)
     hint = f" Did you mean: {', '.join(close)}?" if close else ""
-    return UserError(
-        f"unknown {kind} '{value}'.{hint} Known {kind} ids: {', '.join(sorted(known))}"
-    )
+    return UserError(f"unknown {kind} '{value}'.{hint} Known {kind} ids: {', '.join(sorted(known))}")

@@ -204,9 +204,7 @@ def relative_difference(measured: float | None, predicted: float | None) -> floa
     return (measured - predicted) / predicted
 
 
-def calibrate_words(
-    words_a: int, tokens_a: int, words_b: int, tokens_b: int, target_tokens: int
-) -> int:
+def calibrate_words(words_a: int, tokens_a: int, words_b: int, tokens_b: int, target_tokens: int) -> int:
     """Words needed for ``target_tokens`` prompt tokens, from two (words, tokens) probes.
 
     Fits tokens = overhead + slope * words through the two probes (the overhead is the chat
@@ -223,9 +221,7 @@ def calibrate_words(
     return max(1, round((target_tokens - overhead) / slope))
 
 
-def poisson_arrivals(
-    n: int, rate: float, rng, constant: bool = False, normalize: bool = True
-) -> list[float]:
+def poisson_arrivals(n: int, rate: float, rng, constant: bool = False, normalize: bool = True) -> list[float]:
     """Send times (s from level start) of ``n`` requests at ``rate`` req/s.
 
     Poisson: exponential gaps (vLLM's gamma with burstiness 1); constant: gaps of 1/rate. As in

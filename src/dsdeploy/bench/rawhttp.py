@@ -255,7 +255,7 @@ class RawClient:
             except asyncio.CancelledError:
                 res.error_type = "cancelled"
                 return res
-            except (asyncio.TimeoutError, TimeoutError):
+            except TimeoutError:
                 res.error_type, res.error = "timeout", "connect timeout"
                 return res
             except OSError as exc:

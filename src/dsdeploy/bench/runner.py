@@ -178,7 +178,9 @@ class Runner:
             try:
                 r = await c.get(self.base + "/v1/models", headers=self.headers, timeout=min(self.cfg.timeout_s, 10.0))
             except httpx.ConnectError as exc:
-                raise UserError(f"cannot connect to {self.base}: {exc or 'connection refused'}. Is the server running?") from None
+                raise UserError(
+                    f"cannot connect to {self.base}: {exc or 'connection refused'}. Is the server running?"
+                ) from None
             except httpx.TimeoutException:
                 raise UserError(f"{self.base} did not answer within {min(self.cfg.timeout_s, 10.0):g} s") from None
             except httpx.HTTPError as exc:
@@ -225,8 +227,7 @@ class Runner:
             ra = await self._one(random_words(words_a, rng), 1)
             if ra.success:
                 self.log(
-                    "warning: the server rejected min_tokens/ignore_eos; output length is not "
-                    "fixed (max_tokens only)"
+                    "warning: the server rejected min_tokens/ignore_eos; output length is not fixed (max_tokens only)"
                 )
         if not ra.success:
             raise UserError(
@@ -296,7 +297,9 @@ class Runner:
         finally:
             self._tasks.difference_update(tasks)
 
-    async def _rate_level(self, rate: float, cap: int | None, n: int | None, deadline: float | None, sink, base_i: int, start: float):
+    async def _rate_level(
+        self, rate: float, cap: int | None, n: int | None, deadline: float | None, sink, base_i: int, start: float
+    ):
         sem = asyncio.Semaphore(cap) if cap else None
         rng = random.Random(self.cfg.seed + 1)
         constant = self.cfg.arrival == "constant"
@@ -322,11 +325,13 @@ class Runner:
         if n is not None:
             times = iter(poisson_arrivals(n, rate, rng, constant=constant, normalize=True))
         else:
+
             def gen():
                 t = 0.0
                 while True:
                     t += 1.0 / rate if constant else rng.expovariate(rate)
                     yield t
+
             times = gen()
         for i, t in enumerate(times):
             if self.stopped:

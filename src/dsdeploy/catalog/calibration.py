@@ -32,16 +32,23 @@ def parse_calibration(raw: dict, where: str) -> Calibration:
             raise UserError(f"{where}: group {i} 'layer_overhead_us' must be ≥ 0 (microseconds)")
         groups.append(
             GroupParams(
-                engine=str(g["engine"]), hw_class=str(g["hw_class"]), bw_eff=float(g["bw_eff"]),
-                compute_eff=float(g["compute_eff"]), layer_overhead_us=float(g["layer_overhead_us"]),
+                engine=str(g["engine"]),
+                hw_class=str(g["hw_class"]),
+                bw_eff=float(g["bw_eff"]),
+                compute_eff=float(g["compute_eff"]),
+                layer_overhead_us=float(g["layer_overhead_us"]),
                 prefill_compute_eff=float(g.get("prefill_compute_eff", 0.0)),
-                rows=int(g.get("rows", 0)), band=float(g.get("band", 0.5)), source=str(g.get("source", where)),
+                rows=int(g.get("rows", 0)),
+                band=float(g.get("band", 0.5)),
+                source=str(g.get("source", where)),
             )
         )
     meta = raw.get("meta", {})
     return Calibration(
-        groups=tuple(groups), fitted_on=str(meta.get("fitted_on", "")),
-        default_band=float(meta.get("default_band", 1.0)), meta=meta,
+        groups=tuple(groups),
+        fitted_on=str(meta.get("fitted_on", "")),
+        default_band=float(meta.get("default_band", 1.0)),
+        meta=meta,
     )
 
 
@@ -71,10 +78,15 @@ def calibration_to_toml(cal: Calibration) -> str:
         "meta": {**cal.meta, "fitted_on": cal.fitted_on, "default_band": cal.default_band},
         "group": [
             {
-                "engine": g.engine, "hw_class": g.hw_class, "bw_eff": round(g.bw_eff, 4),
-                "compute_eff": round(g.compute_eff, 5), "prefill_compute_eff": round(g.prefill_eff, 5),
+                "engine": g.engine,
+                "hw_class": g.hw_class,
+                "bw_eff": round(g.bw_eff, 4),
+                "compute_eff": round(g.compute_eff, 5),
+                "prefill_compute_eff": round(g.prefill_eff, 5),
                 "layer_overhead_us": round(g.layer_overhead_us, 2),
-                "rows": g.rows, "band": round(g.band, 3), "source": g.source,
+                "rows": g.rows,
+                "band": round(g.band, 3),
+                "source": g.source,
             }
             for g in cal.groups
         ],

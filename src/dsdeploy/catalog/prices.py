@@ -163,7 +163,7 @@ UNITS: dict[tuple[str, str], str] = {
     ("fx", "cny_per_usd"): f"CNY per USD as {_FIG}",
     ("accelerator", "purchase"): f"money per device as {_MONEY}",
     ("accelerator", "rent_hour"): f"money per GPU-hour as {_MONEY}",
-    ("accelerator", "server"): "a [server] class id (string), e.g. \"hgx-8gpu\"",
+    ("accelerator", "server"): 'a [server] class id (string), e.g. "hgx-8gpu"',
     ("server", "purchase"): f"money per server (host only) as {_MONEY}",
     ("server", "gpus_per_server"): "accelerators per server (integer ≥ 0)",
     ("cpu", "purchase"): f"money per CPU socket as {_MONEY}",
@@ -247,7 +247,9 @@ def parse_prices(raw: dict, origin: str = "prices.toml") -> PriceCatalog:
         raise UserError(_format_errors(exc, origin)) from None
     for name, fig in cat.pue.items():
         if fig.value < 1:
-            raise UserError(f"price file {origin} is invalid: pue.{name}.value = {fig.value:g} (expected {UNITS[('pue', '')]})")
+            raise UserError(
+                f"price file {origin} is invalid: pue.{name}.value = {fig.value:g} (expected {UNITS[('pue', '')]})"
+            )
     if cat.fx.cny_per_usd.value <= 0:
         raise UserError(f"price file {origin} is invalid: fx.cny_per_usd.value must be > 0 (expected CNY per USD)")
     for aid, a in cat.accelerator.items():
@@ -288,7 +290,7 @@ class PriceBook:
     fx_source: str = ""
 
     @classmethod
-    def build(cls, catalog: PriceCatalog, currency: str = "USD", fx_rate: float | None = None) -> "PriceBook":
+    def build(cls, catalog: PriceCatalog, currency: str = "USD", fx_rate: float | None = None) -> PriceBook:
         cur = currency.upper()
         if cur not in CURRENCIES:
             raise UserError(f"--currency must be USD or CNY, not '{currency}'")
@@ -313,7 +315,7 @@ class PriceBook:
         if a is None:
             raise UserError(
                 f"no price for accelerator '{acc_id}' in the price catalog; add "
-                f"[accelerator.\"{acc_id}\"] with server = \"...\" and purchase = {_MONEY} to a --prices file"
+                f'[accelerator."{acc_id}"] with server = "..." and purchase = {_MONEY} to a --prices file'
             )
         return a
 

@@ -212,4 +212,6 @@ class Engine(BaseModel):
     # Hugging Face checkpoint, the GGUF/AMX weights hold only the CPU experts).
     gpu_weights: Literal["same", "native"] = "same"
     gpu_weights_source: str = ""
-    cpu_kernels_source: str = "llama.cpp ggml-cpu quantized dot products use AVX-512 VNNI / AVX2 / NEON (ggml/src/ggml-cpu)"
+    cpu_kernels_source: str = (
+        "llama.cpp ggml-cpu quantized dot products use AVX-512 VNNI / AVX2 / NEON (ggml/src/ggml-cpu)"
+    )

@@ -9,7 +9,6 @@ import datetime as _dt
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -101,43 +100,53 @@ def register(app: typer.Typer) -> None:
     @app.command("bench")
     def bench(
         url: str = typer.Argument(..., help="Server base URL, e.g. http://127.0.0.1:8000"),
-        endpoint: str = typer.Option("completions", help="completions (/v1/completions) or chat (/v1/chat/completions)"),
-        model: Optional[str] = typer.Option(None, help="Served model name (default: first of /v1/models)"),
-        api_key: Optional[str] = typer.Option(None, envvar="OPENAI_API_KEY", help="Bearer token"),
-        concurrency: Optional[str] = typer.Option(None, help="Fixed-concurrency levels, e.g. 1,4,16 (default 1); with --request-rate: the concurrency cap"),
-        request_rate: Optional[str] = typer.Option(None, help="Request-rate levels in req/s, e.g. 2,8 (instead of fixed concurrency)"),
+        endpoint: str = typer.Option(
+            "completions", help="completions (/v1/completions) or chat (/v1/chat/completions)"
+        ),
+        model: str | None = typer.Option(None, help="Served model name (default: first of /v1/models)"),
+        api_key: str | None = typer.Option(None, envvar="OPENAI_API_KEY", help="Bearer token"),
+        concurrency: str | None = typer.Option(
+            None, help="Fixed-concurrency levels, e.g. 1,4,16 (default 1); with --request-rate: the concurrency cap"
+        ),
+        request_rate: str | None = typer.Option(
+            None, help="Request-rate levels in req/s, e.g. 2,8 (instead of fixed concurrency)"
+        ),
         arrival: str = typer.Option("poisson", help="Arrivals for --request-rate: poisson or constant"),
-        num_requests: Optional[int] = typer.Option(None, help="Requests per level (default max(16, 4 x concurrency))"),
-        duration: Optional[float] = typer.Option(None, help="Seconds per level (no new request after it)"),
-        input_len: Optional[int] = typer.Option(None, help="Prompt tokens per request (default 128, or the plan's)"),
-        output_len: Optional[int] = typer.Option(None, help="Output tokens per request (default 128, or the plan's)"),
-        tokenizer: Optional[Path] = typer.Option(None, help="tokenizer.json of the served model (needs the tokenizers package)"),
+        num_requests: int | None = typer.Option(None, help="Requests per level (default max(16, 4 x concurrency))"),
+        duration: float | None = typer.Option(None, help="Seconds per level (no new request after it)"),
+        input_len: int | None = typer.Option(None, help="Prompt tokens per request (default 128, or the plan's)"),
+        output_len: int | None = typer.Option(None, help="Output tokens per request (default 128, or the plan's)"),
+        tokenizer: Path | None = typer.Option(
+            None, help="tokenizer.json of the served model (needs the tokenizers package)"
+        ),
         warmup: int = typer.Option(1, help="Warm-up requests before the first level (not measured)"),
         timeout: float = typer.Option(300.0, help="Seconds without a byte from the server before a request fails"),
-        slo_ttft_ms: Optional[float] = typer.Option(None, help="Goodput SLO on TTFT (ms)"),
-        slo_tpot_ms: Optional[float] = typer.Option(None, help="Goodput SLO on TPOT (ms)"),
+        slo_ttft_ms: float | None = typer.Option(None, help="Goodput SLO on TTFT (ms)"),
+        slo_tpot_ms: float | None = typer.Option(None, help="Goodput SLO on TPOT (ms)"),
         seed: int = typer.Option(0, help="Seed for prompts and arrivals"),
-        fixed_output: bool = typer.Option(True, "--fixed-output/--no-fixed-output", help="Send min_tokens and ignore_eos"),
+        fixed_output: bool = typer.Option(
+            True, "--fixed-output/--no-fixed-output", help="Send min_tokens and ignore_eos"
+        ),
         transport: str = typer.Option("raw", help="raw (asyncio HTTP/1.1 client, fast) or httpx"),
         as_json: bool = typer.Option(False, "--json", help="Print JSON to stdout (no table, no progress)"),
-        record: Optional[Path] = typer.Option(None, help="Append scenario-schema rows to this CSV"),
-        plan: Optional[Path] = typer.Option(None, help="plan.json from `dsdeploy plan --json`: deployment + predictions"),
-        deploy_model: Optional[str] = typer.Option(None, help="[record] model id, e.g. deepseek-r1"),
-        weights: Optional[str] = typer.Option(None, help="[record] weight format id"),
-        kv_dtype: Optional[str] = typer.Option(None, help="[record] KV-cache dtype id"),
-        engine: Optional[str] = typer.Option(None, help="[record] engine id"),
-        accelerator: Optional[str] = typer.Option(None, help="[record] accelerator id"),
-        count: Optional[int] = typer.Option(None, help="[record] accelerators per node"),
-        nodes: Optional[int] = typer.Option(None, help="[record] nodes"),
-        cpu: Optional[str] = typer.Option(None, help="[record] CPU id"),
-        cpu_sockets: Optional[int] = typer.Option(None, help="[record] CPU sockets"),
-        dram: Optional[str] = typer.Option(None, help="[record] DRAM, e.g. ddr5-4800x8"),
-        placement: Optional[str] = typer.Option(None, help="[record] gpu, experts-on-cpu, layer-split, cpu, unified"),
-        tp: Optional[int] = typer.Option(None, help="[record] tensor parallel"),
-        pp: Optional[int] = typer.Option(None, help="[record] pipeline parallel"),
-        ep: Optional[int] = typer.Option(None, help="[record] expert parallel"),
-        dp_attention: Optional[int] = typer.Option(None, help="[record] attention data parallel"),
-        mtp: Optional[int] = typer.Option(None, help="[record] 1 if MTP/speculative decoding on"),
+        record: Path | None = typer.Option(None, help="Append scenario-schema rows to this CSV"),
+        plan: Path | None = typer.Option(None, help="plan.json from `dsdeploy plan --json`: deployment + predictions"),
+        deploy_model: str | None = typer.Option(None, help="[record] model id, e.g. deepseek-r1"),
+        weights: str | None = typer.Option(None, help="[record] weight format id"),
+        kv_dtype: str | None = typer.Option(None, help="[record] KV-cache dtype id"),
+        engine: str | None = typer.Option(None, help="[record] engine id"),
+        accelerator: str | None = typer.Option(None, help="[record] accelerator id"),
+        count: int | None = typer.Option(None, help="[record] accelerators per node"),
+        nodes: int | None = typer.Option(None, help="[record] nodes"),
+        cpu: str | None = typer.Option(None, help="[record] CPU id"),
+        cpu_sockets: int | None = typer.Option(None, help="[record] CPU sockets"),
+        dram: str | None = typer.Option(None, help="[record] DRAM, e.g. ddr5-4800x8"),
+        placement: str | None = typer.Option(None, help="[record] gpu, experts-on-cpu, layer-split, cpu, unified"),
+        tp: int | None = typer.Option(None, help="[record] tensor parallel"),
+        pp: int | None = typer.Option(None, help="[record] pipeline parallel"),
+        ep: int | None = typer.Option(None, help="[record] expert parallel"),
+        dp_attention: int | None = typer.Option(None, help="[record] attention data parallel"),
+        mtp: int | None = typer.Option(None, help="[record] 1 if MTP/speculative decoding on"),
     ) -> None:
         """Load-test an OpenAI-compatible endpoint; metrics as `vllm bench serve` defines them."""
         from dsdeploy.bench import record as rec
@@ -225,7 +234,7 @@ def register(app: typer.Typer) -> None:
             doc["plan_prediction"] = predicted
 
         if record and levels:
-            today = _dt.datetime.now(_dt.timezone.utc)
+            today = _dt.datetime.now(_dt.UTC)
             source = f"dsdeploy bench {normalize_base_url(url)} {today.date().isoformat()}"
             rows = rec.scenario_rows(levels, deployment, source, "bench-" + today.strftime("%Y%m%dt%H%M%S"))
             rec.append_rows(record, rows)
@@ -287,5 +296,3 @@ async def _run(runner, show_progress: bool, err: Console):
             return await runner.sweep(on_level=on_level)
         finally:
             tick.cancel()
-
-

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -18,9 +17,27 @@ from dsdeploy.errors import UserError
 
 
 def build_cost(
-    model=None, weights=None, kv_dtype="bf16", accelerator=None, count=None, nodes=1, engine=None, placement=None,
-    cpu=None, cpu_sockets=1, dram=None, dram_gb=None, input_len=1024, output_len=1024, concurrency=16,
-    prices=None, currency="USD", fx_rate=None, throughput=None, calibration=None, opts=None,
+    model=None,
+    weights=None,
+    kv_dtype="bf16",
+    accelerator=None,
+    count=None,
+    nodes=1,
+    engine=None,
+    placement=None,
+    cpu=None,
+    cpu_sockets=1,
+    dram=None,
+    dram_gb=None,
+    input_len=1024,
+    output_len=1024,
+    concurrency=16,
+    prices=None,
+    currency="USD",
+    fx_rate=None,
+    throughput=None,
+    calibration=None,
+    opts=None,
 ) -> dict:
     """Resolve the deployment like `dsdeploy plan` and return the cost report (a dict)."""
     from dsdeploy.catalog import load_catalog
@@ -32,7 +49,11 @@ def build_cost(
 
     opts = opts or CostOptions()
     opts.validate()
-    for name, v, lo in (("--input-len", input_len, 0), ("--output-len", output_len, 1), ("--concurrency", concurrency, 1)):
+    for name, v, lo in (
+        ("--input-len", input_len, 0),
+        ("--output-len", output_len, 1),
+        ("--concurrency", concurrency, 1),
+    ):
         if v < lo:
             raise UserError(f"{name} must be ≥ {lo}, got {v}")
     book = PriceBook.build(load_prices(prices), currency, fx_rate)
@@ -46,8 +67,20 @@ def build_cost(
         acc = cat.accelerator(acc).id
     n = default_count(cat, acc, count)
     dep = resolve_deployment(
-        cat, model_id, spec, w, kv_dtype=kv_dtype, accelerator=acc, count=n, nodes=nodes, engine=engine,
-        placement=placement, cpu=cpu, cpu_sockets=cpu_sockets, dram=dram, dram_gb=dram_gb,
+        cat,
+        model_id,
+        spec,
+        w,
+        kv_dtype=kv_dtype,
+        accelerator=acc,
+        count=n,
+        nodes=nodes,
+        engine=engine,
+        placement=placement,
+        cpu=cpu,
+        cpu_sockets=cpu_sockets,
+        dram=dram,
+        dram_gb=dram_gb,
     )
     wl = Workload(input_len=input_len, output_len=output_len, concurrency=concurrency)
     mem = plan_memory(dep, wl)
@@ -93,7 +126,9 @@ def render(rep: dict) -> None:
     con.print(f"Cooling: {rep['cooling']['guidance']}")
     if rep["storage_load"]:
         s = rep["storage_load"]
-        con.print(f"Cold start: {s['seconds']:,.0f} s to read the weights at {s['effective_gbs']:g} GB/s ({s['bound']}-bound)")
+        con.print(
+            f"Cold start: {s['seconds']:,.0f} s to read the weights at {s['effective_gbs']:g} GB/s ({s['bound']}-bound)"
+        )
 
     def fmt(x):
         return "n/a" if x is None else f"{x:,.2f}"
@@ -109,7 +144,9 @@ def render(rep: dict) -> None:
     for n in rep["notes"]:
         con.print(f"[yellow]note:[/yellow] {n}")
     if rep["unconfirmed"]:
-        con.print(f"[dim]{len(rep['unconfirmed'])} BOM prices are UNCONFIRMED estimates (see --json 'unconfirmed').[/dim]")
+        con.print(
+            f"[dim]{len(rep['unconfirmed'])} BOM prices are UNCONFIRMED estimates (see --json 'unconfirmed').[/dim]"
+        )
 
 
 def register(app: typer.Typer) -> None:
@@ -141,12 +178,18 @@ def register(app: typer.Typer) -> None:
         staff_fte: opt.StaffFte = None,
         salary: opt.Salary = None,
         maintenance_pct: opt.MaintenancePct = None,
-        throughput: Optional[float] = typer.Option(None, "--throughput", help="Output tokens/s (all users) — overrides the performance model."),
+        throughput: float | None = typer.Option(
+            None, "--throughput", help="Output tokens/s (all users) — overrides the performance model."
+        ),
         api_date: opt.ApiDate = None,
-        api_provider: Optional[str] = typer.Option(None, "--api-provider", help="deepseek (default), together, wavespeed."),
+        api_provider: str | None = typer.Option(
+            None, "--api-provider", help="deepseek (default), together, wavespeed."
+        ),
         api_cache_hit: opt.ApiCacheHit = 0.0,
-        storage: Optional[str] = typer.Option(None, "--storage", help="Drive class for weights: nvme-gen4 (default), nvme-gen5, nvme-gen3, sata-ssd."),
-        drives: Optional[int] = typer.Option(None, "--drives", help="Drives in RAID0 for the cold-start estimate."),
+        storage: str | None = typer.Option(
+            None, "--storage", help="Drive class for weights: nvme-gen4 (default), nvme-gen5, nvme-gen3, sata-ssd."
+        ),
+        drives: int | None = typer.Option(None, "--drives", help="Drives in RAID0 for the cold-start estimate."),
         calibration: opt.Calibration = None,
         as_json: opt.AsJson = False,
     ) -> None:
@@ -154,15 +197,42 @@ def register(app: typer.Typer) -> None:
         from dsdeploy.planner.bom import CostOptions
 
         opts = CostOptions(
-            years=years, utilization=utilization, pue=pue, electricity_price=electricity_price, region=region,
-            staff_fte=staff_fte, salary=salary, maintenance_pct=maintenance_pct, api_provider=api_provider,
-            api_date=api_date, api_cache_hit=api_cache_hit, storage_class=storage, drives=drives,
+            years=years,
+            utilization=utilization,
+            pue=pue,
+            electricity_price=electricity_price,
+            region=region,
+            staff_fte=staff_fte,
+            salary=salary,
+            maintenance_pct=maintenance_pct,
+            api_provider=api_provider,
+            api_date=api_date,
+            api_cache_hit=api_cache_hit,
+            storage_class=storage,
+            drives=drives,
         )
         rep = build_cost(
-            model=model, weights=weights, kv_dtype=kv_dtype, accelerator=accelerator, count=count, nodes=nodes,
-            engine=engine, placement=placement, cpu=cpu, cpu_sockets=cpu_sockets, dram=dram, dram_gb=dram_gb,
-            input_len=input_len, output_len=output_len, concurrency=concurrency, prices=prices, currency=currency,
-            fx_rate=fx_rate, throughput=throughput, calibration=calibration, opts=opts,
+            model=model,
+            weights=weights,
+            kv_dtype=kv_dtype,
+            accelerator=accelerator,
+            count=count,
+            nodes=nodes,
+            engine=engine,
+            placement=placement,
+            cpu=cpu,
+            cpu_sockets=cpu_sockets,
+            dram=dram,
+            dram_gb=dram_gb,
+            input_len=input_len,
+            output_len=output_len,
+            concurrency=concurrency,
+            prices=prices,
+            currency=currency,
+            fx_rate=fx_rate,
+            throughput=throughput,
+            calibration=calibration,
+            opts=opts,
         )
         if as_json:
             typer.echo(json.dumps(rep, indent=2, ensure_ascii=False))

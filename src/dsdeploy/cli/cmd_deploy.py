@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -36,20 +35,30 @@ def register(app: typer.Typer) -> None:
         concurrency: opt.Concurrency = 1,
         model_path: str = typer.Option(..., "--model-path", help="Where the weights are on the serving host(s)."),
         emit_fmt: str = typer.Option("command", "--emit", help="command, compose, systemd or k8s."),
-        host: Optional[str] = typer.Option(
-            None, "--host", help="Listen address. Default 127.0.0.1 (command/systemd), 0.0.0.0 inside containers (compose/k8s)."
+        host: str | None = typer.Option(
+            None,
+            "--host",
+            help="Listen address. Default 127.0.0.1 (command/systemd), 0.0.0.0 inside containers (compose/k8s).",
         ),
         port: int = typer.Option(8000, "--port", help="HTTP port."),
-        head_addr: Optional[str] = typer.Option(
-            None, "--head-addr", help="Multi-node: node 0's address (default: HEAD_NODE_IP placeholder; k8s: the head pod's DNS name)."
+        head_addr: str | None = typer.Option(
+            None,
+            "--head-addr",
+            help="Multi-node: node 0's address (default: HEAD_NODE_IP placeholder; k8s: the head pod's DNS name).",
         ),
-        dist_port: Optional[int] = typer.Option(None, "--dist-port", min=1, max=65535, help="Multi-node rendezvous port (Ray 6379, SGLang 20000)."),
-        served_model_name: Optional[str] = typer.Option(None, "--served-model-name", help="Model id clients use."),
-        cpu_weights: Optional[str] = typer.Option(None, "--cpu-weights", help="KTransformers: CPU-side expert weights (GGUF or AMX)."),
-        threads: Optional[int] = typer.Option(None, "--threads", min=1, help="CPU threads (default: the CPU's physical cores)."),
-        image: Optional[str] = typer.Option(None, "--image", help="Container image for compose/k8s."),
+        dist_port: int | None = typer.Option(
+            None, "--dist-port", min=1, max=65535, help="Multi-node rendezvous port (Ray 6379, SGLang 20000)."
+        ),
+        served_model_name: str | None = typer.Option(None, "--served-model-name", help="Model id clients use."),
+        cpu_weights: str | None = typer.Option(
+            None, "--cpu-weights", help="KTransformers: CPU-side expert weights (GGUF or AMX)."
+        ),
+        threads: int | None = typer.Option(
+            None, "--threads", min=1, help="CPU threads (default: the CPU's physical cores)."
+        ),
+        image: str | None = typer.Option(None, "--image", help="Container image for compose/k8s."),
         force: bool = typer.Option(False, "--force", help="Emit even if the memory plan says it does not fit."),
-        output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write to FILE instead of stdout."),
+        output: Path | None = typer.Option(None, "-o", "--output", help="Write to FILE instead of stdout."),
     ) -> None:
         """Write the exact launch command for a deployment plan (command | compose | systemd | k8s)."""
         from dsdeploy.engines import DeployOptions, render
@@ -60,19 +69,43 @@ def register(app: typer.Typer) -> None:
             raise UserError(f"--emit must be one of {', '.join(EMITS)}; got '{emit_fmt}'")
         if not 0 < port < 65536:
             raise UserError("--port must be 1..65535")
-        dep, mem, wl = resolve(PlanOptions(
-            model=model, weights=weights, kv_dtype=kv_dtype, accelerator=accelerator, count=count, nodes=nodes,
-            engine=engine, placement=placement, tp=tp, pp=pp, ep=ep, dp_attention=dp_attention, cpu=cpu,
-            cpu_sockets=cpu_sockets, dram=dram, dram_gb=dram_gb, input_len=input_len, output_len=output_len,
-            concurrency=concurrency,
-        ))
+        dep, mem, wl = resolve(
+            PlanOptions(
+                model=model,
+                weights=weights,
+                kv_dtype=kv_dtype,
+                accelerator=accelerator,
+                count=count,
+                nodes=nodes,
+                engine=engine,
+                placement=placement,
+                tp=tp,
+                pp=pp,
+                ep=ep,
+                dp_attention=dp_attention,
+                cpu=cpu,
+                cpu_sockets=cpu_sockets,
+                dram=dram,
+                dram_gb=dram_gb,
+                input_len=input_len,
+                output_len=output_len,
+                concurrency=concurrency,
+            )
+        )
         if host is None:
             host = "0.0.0.0" if emit_fmt in ("compose", "k8s") else "127.0.0.1"
         if head_addr is None and emit_fmt == "k8s" and dep.nodes > 1:
             head_addr = k8s_head_addr(dep.engine.id)
         opts = DeployOptions(
-            model_path=model_path, host=host, port=port, head_addr=head_addr, served_name=served_model_name,
-            cpu_weights_path=cpu_weights, threads=threads, dist_port=dist_port, image=image,
+            model_path=model_path,
+            host=host,
+            port=port,
+            head_addr=head_addr,
+            served_name=served_model_name,
+            cpu_weights_path=cpu_weights,
+            threads=threads,
+            dist_port=dist_port,
+            image=image,
         )
         text = render(dep, mem, wl, opts, emit_fmt, force=force)
         if output is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -29,25 +28,35 @@ def render_text(r: dict) -> str:
     else:
         L.append("GPUs: none found (no nvidia-smi or rocm-smi answered)")
     c = r["cpu"]
-    L.append(f"CPU: {c['model']} — {c['physical_cores']} physical cores / {c['logical_cpus']} logical, {c['sockets']} socket(s), "
-             f"{c['numa_nodes']} NUMA node(s), matrix ISA {c['matrix_isa']} ({', '.join(c['flags_of_note']) or 'no AVX2'})")
+    L.append(
+        f"CPU: {c['model']} — {c['physical_cores']} physical cores / {c['logical_cpus']} logical, {c['sockets']} socket(s), "
+        f"{c['numa_nodes']} NUMA node(s), matrix ISA {c['matrix_isa']} ({', '.join(c['flags_of_note']) or 'no AVX2'})"
+    )
     L.append(f"RAM: {_fmt_gb(r['ram']['total_bytes'])} total, {_fmt_gb(r['ram']['available_bytes'])} available")
-    L.append(f"Disk: {_fmt_gb(r['disk']['free_bytes'])} free of {_fmt_gb(r['disk']['total_bytes'])} at {r['disk']['path']}")
+    L.append(
+        f"Disk: {_fmt_gb(r['disk']['free_bytes'])} free of {_fmt_gb(r['disk']['total_bytes'])} at {r['disk']['path']}"
+    )
     if "measured" in r:
         m = r["measured"]
         mt = m["matmul_tflops"]
-        L.append(f"Measured memory bandwidth: copy {m['memory']['copy_gbs']:,.1f} GB/s, read {m['memory']['read_gbs']:,.1f} GB/s "
-                 f"(best of {m['memory']['runs']}, {m['memory']['threads']} threads)")
+        L.append(
+            f"Measured memory bandwidth: copy {m['memory']['copy_gbs']:,.1f} GB/s, read {m['memory']['read_gbs']:,.1f} GB/s "
+            f"(best of {m['memory']['runs']}, {m['memory']['threads']} threads)"
+        )
         mm = f"Measured matmul: fp32 {mt['fp32'] * 1e3:,.1f} GFLOPS (n={mt['fp32_n']})"
         if "bf16" in mt:
             mm += f", bf16 {mt['bf16'] * 1e3:,.2f} GFLOPS (n={mt['bf16_n']}, {mt['bf16_via']})"
         L.append(mm)
         d = m["disk"]
-        how = "O_DIRECT, page cache bypassed" if d["cache_bypassed"] else "fadvise(DONTNEED); may include page-cache hits"
+        how = (
+            "O_DIRECT, page cache bypassed" if d["cache_bypassed"] else "fadvise(DONTNEED); may include page-cache hits"
+        )
         L.append(f"Measured disk read: {d['read_gbs']:,.2f} GB/s over {d['file_mb']} MB at {d['path']} ({how})")
     sw = r["software"]
     if sw["packages"] or sw["binaries"]:
-        items = [f"{k} {v or 'MISSING'}" for k, v in sw["packages"].items()] + [f"{k} {v or 'MISSING'}" for k, v in sw["binaries"].items()]
+        items = [f"{k} {v or 'MISSING'}" for k, v in sw["packages"].items()] + [
+            f"{k} {v or 'MISSING'}" for k, v in sw["binaries"].items()
+        ]
         L.append(f"Engine software{' (' + r['engine'] + ')' if r['engine'] else ''}: " + ", ".join(items))
     if "plan" in r:
         L += ["", f"Plan: {r['plan']['describe']} — {r['plan']['reason']}"]
@@ -66,9 +75,13 @@ def render_text(r: dict) -> str:
 def register(app: typer.Typer) -> None:
     @app.command("doctor")
     def doctor(
-        model_path: Path = typer.Option(Path("."), "--model-path", help="Where the weights live (disk space and read speed are measured there)."),
-        engine: Optional[str] = typer.Option(None, "--engine", help="Engine to check packages for (default: the plan's)."),
-        plan_file: Optional[Path] = typer.Option(None, "--plan", help="A plan JSON (dsdeploy plan --json, or plan options as keys)."),
+        model_path: Path = typer.Option(
+            Path("."), "--model-path", help="Where the weights live (disk space and read speed are measured there)."
+        ),
+        engine: str | None = typer.Option(None, "--engine", help="Engine to check packages for (default: the plan's)."),
+        plan_file: Path | None = typer.Option(
+            None, "--plan", help="A plan JSON (dsdeploy plan --json, or plan options as keys)."
+        ),
         model: opt.Model = None,
         weights: opt.WeightsNative = None,
         kv_dtype: opt.KvDtype = "bf16",
@@ -82,8 +95,14 @@ def register(app: typer.Typer) -> None:
         input_len: opt.InputLen = 1024,
         output_len: opt.OutputLen = 1024,
         concurrency: opt.Concurrency = 1,
-        save: bool = typer.Option(False, "--save", help="Store the measured CPU (and GPU) as catalog id 'local' in $DSDEPLOY_HOME/local-hardware.toml."),
-        measure: bool = typer.Option(True, "--measure/--no-measure", help="Run the bandwidth, matmul and disk measurements (a few seconds)."),
+        save: bool = typer.Option(
+            False,
+            "--save",
+            help="Store the measured CPU (and GPU) as catalog id 'local' in $DSDEPLOY_HOME/local-hardware.toml.",
+        ),
+        measure: bool = typer.Option(
+            True, "--measure/--no-measure", help="Run the bandwidth, matmul and disk measurements (a few seconds)."
+        ),
         disk_mb: int = typer.Option(256, "--disk-mb", help="Size of the temporary file for the disk read test."),
         as_json: opt.AsJson = False,
     ) -> None:
@@ -99,9 +118,22 @@ def register(app: typer.Typer) -> None:
         if plan_file is not None:
             po = from_plan_json(plan_file)
         elif any(v is not None for v in (model, weights, accelerator, placement, cpu)):
-            po = PlanOptions(model=model or "deepseek-r1", weights=weights, kv_dtype=kv_dtype, accelerator=accelerator,
-                             count=count, nodes=nodes, engine=engine, placement=placement, cpu=cpu, cpu_sockets=cpu_sockets,
-                             dram_gb=dram_gb, input_len=input_len, output_len=output_len, concurrency=concurrency)
+            po = PlanOptions(
+                model=model or "deepseek-r1",
+                weights=weights,
+                kv_dtype=kv_dtype,
+                accelerator=accelerator,
+                count=count,
+                nodes=nodes,
+                engine=engine,
+                placement=placement,
+                cpu=cpu,
+                cpu_sockets=cpu_sockets,
+                dram_gb=dram_gb,
+                input_len=input_len,
+                output_len=output_len,
+                concurrency=concurrency,
+            )
         dep = mem = None
         if po is not None:
             dep, mem, _ = resolve(po)

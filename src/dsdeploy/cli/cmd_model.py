@@ -12,8 +12,12 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("model")
     def model(
-        id_or_path: str = typer.Argument(..., metavar="ID_OR_PATH", help="Catalog id or alias, a config.json path, or a .gguf path."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON (params_total, params_active, kv_bytes_per_token, …)."),
+        id_or_path: str = typer.Argument(
+            ..., metavar="ID_OR_PATH", help="Catalog id or alias, a config.json path, or a .gguf path."
+        ),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print JSON (params_total, params_active, kv_bytes_per_token, …)."
+        ),
     ) -> None:
         """Show a model's parameters (total, active, by component), KV bytes per token and FLOPs per token."""
         from dsdeploy.catalog import load_catalog

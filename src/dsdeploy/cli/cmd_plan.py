@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -33,7 +32,11 @@ def register(app: typer.Typer) -> None:
     @app.command("plan")
     def plan(
         model: opt.Model = None,
-        config: Optional[Path] = typer.Option(None, "--config", help="Read the architecture from this config.json (HF or DeepSeek inference config); --model then only names it."),
+        config: Path | None = typer.Option(
+            None,
+            "--config",
+            help="Read the architecture from this config.json (HF or DeepSeek inference config); --model then only names it.",
+        ),
         weights: opt.Weights = None,
         kv_dtype: opt.KvDtype = "bf16",
         accelerator: opt.Accelerator = None,
@@ -54,11 +57,21 @@ def register(app: typer.Typer) -> None:
         output_len: opt.OutputLen = 1024,
         concurrency: opt.Concurrency = 1,
         calibration: opt.Calibration = None,
-        min_count: bool = typer.Option(False, "--min-count", help="Search: the fewest of each catalog accelerator (1–8 per node, up to 4 nodes) that fit."),
-        best_format: bool = typer.Option(False, "--best-format", help="Search: the best-quality weight format that fits the given hardware."),
-        as_json: bool = typer.Option(False, "--json", help="Print the result as JSON (stable keys; docs/plan-json-schema.md)."),
+        min_count: bool = typer.Option(
+            False,
+            "--min-count",
+            help="Search: the fewest of each catalog accelerator (1–8 per node, up to 4 nodes) that fit.",
+        ),
+        best_format: bool = typer.Option(
+            False, "--best-format", help="Search: the best-quality weight format that fits the given hardware."
+        ),
+        as_json: bool = typer.Option(
+            False, "--json", help="Print the result as JSON (stable keys; docs/plan-json-schema.md)."
+        ),
         markdown: bool = typer.Option(False, "--markdown", help="Print the result as Markdown, or write it to FILE."),
-        markdown_file: Optional[Path] = typer.Argument(None, metavar="FILE", help="With --markdown: write the Markdown here."),
+        markdown_file: Path | None = typer.Argument(
+            None, metavar="FILE", help="With --markdown: write the Markdown here."
+        ),
     ) -> None:
         """Plan a deployment: verdict, memory per device, binding constraint, alternatives that fit."""
         from dsdeploy.catalog import load_catalog
@@ -73,7 +86,11 @@ def register(app: typer.Typer) -> None:
             raise UserError("--min-count and --best-format are separate searches; choose one")
         if as_json and markdown:
             raise UserError("--json and --markdown are separate outputs; choose one")
-        for name, v, lo in (("--input-len", input_len, 0), ("--output-len", output_len, 0), ("--concurrency", concurrency, 1)):
+        for name, v, lo in (
+            ("--input-len", input_len, 0),
+            ("--output-len", output_len, 0),
+            ("--concurrency", concurrency, 1),
+        ):
             if v < lo:
                 raise UserError(f"{name} must be ≥ {lo}, got {v}")
         if input_len + output_len < 1:
@@ -102,15 +119,43 @@ def register(app: typer.Typer) -> None:
 
         if best_format:
             res = R.best_format_result(
-                cat, model_id, spec, wl, kv_dtype, calibration=cal, accelerator=acc, count=n, nodes=nodes,
-                placement=placement, cpu=cpu, cpu_sockets=cpu_sockets, dram=dram, dram_gb=dram_gb,
+                cat,
+                model_id,
+                spec,
+                wl,
+                kv_dtype,
+                calibration=cal,
+                accelerator=acc,
+                count=n,
+                nodes=nodes,
+                placement=placement,
+                cpu=cpu,
+                cpu_sockets=cpu_sockets,
+                dram=dram,
+                dram_gb=dram_gb,
             )
             return _emit(res, as_json, markdown, markdown_file, "best-format")
 
         dep = resolve_deployment(
-            cat, model_id, spec, w, kv_dtype=kv_dtype, accelerator=acc, count=n, nodes=nodes, engine=engine,
-            placement=placement, tp=tp, pp=pp, ep=ep, dp_attention=dp_attention, cpu=cpu, cpu_sockets=cpu_sockets,
-            dram=dram, dram_gb=dram_gb, mtp=mtp,
+            cat,
+            model_id,
+            spec,
+            w,
+            kv_dtype=kv_dtype,
+            accelerator=acc,
+            count=n,
+            nodes=nodes,
+            engine=engine,
+            placement=placement,
+            tp=tp,
+            pp=pp,
+            ep=ep,
+            dp_attention=dp_attention,
+            cpu=cpu,
+            cpu_sockets=cpu_sockets,
+            dram=dram,
+            dram_gb=dram_gb,
+            mtp=mtp,
         )
         ev = planner.evaluate(dep, wl)
         alts = planner.alternatives(cat, dep, wl)
@@ -140,4 +185,3 @@ def _emit(res: dict, as_json: bool, markdown: bool, markdown_file: Path | None, 
     from dsdeploy.reports import text as T
 
     {"plan": T.render_plan, "min-count": T.render_min_count, "best-format": T.render_best_format}[mode](res)
-

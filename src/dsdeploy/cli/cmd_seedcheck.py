@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from dsdeploy.cli.files import write_text
-from dsdeploy.errors import UserError
 
 ARTICLE = "shared/seed/deepseek-local-deployment-article.zh.txt"
 
@@ -20,7 +18,9 @@ ARTICLE = "shared/seed/deepseek-local-deployment-article.zh.txt"
 def register(app: typer.Typer) -> None:
     @app.command("seed-check")
     def seed_check(
-        write: Optional[Path] = typer.Option(None, "--write", help="Write the Markdown report here (e.g. docs/seed-article-check.md)."),
+        write: Path | None = typer.Option(
+            None, "--write", help="Write the Markdown report here (e.g. docs/seed-article-check.md)."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print the claims as JSON."),
     ) -> None:
         """Check the seed article's numbers (R1 on 8× H100, 4-bit on one A100, NVLink, InfiniBand, storage, power)."""

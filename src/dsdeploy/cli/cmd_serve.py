@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-
 import os
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -27,36 +25,48 @@ def _tiny(kind: str) -> Path:
 def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
-        model: Optional[Path] = typer.Option(
-            None, "--model", help="GGUF file to serve (llama engine) or HF folder (vllm/sglang). Default: the bundled tiny DeepSeek."
+        model: Path | None = typer.Option(
+            None,
+            "--model",
+            help="GGUF file to serve (llama engine) or HF folder (vllm/sglang). Default: the bundled tiny DeepSeek.",
         ),
         host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. Non-loopback needs an API key."),
         port: int = typer.Option(8000, "--port", help="TCP port (0: any free port; the URL is printed)."),
-        api_key: Optional[str] = typer.Option(
+        api_key: str | None = typer.Option(
             None, "--api-key", help="Require 'Authorization: Bearer KEY' on /v1/*. Default: $DSDEPLOY_API_KEY."
         ),
         engine: str = typer.Option("llama", "--engine", help="llama (built in), vllm or sglang."),
-        served_model_name: Optional[str] = typer.Option(None, "--served-model-name", help="Model id clients use."),
+        served_model_name: str | None = typer.Option(None, "--served-model-name", help="Model id clients use."),
         n_ctx: int = typer.Option(2048, "--n-ctx", help="Context length per slot (tokens)."),
-        threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads per slot. Default: cores / slots, leaving one core to the API process."),
-        parallel: Optional[int] = typer.Option(
-            None, "--parallel", help="Engine slots (worker processes) running at once. Default: max(2, cores/2), at most 4."
+        threads: int | None = typer.Option(
+            None, "--threads", help="CPU threads per slot. Default: cores / slots, leaving one core to the API process."
         ),
-        max_tokens_limit: int = typer.Option(4096, "--max-tokens-limit", help="Largest max_tokens a request may ask for."),
-        max_prompt_tokens: Optional[int] = typer.Option(
+        parallel: int | None = typer.Option(
+            None,
+            "--parallel",
+            help="Engine slots (worker processes) running at once. Default: max(2, cores/2), at most 4.",
+        ),
+        max_tokens_limit: int = typer.Option(
+            4096, "--max-tokens-limit", help="Largest max_tokens a request may ask for."
+        ),
+        max_prompt_tokens: int | None = typer.Option(
             None, "--max-prompt-tokens", help="Longest prompt accepted (tokens); longer gets 413. Default: n_ctx - 1."
         ),
         max_concurrency: int = typer.Option(
             64, "--max-concurrency", help="Requests admitted at once, running + queued; beyond that: 429."
         ),
-        drain_timeout: float = typer.Option(30.0, "--drain-timeout", help="Seconds SIGTERM waits for running requests."),
-        stream_interval_ms: Optional[float] = typer.Option(
-            None, "--stream-interval-ms",
+        drain_timeout: float = typer.Option(
+            30.0, "--drain-timeout", help="Seconds SIGTERM waits for running requests."
+        ),
+        stream_interval_ms: float | None = typer.Option(
+            None,
+            "--stream-interval-ms",
             help="After the first token, send tokens that arrive within this many ms in one write "
             "(each still its own chunk). 0 = one write per token. Default: $DSDEPLOY_STREAM_INTERVAL_MS or 10.",
         ),
         engine_nice: int = typer.Option(
-            5, "--engine-nice",
+            5,
+            "--engine-nice",
             help="Niceness of the engine worker processes (0-19; 0 = the API's priority). Above 0, "
             "the API process runs first when the engines keep every core busy (lower TTFT under load).",
         ),

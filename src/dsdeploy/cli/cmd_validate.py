@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -28,10 +27,24 @@ def _summary_table(title: str, summ: dict) -> Table:
     t = Table(title=title)
     for c in ("slice", "rows", "coverage", "median APE", "p90 APE", "within ±30%"):
         t.add_column(c, justify="right" if c != "slice" else "left")
-    t.add_row("all", str(summ["rows"]), _pct(summ["coverage"]), _pct(summ["median_ape"]), _pct(summ["p90_ape"]), _pct(summ["within_30pct"]))
+    t.add_row(
+        "all",
+        str(summ["rows"]),
+        _pct(summ["coverage"]),
+        _pct(summ["median_ape"]),
+        _pct(summ["p90_ape"]),
+        _pct(summ["within_30pct"]),
+    )
     for key in ("by_metric", "by_placement"):
         for name, s in summ[key].items():
-            t.add_row(f"{key[3:]}: {name}", str(s["rows"]), _pct(s["coverage"]), _pct(s["median_ape"]), _pct(s["p90_ape"]), _pct(s["within_30pct"]))
+            t.add_row(
+                f"{key[3:]}: {name}",
+                str(s["rows"]),
+                _pct(s["coverage"]),
+                _pct(s["median_ape"]),
+                _pct(s["p90_ape"]),
+                _pct(s["within_30pct"]),
+            )
     return t
 
 
@@ -40,9 +53,9 @@ def register(app: typer.Typer) -> None:
     def validate(
         file: Path = typer.Argument(..., help="CSV in the scenario schema (SCHEMA.md)"),
         json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
-        scope: Optional[str] = typer.Option(None, "--scope", help="keep rows of this scope (core, large)"),
-        max_ambiguity: Optional[str] = typer.Option(None, "--max-ambiguity", help="none, minor or major"),
-        calibration: Optional[Path] = typer.Option(None, "--calibration", help="calibration TOML (default: shipped)"),
+        scope: str | None = typer.Option(None, "--scope", help="keep rows of this scope (core, large)"),
+        max_ambiguity: str | None = typer.Option(None, "--max-ambiguity", help="none, minor or major"),
+        calibration: Path | None = typer.Option(None, "--calibration", help="calibration TOML (default: shipped)"),
         roofline: bool = typer.Option(False, "--roofline", help="ignore calibration: pure roofline"),
     ) -> None:
         """Predict every row of a measurement file and report the errors."""
@@ -68,12 +81,18 @@ def register(app: typer.Typer) -> None:
 
     @app.command("calibrate")
     def calibrate_cmd(
-        file: Path = typer.Argument(..., help="CSV in the scenario schema, e.g. rows recorded by `dsdeploy bench --record`"),
+        file: Path = typer.Argument(
+            ..., help="CSV in the scenario schema, e.g. rows recorded by `dsdeploy bench --record`"
+        ),
         output: Path = typer.Option(..., "-o", "--output", help="where to write calibration.toml"),
-        scope: Optional[str] = typer.Option(None, "--scope"),
-        max_ambiguity: Optional[str] = typer.Option(None, "--max-ambiguity"),
+        scope: str | None = typer.Option(None, "--scope"),
+        max_ambiguity: str | None = typer.Option(None, "--max-ambiguity"),
         merge: bool = typer.Option(True, "--merge/--no-merge", help="keep shipped groups that FILE does not refit"),
-        fill_major: bool = typer.Option(False, "--fill-from-major", help="fit groups the kept rows miss from the file's other rows of the same scope"),
+        fill_major: bool = typer.Option(
+            False,
+            "--fill-from-major",
+            help="fit groups the kept rows miss from the file's other rows of the same scope",
+        ),
     ) -> None:
         """Fit the efficiency factors per engine × hardware class and report error before and after."""
         from dsdeploy.estimators.calibration import Calibration
@@ -89,7 +108,9 @@ def register(app: typer.Typer) -> None:
             keys = {(g.engine, g.hw_class) for g in new.groups}
             new = Calibration(
                 groups=new.groups + tuple(g for g in shipped.groups if (g.engine, g.hw_class) not in keys),
-                fitted_on=new.fitted_on, default_band=new.default_band, meta=new.meta,
+                fitted_on=new.fitted_on,
+                default_band=new.default_band,
+                meta=new.meta,
             )
         before = summarize(evaluate_rows(cat, rows, load_calibration(None) if merge else Calibration()))
         after = summarize(evaluate_rows(cat, rows, new))
@@ -99,7 +120,15 @@ def register(app: typer.Typer) -> None:
         for c in ("engine", "hw class", "rows", "bw eff", "compute eff", "overhead µs/layer", "band"):
             t.add_column(c)
         for g in new.groups:
-            t.add_row(g.engine, g.hw_class, str(g.rows), f"{g.bw_eff:.3f}", f"{g.compute_eff:.4f}", f"{g.layer_overhead_us:.1f}", f"±{100 * g.band:.0f}%")
+            t.add_row(
+                g.engine,
+                g.hw_class,
+                str(g.rows),
+                f"{g.bw_eff:.3f}",
+                f"{g.compute_eff:.4f}",
+                f"{g.layer_overhead_us:.1f}",
+                f"±{100 * g.band:.0f}%",
+            )
         con.print(t)
         con.print(_summary_table("before", before))
         con.print(_summary_table("after", after))

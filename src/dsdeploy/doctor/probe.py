@@ -54,7 +54,11 @@ def parse_nvidia_smi_query(text: str) -> list[Gpu]:
             continue
         try:
             power = float(parts[4]) if len(parts) > 4 and parts[4] not in ("[N/A]", "N/A", "") else None
-            gpus.append(Gpu(index=int(parts[0]), name=parts[1], memory_mib=float(parts[2]), driver=parts[3], power_limit_w=power))
+            gpus.append(
+                Gpu(
+                    index=int(parts[0]), name=parts[1], memory_mib=float(parts[2]), driver=parts[3], power_limit_w=power
+                )
+            )
         except ValueError:
             continue
     return gpus
@@ -66,14 +70,24 @@ def parse_cuda_version(header: str) -> str | None:
 
 
 def probe_gpus(run=_run) -> GpuInfo:
-    q = run(["nvidia-smi", "--query-gpu=index,name,memory.total,driver_version,power.limit",
-             "--format=csv,noheader,nounits"])
+    q = run(
+        [
+            "nvidia-smi",
+            "--query-gpu=index,name,memory.total,driver_version,power.limit",
+            "--format=csv,noheader,nounits",
+        ]
+    )
     if q is not None:
         gpus = parse_nvidia_smi_query(q)
         header = run(["nvidia-smi"]) or ""
         topo = run(["nvidia-smi", "topo", "-m"])
-        return GpuInfo(tool="nvidia-smi", gpus=gpus, driver=gpus[0].driver if gpus else None,
-                       cuda=parse_cuda_version(header), topology=topo.strip() if topo else None)
+        return GpuInfo(
+            tool="nvidia-smi",
+            gpus=gpus,
+            driver=gpus[0].driver if gpus else None,
+            cuda=parse_cuda_version(header),
+            topology=topo.strip() if topo else None,
+        )
     r = run(["rocm-smi", "--showproductname", "--showmeminfo", "vram", "--showdriverversion", "--json"])
     if r is not None:
         info = GpuInfo(tool="rocm-smi")
@@ -148,7 +162,9 @@ def probe_cpu(cpuinfo: str | None = None) -> CpuInfo:
         elif k == "core id":
             core = v
     logical = os.cpu_count() or 1
-    vendor = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(vendor_id, "arm" if platform.machine() in ("aarch64", "arm64") else "other")
+    vendor = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(
+        vendor_id, "arm" if platform.machine() in ("aarch64", "arm64") else "other"
+    )
     numa = len(list(Path("/sys/devices/system/node").glob("node[0-9]*"))) or 1
     return CpuInfo(
         model=model or platform.processor() or platform.machine(),
@@ -196,7 +212,9 @@ ENGINE_BINARIES = {"llama.cpp": ["llama-server"]}
 
 
 def probe_packages(engine: str | None) -> dict:
-    names = ENGINE_PACKAGES.get(engine or "", []) if engine else sorted({p for v in ENGINE_PACKAGES.values() for p in v})
+    names = (
+        ENGINE_PACKAGES.get(engine or "", []) if engine else sorted({p for v in ENGINE_PACKAGES.values() for p in v})
+    )
     pk = {}
     for n in names:
         try:

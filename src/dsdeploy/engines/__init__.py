@@ -33,7 +33,9 @@ def adapter(engine_id: str):
     return mod
 
 
-def build_launch_plan(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions, force: bool = False) -> LaunchPlan:
+def build_launch_plan(
+    dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions, force: bool = False
+) -> LaunchPlan:
     mod = adapter(dep.engine.id)
     require_fits(mem, force)
     plan = mod.build(dep, mem, wl, opts)

@@ -65,7 +65,9 @@ class LaunchPlan:
 # ------------------------------------------------------------------------------- shared checks
 def require_fits(mem: MemoryPlan, force: bool = False) -> None:
     if not mem.fits and not force:
-        raise UserError(f"the memory plan says this deployment will not run: {mem.reason} (pass --force to emit it anyway)")
+        raise UserError(
+            f"the memory plan says this deployment will not run: {mem.reason} (pass --force to emit it anyway)"
+        )
 
 
 def has_compute(dep: Deployment, dtype: str) -> bool:

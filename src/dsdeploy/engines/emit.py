@@ -132,7 +132,9 @@ def emit_command(plan: LaunchPlan, title: str, summary: list[str]) -> str:
     if plan.nodes == 1:
         lines += _node_script(plan.for_node(0))
     else:
-        lines.append(f'NODE_RANK="${{NODE_RANK:?set NODE_RANK to the rank of this node, 0..{plan.nodes - 1} (0 = head)}}"')
+        lines.append(
+            f'NODE_RANK="${{NODE_RANK:?set NODE_RANK to the rank of this node, 0..{plan.nodes - 1} (0 = head)}}"'
+        )
         lines.append('case "$NODE_RANK" in')
         for r in range(plan.nodes):
             lines.append(f"  {r})")
@@ -172,14 +174,18 @@ def emit_compose(plan: LaunchPlan, title: str, summary: list[str]) -> str:
             svc["ports"] = [f"{plan.port}:{plan.port}"]
         if plan.uses_gpu:
             svc["deploy"] = {
-                "resources": {"reservations": {"devices": [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]}}
+                "resources": {
+                    "reservations": {"devices": [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]}
+                }
             }
         svc["ulimits"] = {"memlock": -1}
         svc["restart"] = "unless-stopped"
         services[name] = svc
     head = _header(plan, title, summary)
     if plan.nodes > 1:
-        head.append(f"# multi-node: on node N run `docker compose up {plan.engine.replace('.', '')}-nodeN` (node 0 first)")
+        head.append(
+            f"# multi-node: on node N run `docker compose up {plan.engine.replace('.', '')}-nodeN` (node 0 first)"
+        )
     return "\n".join(head) + "\n" + to_yaml({"services": services}) + "\n"
 
 
@@ -188,7 +194,7 @@ def _systemd_quote(argv: list[str]) -> str:
     out = []
     for a in argv:
         a = str(a).replace("%", "%%").replace("$", "$$")
-        if any(c in a for c in ' \t"\\\'') or a == "":
+        if any(c in a for c in " \t\"\\'") or a == "":
             a = '"' + a.replace("\\", "\\\\").replace('"', '\\"') + '"'
         out.append(a)
     return " ".join(out)
@@ -232,7 +238,7 @@ def emit_systemd(plan: LaunchPlan, title: str, summary: list[str]) -> str:
         chunks.append("\n".join(lines))
     chunks.append(
         "# install: copy each unit, then `systemctl daemon-reload && systemctl enable --now <unit>`;\n"
-        "# /usr/bin/env finds the engine on the service's PATH: add Environment=\"PATH=<venv>/bin:/usr/bin:/bin\" if it lives in a venv"
+        '# /usr/bin/env finds the engine on the service\'s PATH: add Environment="PATH=<venv>/bin:/usr/bin:/bin" if it lives in a venv'
     )
     return "\n\n".join(chunks) + "\n"
 
@@ -272,7 +278,8 @@ def emit_k8s(plan: LaunchPlan, title: str, summary: list[str]) -> str:
     if res:
         container["resources"] = res
     container["volumeMounts"] = [
-        {"name": f"model{i}", "mountPath": p, "readOnly": True} for i, p in enumerate([plan.model_path, *plan.extra_mounts])
+        {"name": f"model{i}", "mountPath": p, "readOnly": True}
+        for i, p in enumerate([plan.model_path, *plan.extra_mounts])
     ] + [{"name": "dshm", "mountPath": "/dev/shm"}]
     probe = {"httpGet": {"path": "/health", "port": plan.port}, "periodSeconds": 10, "failureThreshold": 180}
     if plan.nodes == 1:
@@ -285,34 +292,67 @@ def emit_k8s(plan: LaunchPlan, title: str, summary: list[str]) -> str:
     pod = {"metadata": {"labels": labels}, "spec": {"containers": [container], "volumes": volumes}}
     docs = []
     if plan.nodes == 1:
-        docs.append({
-            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": labels},
-            "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": pod},
-        })
-        docs.append({
-            "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-            "spec": {"selector": labels, "ports": [{"name": "http", "port": plan.port, "targetPort": plan.port}]},
-        })
+        docs.append(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": name, "labels": labels},
+                "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": pod},
+            }
+        )
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": name},
+                "spec": {"selector": labels, "ports": [{"name": "http", "port": plan.port, "targetPort": plan.port}]},
+            }
+        )
     else:
         pod["spec"]["subdomain"] = f"{name}-headless"
-        docs.append({
-            "apiVersion": "v1", "kind": "Service", "metadata": {"name": f"{name}-headless"},
-            "spec": {"clusterIP": "None", "selector": labels, "publishNotReadyAddresses": True,
-                     "ports": [{"name": "http", "port": plan.port}]},
-        })
-        docs.append({
-            "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": name, "labels": labels},
-            "spec": {"serviceName": f"{name}-headless", "replicas": plan.nodes, "podManagementPolicy": "Parallel",
-                     "selector": {"matchLabels": labels}, "template": pod},
-        })
-        docs.append({
-            "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-            "spec": {"selector": {**labels, "statefulset.kubernetes.io/pod-name": f"{name}-0"},
-                     "ports": [{"name": "http", "port": plan.port, "targetPort": plan.port}]},
-        })
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": f"{name}-headless"},
+                "spec": {
+                    "clusterIP": "None",
+                    "selector": labels,
+                    "publishNotReadyAddresses": True,
+                    "ports": [{"name": "http", "port": plan.port}],
+                },
+            }
+        )
+        docs.append(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "StatefulSet",
+                "metadata": {"name": name, "labels": labels},
+                "spec": {
+                    "serviceName": f"{name}-headless",
+                    "replicas": plan.nodes,
+                    "podManagementPolicy": "Parallel",
+                    "selector": {"matchLabels": labels},
+                    "template": pod,
+                },
+            }
+        )
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": name},
+                "spec": {
+                    "selector": {**labels, "statefulset.kubernetes.io/pod-name": f"{name}-0"},
+                    "ports": [{"name": "http", "port": plan.port, "targetPort": plan.port}],
+                },
+            }
+        )
     head = _header(plan, title, summary)
     if plan.nodes > 1:
-        head.append("# one pod per node: schedule them on distinct GPU nodes (pod anti-affinity or node selectors as your cluster needs)")
+        head.append(
+            "# one pod per node: schedule them on distinct GPU nodes (pod anti-affinity or node selectors as your cluster needs)"
+        )
     return "\n".join(head) + "\n" + "\n---\n".join(to_yaml(d) for d in docs) + "\n"
 
 

@@ -12,7 +12,6 @@ hyperthreads), `--kt-threadpool-count` (NUMA nodes), `--kt-num-gpu-experts`,
 
 from __future__ import annotations
 
-
 from dsdeploy.engines.base import (
     DeployOptions,
     Launch,
@@ -56,7 +55,9 @@ def check(dep: Deployment) -> list[str]:
             "use a GGUF (LLAMAFILE backend) instead"
         )
     if dep.cpu is None:
-        notes.append("no --cpu given: set --kt-cpuinfer to the physical core count and --kt-threadpool-count to the NUMA node count")
+        notes.append(
+            "no --cpu given: set --kt-cpuinfer to the physical core count and --kt-threadpool-count to the NUMA node count"
+        )
     return notes
 
 
@@ -73,26 +74,41 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
     cores = opts.threads or physical_cores(dep)
     n_gpu = gpu_expert_slots(dep, mem)
     argv = [
-        "python3", "-m", "sglang.launch_server",
-        "--model", opts.model_path,
-        "--served-model-name", opts.served_name or dep.model_id,
-        "--host", opts.host,
-        "--port", str(opts.port),
+        "python3",
+        "-m",
+        "sglang.launch_server",
+        "--model",
+        opts.model_path,
+        "--served-model-name",
+        opts.served_name or dep.model_id,
+        "--host",
+        opts.host,
+        "--port",
+        str(opts.port),
         "--trust-remote-code",
-        "--tp", str(max(1, dep.devices)),
-        "--context-length", str(context_len(wl)),
-        "--mem-fraction-static", f"{frac:g}",
-        "--max-running-requests", str(max(1, wl.concurrency)),
+        "--tp",
+        str(max(1, dep.devices)),
+        "--context-length",
+        str(context_len(wl)),
+        "--mem-fraction-static",
+        f"{frac:g}",
+        "--max-running-requests",
+        str(max(1, wl.concurrency)),
         *kv_flags(dep, "KTransformers (SGLang)"),
-        "--kt-method", method,
-        "--kt-weight-path", opts.cpu_weights_path,
+        "--kt-method",
+        method,
+        "--kt-weight-path",
+        opts.cpu_weights_path,
     ]
     if cores:
         argv += ["--kt-cpuinfer", str(cores)]
     argv += [
-        "--kt-threadpool-count", str(dep.cpu_sockets),
-        "--kt-num-gpu-experts", str(n_gpu),
-        "--kt-max-deferred-experts-per-token", "0",
+        "--kt-threadpool-count",
+        str(dep.cpu_sockets),
+        "--kt-num-gpu-experts",
+        str(n_gpu),
+        "--kt-max-deferred-experts-per-token",
+        "0",
     ]
     notes.append(
         f"--kt-num-gpu-experts {n_gpu}: experts per layer kept on the GPU, from half the {gpu.free_bytes / GB:,.1f} GB "
@@ -106,10 +122,19 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
             "the CPU experts come from --kt-weight-path"
         )
     if method == "LLAMAFILE":
-        notes.append("kt-kernel for LLAMAFILE on an AMX CPU: build it with CPUINFER_CPU_INSTRUCT=AVX512 CPUINFER_ENABLE_AMX=OFF")
+        notes.append(
+            "kt-kernel for LLAMAFILE on an AMX CPU: build it with CPUINFER_CPU_INSTRUCT=AVX512 CPUINFER_ENABLE_AMX=OFF"
+        )
     notes.append(f"container image: build one with SGLang + kt-kernel (kt-kernel README); '{IMAGE}' is a local tag")
     return LaunchPlan(
-        engine="ktransformers", launches=[Launch(argv=argv)], nodes=1, gpus_per_node=max(1, dep.devices),
-        port=opts.port, model_path=opts.model_path, image=opts.image or IMAGE, checked_against=CHECKED,
-        notes=notes, extra_mounts=[opts.cpu_weights_path],
+        engine="ktransformers",
+        launches=[Launch(argv=argv)],
+        nodes=1,
+        gpus_per_node=max(1, dep.devices),
+        port=opts.port,
+        model_path=opts.model_path,
+        image=opts.image or IMAGE,
+        checked_against=CHECKED,
+        notes=notes,
+        extra_mounts=[opts.cpu_weights_path],
     )

@@ -30,7 +30,9 @@ CACHE = {"bf16": "bf16", "fp16": "f16", "q4_0": "q4_0"}
 
 def check(dep: Deployment) -> list[str]:
     notes: list[str] = []
-    require_single_node(dep, "llama.cpp", "multi-host llama.cpp needs rpc-server processes and --rpc, which dsdeploy does not generate")
+    require_single_node(
+        dep, "llama.cpp", "multi-host llama.cpp needs rpc-server processes and --rpc, which dsdeploy does not generate"
+    )
     if dep.kv.id not in CACHE:
         raise UserError(
             f"llama.cpp has no '{dep.kv.id}' KV cache (its -ctk/-ctv types are f32, f16, bf16, q8_0, q4_0, ...); "
@@ -49,12 +51,18 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
     slots = max(1, wl.concurrency)
     argv = [
         "llama-server",
-        "-m", opts.model_path,
-        "--alias", opts.served_name or dep.model_id,
-        "--host", opts.host,
-        "--port", str(opts.port),
-        "-c", str(context_len(wl) * slots),
-        "-np", str(slots),
+        "-m",
+        opts.model_path,
+        "--alias",
+        opts.served_name or dep.model_id,
+        "--host",
+        opts.host,
+        "--port",
+        str(opts.port),
+        "-c",
+        str(context_len(wl) * slots),
+        "-np",
+        str(slots),
     ]
     threads = opts.threads or physical_cores(dep)
     if threads:
@@ -72,7 +80,9 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
         argv += ["-ngl", all_layers]
     if dep.devices > 1 and dep.placement != "cpu":
         argv += ["-sm", "layer"]
-        notes.append("several GPUs: layers (and their KV) are split across them (-sm layer); -sm row is the tensor-split alternative")
+        notes.append(
+            "several GPUs: layers (and their KV) are split across them (-sm layer); -sm row is the tensor-split alternative"
+        )
     k = CACHE[dep.kv.id]
     argv += ["-ctk", k, "-ctv", k]
     if k.startswith("q"):
@@ -80,10 +90,18 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
     if not opts.model_path.endswith(".gguf"):
         notes.append("-m takes the GGUF file (the first shard, *-00001-of-0000N.gguf, of a split model)")
     if dep.placement == "experts-on-cpu":
-        notes.append("`-ot exps=CPU` keeps every routed-expert tensor (ffn_*_exps) in host RAM; newer builds spell it --cpu-moe")
+        notes.append(
+            "`-ot exps=CPU` keeps every routed-expert tensor (ffn_*_exps) in host RAM; newer builds spell it --cpu-moe"
+        )
     return LaunchPlan(
-        engine="llama.cpp", launches=[Launch(argv=argv)], nodes=1, gpus_per_node=max(dep.per_node, 0), port=opts.port,
-        model_path=opts.model_path, image=opts.image or (IMAGE_CPU if dep.placement == "cpu" else IMAGE_GPU),
-        checked_against=CHECKED, notes=notes, uses_gpu=dep.placement != "cpu" and dep.accelerator is not None
-        and not dep.accelerator.unified_memory,
+        engine="llama.cpp",
+        launches=[Launch(argv=argv)],
+        nodes=1,
+        gpus_per_node=max(dep.per_node, 0),
+        port=opts.port,
+        model_path=opts.model_path,
+        image=opts.image or (IMAGE_CPU if dep.placement == "cpu" else IMAGE_GPU),
+        checked_against=CHECKED,
+        notes=notes,
+        uses_gpu=dep.placement != "cpu" and dep.accelerator is not None and not dep.accelerator.unified_memory,
     )

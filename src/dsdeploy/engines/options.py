@@ -9,7 +9,6 @@ from dsdeploy.catalog import load_catalog
 from dsdeploy.errors import UserError
 from dsdeploy.estimators.memory import MemoryPlan, Workload, plan_memory
 from dsdeploy.specs.deployment import Deployment, resolve_deployment
-from dsdeploy.specs.model import load_model_spec
 
 
 @dataclass
@@ -49,16 +48,42 @@ def resolve(o: PlanOptions, home: str | None = None) -> tuple[Deployment, Memory
     if o.input_len < 0 or o.output_len < 0 or o.concurrency < 1:
         raise UserError("--input-len and --output-len must be ≥ 0 and --concurrency ≥ 1")
     dep = resolve_deployment(
-        cat, model_id, spec, weights=weights, kv_dtype=o.kv_dtype, accelerator=o.accelerator,
+        cat,
+        model_id,
+        spec,
+        weights=weights,
+        kv_dtype=o.kv_dtype,
+        accelerator=o.accelerator,
         count=default_count(cat, o.accelerator, o.count),
-        nodes=o.nodes, engine=o.engine, placement=o.placement, tp=o.tp, pp=o.pp, ep=o.ep,
-        dp_attention=o.dp_attention, cpu=o.cpu, cpu_sockets=o.cpu_sockets, dram=o.dram, dram_gb=o.dram_gb, mtp=o.mtp,
+        nodes=o.nodes,
+        engine=o.engine,
+        placement=o.placement,
+        tp=o.tp,
+        pp=o.pp,
+        ep=o.ep,
+        dp_attention=o.dp_attention,
+        cpu=o.cpu,
+        cpu_sockets=o.cpu_sockets,
+        dram=o.dram,
+        dram_gb=o.dram_gb,
+        mtp=o.mtp,
     )
     wl = Workload(o.input_len, o.output_len, o.concurrency)
     return dep, plan_memory(dep, wl), wl
 
 
-_INT_FIELDS = {"count", "nodes", "tp", "pp", "ep", "dp_attention", "cpu_sockets", "input_len", "output_len", "concurrency"}
+_INT_FIELDS = {
+    "count",
+    "nodes",
+    "tp",
+    "pp",
+    "ep",
+    "dp_attention",
+    "cpu_sockets",
+    "input_len",
+    "output_len",
+    "concurrency",
+}
 
 
 def from_plan_json(path: str | Path) -> PlanOptions:

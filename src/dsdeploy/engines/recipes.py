@@ -20,29 +20,63 @@ HOST_4090 = dict(cpu="xeon-gold-6454s", dram="ddr5-4800x8", dram_gb=512)
 RECIPES = [
     (
         "DeepSeek-R1 (FP8) on 8× H200 with SGLang",
-        PlanOptions(weights="fp8", accelerator="h200-sxm", count=8, engine="sglang", input_len=4096, output_len=1024,
-                    concurrency=32),
+        PlanOptions(
+            weights="fp8",
+            accelerator="h200-sxm",
+            count=8,
+            engine="sglang",
+            input_len=4096,
+            output_len=1024,
+            concurrency=32,
+        ),
         DeployOptions(model_path="/models/DeepSeek-R1", host="0.0.0.0", port=30000),
     ),
     (
         "DeepSeek-R1 (FP8) on 8× H200 with vLLM",
-        PlanOptions(weights="fp8", accelerator="h200-sxm", count=8, engine="vllm", input_len=4096, output_len=1024,
-                    concurrency=32),
+        PlanOptions(
+            weights="fp8",
+            accelerator="h200-sxm",
+            count=8,
+            engine="vllm",
+            input_len=4096,
+            output_len=1024,
+            concurrency=32,
+        ),
         DeployOptions(model_path="/models/DeepSeek-R1", host="0.0.0.0", port=8000),
     ),
     (
         "DeepSeek-R1 Q4_K_M on one RTX 4090 + 512 GB DDR5 with llama.cpp (experts on the CPU)",
-        PlanOptions(weights="gguf-q4_k_m", accelerator="rtx-4090", count=1, engine="llama.cpp",
-                    placement="experts-on-cpu", input_len=4096, output_len=1024, concurrency=1, **HOST_4090),
-        DeployOptions(model_path="/models/DeepSeek-R1-Q4_K_M/DeepSeek-R1-Q4_K_M-00001-of-00009.gguf",
-                      host="0.0.0.0", port=8080),
+        PlanOptions(
+            weights="gguf-q4_k_m",
+            accelerator="rtx-4090",
+            count=1,
+            engine="llama.cpp",
+            placement="experts-on-cpu",
+            input_len=4096,
+            output_len=1024,
+            concurrency=1,
+            **HOST_4090,
+        ),
+        DeployOptions(
+            model_path="/models/DeepSeek-R1-Q4_K_M/DeepSeek-R1-Q4_K_M-00001-of-00009.gguf", host="0.0.0.0", port=8080
+        ),
     ),
     (
         "DeepSeek-R1 Q4_K_M on one RTX 4090 + 512 GB DDR5 with KTransformers (SGLang + kt-kernel)",
-        PlanOptions(weights="gguf-q4_k_m", accelerator="rtx-4090", count=1, engine="ktransformers",
-                    placement="experts-on-cpu", input_len=4096, output_len=1024, concurrency=1, **HOST_4090),
-        DeployOptions(model_path="/models/DeepSeek-R1", cpu_weights_path="/models/DeepSeek-R1-Q4_K_M",
-                      host="0.0.0.0", port=30000),
+        PlanOptions(
+            weights="gguf-q4_k_m",
+            accelerator="rtx-4090",
+            count=1,
+            engine="ktransformers",
+            placement="experts-on-cpu",
+            input_len=4096,
+            output_len=1024,
+            concurrency=1,
+            **HOST_4090,
+        ),
+        DeployOptions(
+            model_path="/models/DeepSeek-R1", cpu_weights_path="/models/DeepSeek-R1-Q4_K_M", host="0.0.0.0", port=30000
+        ),
     ),
 ]
 
@@ -60,8 +94,12 @@ def _cli(po: PlanOptions, do: DeployOptions) -> str:
         args.append(f"--dram {po.dram}")
     if po.dram_gb:
         args.append(f"--dram-gb {po.dram_gb:g}")
-    args += [f"--input-len {po.input_len}", f"--output-len {po.output_len}", f"--concurrency {po.concurrency}",
-             f"--model-path {do.model_path}"]
+    args += [
+        f"--input-len {po.input_len}",
+        f"--output-len {po.output_len}",
+        f"--concurrency {po.concurrency}",
+        f"--model-path {do.model_path}",
+    ]
     if do.cpu_weights_path:
         args.append(f"--cpu-weights {do.cpu_weights_path}")
     args += [f"--host {do.host}", f"--port {do.port}", "--emit command"]
@@ -86,8 +124,10 @@ def render_doc() -> str:
         plan = build_launch_plan(dep, mem, wl, do)
         out += [f"## {title}", "", "```bash", _cli(po, do), "```", ""]
         out += ["Memory plan:", ""]
-        out += ["| device | count | capacity | usable | weights | KV (workload) | activations + runtime | free |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        out += [
+            "| device | count | capacity | usable | weights | KV (workload) | activations + runtime | free |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for d in mem.devices:
             out.append(
                 f"| {d.name} | {d.count} | {d.capacity_bytes / GB:,.1f} GB | {d.usable_bytes / GB:,.1f} GB | "
@@ -96,10 +136,15 @@ def render_doc() -> str:
             )
         out.append("")
         out.append(f"- verdict: {mem.reason}")
-        out.append(f"- weights: {mem.weights_bytes_total / GB:,.1f} GB in total ("
-                   + ", ".join(f"{k} {v / GB:,.1f}" for k, v in mem.weights_by_component.items() if v) + " GB)")
-        out.append(f"- KV cache: {mem.kv_bytes_per_token / 1024:,.1f} KiB per token ({dep.kv.id}); "
-                   f"capacity {mem.kv_capacity_tokens:,} tokens = {mem.max_concurrency} requests of {wl.tokens_per_request:,} tokens")
+        out.append(
+            f"- weights: {mem.weights_bytes_total / GB:,.1f} GB in total ("
+            + ", ".join(f"{k} {v / GB:,.1f}" for k, v in mem.weights_by_component.items() if v)
+            + " GB)"
+        )
+        out.append(
+            f"- KV cache: {mem.kv_bytes_per_token / 1024:,.1f} KiB per token ({dep.kv.id}); "
+            f"capacity {mem.kv_capacity_tokens:,} tokens = {mem.max_concurrency} requests of {wl.tokens_per_request:,} tokens"
+        )
         for n in mem.notes:
             out.append(f"- {n}")
         unc = unconfirmed_inputs(dep)

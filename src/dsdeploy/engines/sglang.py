@@ -43,22 +43,33 @@ KV = {"fp8": "fp8_e4m3", "bf16": "bf16"}
 def local_launch(model_dir: str | Path, host: str, port: int, served_name: str, max_model_len: int) -> Launch:
     """The SGLang command for a local Hugging Face folder on one GPU (generated only: SGLang's CPU
     path does not run DeepSeek models on this project's CPU machines)."""
-    return Launch(argv=[
-        "python3", "-m", "sglang.launch_server",
-        "--model-path", str(model_dir),
-        "--host", str(host),
-        "--port", str(port),
-        "--served-model-name", str(served_name),
-        "--context-length", str(int(max_model_len)),
-        "--trust-remote-code",
-    ])
+    return Launch(
+        argv=[
+            "python3",
+            "-m",
+            "sglang.launch_server",
+            "--model-path",
+            str(model_dir),
+            "--host",
+            str(host),
+            "--port",
+            str(port),
+            "--served-model-name",
+            str(served_name),
+            "--context-length",
+            str(int(max_model_len)),
+            "--trust-remote-code",
+        ]
+    )
 
 
 def kv_flags(dep: Deployment, engine: str = "SGLang") -> list[str]:
     refuse_mla_kv(dep, engine, ("bf16", "fp16", "fp8"))
     if dep.kv.id == "fp16":
         if dep.weights.id != "fp16":
-            raise UserError(f"{engine} stores the KV cache in the model dtype or bf16/fp8; an fp16 KV cache needs fp16 weights")
+            raise UserError(
+                f"{engine} stores the KV cache in the model dtype or bf16/fp8; an fp16 KV cache needs fp16 weights"
+            )
         return []
     return ["--kv-cache-dtype", KV[dep.kv.id]]
 
@@ -78,9 +89,13 @@ def check(dep: Deployment) -> list[str]:
     if dep.placement == "experts-on-cpu":
         raise UserError("SGLang keeps experts in CPU RAM only through kt-kernel: use --engine ktransformers")
     if dep.placement not in ("gpu", "cpu"):
-        raise UserError(f"SGLang does not do placement '{dep.placement}' (it runs on GPUs, or CPU-only with --device cpu)")
+        raise UserError(
+            f"SGLang does not do placement '{dep.placement}' (it runs on GPUs, or CPU-only with --device cpu)"
+        )
     if dep.weights.id.startswith("gguf-"):
-        raise UserError("SGLang does not serve DeepSeek GGUF files here; use llama.cpp, or --engine ktransformers for GGUF experts")
+        raise UserError(
+            "SGLang does not serve DeepSeek GGUF files here; use llama.cpp, or --engine ktransformers for GGUF experts"
+        )
     refuse_nvfp4_off_blackwell(dep, "SGLang")
     if dep.placement == "gpu" and dep.weights.id == "fp8" and not has_compute(dep, "fp8"):
         notes.append(
@@ -99,13 +114,20 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
     p = dep.par
     group = p.tp * p.dp_attention
     argv = [
-        "python3", "-m", "sglang.launch_server",
-        "--model-path", opts.model_path,
-        "--served-model-name", opts.served_name or dep.model_id,
-        "--host", opts.host,
-        "--port", str(opts.port),
+        "python3",
+        "-m",
+        "sglang.launch_server",
+        "--model-path",
+        opts.model_path,
+        "--served-model-name",
+        opts.served_name or dep.model_id,
+        "--host",
+        opts.host,
+        "--port",
+        str(opts.port),
         "--trust-remote-code",
-        "--tp", str(group),
+        "--tp",
+        str(group),
     ]
     if p.dp_attention > 1:
         argv += ["--dp", str(p.dp_attention), "--enable-dp-attention"]
@@ -116,7 +138,9 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
     argv += ["--context-length", str(context_len(wl))]
     if dep.placement == "cpu":
         argv += ["--device", "cpu"]
-        notes.append("SGLang's CPU backend targets Xeons with AMX; its DeepSeek path failed on this project's AVX-512 test machine")
+        notes.append(
+            "SGLang's CPU backend targets Xeons with AMX; its DeepSeek path failed on this project's AVX-512 test machine"
+        )
     else:
         frac = memory_fraction(dep)  # the fraction the memory plan assumed
         argv += ["--mem-fraction-static", f"{frac:g}"]
@@ -128,13 +152,31 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
         head = opts.head_addr or HEAD_PLACEHOLDER
         port = opts.dist_port or DIST_PORT
         for r in range(dep.nodes):
-            launches.append(Launch(
-                argv=[*argv, "--dist-init-addr", f"{head}:{port}", "--nnodes", str(dep.nodes), "--node-rank", str(r)],
-                node_rank=r, role="server" if r == 0 else "worker",
-            ))
+            launches.append(
+                Launch(
+                    argv=[
+                        *argv,
+                        "--dist-init-addr",
+                        f"{head}:{port}",
+                        "--nnodes",
+                        str(dep.nodes),
+                        "--node-rank",
+                        str(r),
+                    ],
+                    node_rank=r,
+                    role="server" if r == 0 else "worker",
+                )
+            )
         notes.append("the same command runs on every node with its own --node-rank; node 0 serves HTTP")
     return LaunchPlan(
-        engine="sglang", launches=launches, nodes=dep.nodes, gpus_per_node=dep.per_node, port=opts.port,
-        model_path=opts.model_path, image=opts.image or IMAGE, checked_against=CHECKED, notes=notes,
+        engine="sglang",
+        launches=launches,
+        nodes=dep.nodes,
+        gpus_per_node=dep.per_node,
+        port=opts.port,
+        model_path=opts.model_path,
+        image=opts.image or IMAGE,
+        checked_against=CHECKED,
+        notes=notes,
         uses_gpu=dep.placement != "cpu",
     )

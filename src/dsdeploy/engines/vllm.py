@@ -56,13 +56,21 @@ def local_launch(
     cache 1 GiB of host memory."""
     v = Path(venv) if venv is not None else REPO / ".venv-vllm"
     argv = [
-        str(v / "bin" / "python"), "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(model_dir),
-        "--host", str(host),
-        "--port", str(port),
-        "--served-model-name", str(served_name),
-        "--max-model-len", str(int(max_model_len)),
-        "--dtype", "bfloat16",
+        str(v / "bin" / "python"),
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_dir),
+        "--host",
+        str(host),
+        "--port",
+        str(port),
+        "--served-model-name",
+        str(served_name),
+        "--max-model-len",
+        str(int(max_model_len)),
+        "--dtype",
+        "bfloat16",
     ]
     env = {"LD_PRELOAD": str(v / "lib" / "libiomp5.so"), "VLLM_CPU_KVCACHE_SPACE": "1"}
     return Launch(argv=argv, env=env)
@@ -81,7 +89,9 @@ def check(dep: Deployment) -> list[str]:
     """Refuse what vLLM cannot run; return notes for what it runs with a fallback."""
     notes: list[str] = []
     if dep.placement != "gpu":
-        raise UserError(f"vLLM places every layer on GPUs; placement '{dep.placement}' needs llama.cpp or KTransformers")
+        raise UserError(
+            f"vLLM places every layer on GPUs; placement '{dep.placement}' needs llama.cpp or KTransformers"
+        )
     if dep.weights.id.startswith("gguf-"):
         raise UserError("vLLM's GGUF loader does not cover DeepSeek MLA/MoE checkpoints here; use llama.cpp for GGUF")
     refuse_nvfp4_off_blackwell(dep, "vLLM")
@@ -105,18 +115,24 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
     name = opts.served_name or dep.model_id
     frac = memory_fraction(dep)  # the fraction the memory plan assumed
     common = [
-        "--served-model-name", name,
-        "--host", opts.host,
-        "--port", str(opts.port),
-        "--tensor-parallel-size", str(p.tp),
+        "--served-model-name",
+        name,
+        "--host",
+        opts.host,
+        "--port",
+        str(opts.port),
+        "--tensor-parallel-size",
+        str(p.tp),
     ]
     if p.pp > 1:
         common += ["--pipeline-parallel-size", str(p.pp)]
     if p.ep > 1:
         common += ["--enable-expert-parallel"]
     common += [
-        "--max-model-len", str(context_len(wl)),
-        "--gpu-memory-utilization", f"{frac:g}",
+        "--max-model-len",
+        str(context_len(wl)),
+        "--gpu-memory-utilization",
+        f"{frac:g}",
         *_kv_flag(dep),
         *_dtype_flag(dep),
     ]
@@ -125,7 +141,10 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
     if dep.nodes == 1:
         argv = ["vllm", "serve", opts.model_path, *common]
         if p.dp_attention > 1:
-            argv[argv.index("--max-model-len"):argv.index("--max-model-len")] = ["--data-parallel-size", str(p.dp_attention)]
+            argv[argv.index("--max-model-len") : argv.index("--max-model-len")] = [
+                "--data-parallel-size",
+                str(p.dp_attention),
+            ]
         launches.append(Launch(argv=argv))
     elif p.dp_attention > 1:
         # multi-node data parallel (vLLM's own launcher, no Ray): one DP rank group per node
@@ -143,8 +162,16 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
         for r in range(dep.nodes):
             argv = ["vllm", "serve", opts.model_path, *common]
             at = argv.index("--max-model-len")
-            dpflags = ["--data-parallel-size", str(p.dp_attention), "--data-parallel-size-local", str(local),
-                       "--data-parallel-address", head, "--data-parallel-rpc-port", rpc]
+            dpflags = [
+                "--data-parallel-size",
+                str(p.dp_attention),
+                "--data-parallel-size-local",
+                str(local),
+                "--data-parallel-address",
+                head,
+                "--data-parallel-rpc-port",
+                rpc,
+            ]
             if r > 0:
                 dpflags += ["--data-parallel-start-rank", str(r * local), "--headless"]
             argv[at:at] = dpflags
@@ -155,16 +182,27 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
         is_ip = head == HEAD_PLACEHOLDER or all(c.isdigit() or c in ".:" for c in head)
         # Ray's --node-ip-address and VLLM_HOST_IP take an IP; with a DNS name (k8s) Ray picks the pod IP itself
         env = {"VLLM_HOST_IP": head} if is_ip else {}
-        launches.append(Launch(
-            argv=["ray", "start", "--head", f"--port={port}", *([f"--node-ip-address={head}"] if is_ip else [])],
-            env=env, node_rank=0, role="ray-head", setup=True,
-        ))
-        launches.append(Launch(
-            argv=["vllm", "serve", opts.model_path, *common, "--distributed-executor-backend", "ray"],
-            env=env, node_rank=0, role="server",
-        ))
+        launches.append(
+            Launch(
+                argv=["ray", "start", "--head", f"--port={port}", *([f"--node-ip-address={head}"] if is_ip else [])],
+                env=env,
+                node_rank=0,
+                role="ray-head",
+                setup=True,
+            )
+        )
+        launches.append(
+            Launch(
+                argv=["vllm", "serve", opts.model_path, *common, "--distributed-executor-backend", "ray"],
+                env=env,
+                node_rank=0,
+                role="server",
+            )
+        )
         for r in range(1, dep.nodes):
-            launches.append(Launch(argv=["ray", "start", "--block", f"--address={head}:{port}"], node_rank=r, role="ray-worker"))
+            launches.append(
+                Launch(argv=["ray", "start", "--block", f"--address={head}:{port}"], node_rank=r, role="ray-worker")
+            )
         notes.append(
             "Ray cluster: start the workers (nodes 1..) before or while node 0 starts; every node needs the same "
             "model path and vLLM version; set VLLM_HOST_IP to each worker's own IP if it has several interfaces"
@@ -172,6 +210,13 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
     if dep.accelerator and dep.accelerator.vendor == "amd":
         notes.append("AMD GPUs: use the ROCm build of vLLM (e.g. the rocm/vllm image), not vllm/vllm-openai")
     return LaunchPlan(
-        engine="vllm", launches=launches, nodes=dep.nodes, gpus_per_node=dep.per_node, port=opts.port,
-        model_path=opts.model_path, image=opts.image or IMAGE, checked_against=CHECKED, notes=notes,
+        engine="vllm",
+        launches=launches,
+        nodes=dep.nodes,
+        gpus_per_node=dep.per_node,
+        port=opts.port,
+        model_path=opts.model_path,
+        image=opts.image or IMAGE,
+        checked_against=CHECKED,
+        notes=notes,
     )

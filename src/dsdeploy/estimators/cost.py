@@ -53,7 +53,12 @@ def cost_per_mtok(annual_cost: float, tokens_year: float) -> float | None:
 
 
 def api_cost_per_mtok_output(
-    input_len: int, output_len: int, p_out: float, p_in_miss: float, p_in_hit: float | None = None, cache_hit: float = 0.0
+    input_len: int,
+    output_len: int,
+    p_out: float,
+    p_in_miss: float,
+    p_in_hit: float | None = None,
+    cache_hit: float = 0.0,
 ) -> float:
     """What the API charges per 1M output tokens of this workload, prompts included."""
     p_hit = p_in_miss if p_in_hit is None else p_in_hit
@@ -152,15 +157,15 @@ def tco(i: TcoInputs) -> Tco:
     out_year = tokens_per_year(i.output_tok_s, i.utilization)
     ratio = (i.input_len + i.output_len) / max(1, i.output_len)
     per_out = cost_per_mtok(annual.total, out_year)
-    api_out = api_cost_per_mtok_output(i.input_len, i.output_len, i.api_out, i.api_in_miss, i.api_in_hit, i.api_cache_hit)
+    api_out = api_cost_per_mtok_output(
+        i.input_len, i.output_len, i.api_out, i.api_in_miss, i.api_in_hit, i.api_cache_hit
+    )
     rent_total = None if i.rent_per_year is None else i.rent_per_year + annual.staff
     rent_per = None if rent_total is None else cost_per_mtok(rent_total, out_year)
     # fixed vs variable for break-even
     idle_energy = i.kw_idle * HOURS_PER_YEAR * i.pue * i.price_per_kwh
     fixed = annual.depreciation + annual.staff + annual.maintenance + idle_energy
-    busy_kwh_per_mtok = (
-        (i.kw_load - i.kw_idle) * i.pue / (i.output_tok_s * 3600.0) * 1e6 if i.output_tok_s > 0 else 0.0
-    )
+    busy_kwh_per_mtok = (i.kw_load - i.kw_idle) * i.pue / (i.output_tok_s * 3600.0) * 1e6 if i.output_tok_s > 0 else 0.0
     variable = busy_kwh_per_mtok * i.price_per_kwh
     be = breakeven_output_tokens_per_day(fixed, variable, api_out)
     capacity = i.output_tok_s * 86400.0
@@ -173,13 +178,21 @@ def tco(i: TcoInputs) -> Tco:
     if be is None:
         notes.append("the API costs less per token than this hardware's electricity alone: no break-even")
     return Tco(
-        annual=annual, kwh_per_year=kwh, avg_kw=avg_kw, output_tokens_per_year=out_year,
+        annual=annual,
+        kwh_per_year=kwh,
+        avg_kw=avg_kw,
+        output_tokens_per_year=out_year,
         cost_per_mtok_output=per_out,
         cost_per_mtok_blended=None if per_out is None else per_out / ratio,
-        api_cost_per_mtok_output=api_out, api_cost_per_mtok_blended=api_out / ratio,
-        rent_cost_per_mtok_output=rent_per, rent_annual=rent_total, fixed_annual=fixed,
-        variable_per_mtok_output=variable, breakeven_output_tokens_per_day=be,
-        capacity_output_tokens_per_day=capacity, notes=notes,
+        api_cost_per_mtok_output=api_out,
+        api_cost_per_mtok_blended=api_out / ratio,
+        rent_cost_per_mtok_output=rent_per,
+        rent_annual=rent_total,
+        fixed_annual=fixed,
+        variable_per_mtok_output=variable,
+        breakeven_output_tokens_per_day=be,
+        capacity_output_tokens_per_day=capacity,
+        notes=notes,
     )
 
 

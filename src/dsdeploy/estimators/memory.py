@@ -269,9 +269,16 @@ def _plan_gpu(dep: Deployment, wl: Workload, W: dict[str, int]) -> MemoryPlan:
     ovh = _overhead(dep, dep.devices > 1)
     usable = _usable(dep, cap)
     d = DeviceMemory(
-        name=f"{dep.accelerator.id} (each)", kind="accelerator", capacity_bytes=cap, usable_bytes=usable,
-        weights_bytes=int(w_dev), kv_bytes=0, activation_bytes=act, overhead_bytes=ovh,
-        kv_bytes_per_token=kv_dev_tok, count=dep.devices,
+        name=f"{dep.accelerator.id} (each)",
+        kind="accelerator",
+        capacity_bytes=cap,
+        usable_bytes=usable,
+        weights_bytes=int(w_dev),
+        kv_bytes=0,
+        activation_bytes=act,
+        overhead_bytes=ovh,
+        kv_bytes_per_token=kv_dev_tok,
+        count=dep.devices,
     )
     per_group_tokens = d.kv_space_bytes / kv_dev_tok if d.kv_space_bytes > 0 else 0
     capacity = int(per_group_tokens) * p.dp_attention * dep.replicas
@@ -285,8 +292,15 @@ def _host_device(dep: Deployment, weights: int, kv_tok: float, name: str = "host
     cap = host_capacity_bytes(dep)
     usable = int(max(0, cap - HOST_RESERVE_GB * GB))
     return DeviceMemory(
-        name=name, kind="host", capacity_bytes=cap, usable_bytes=usable, weights_bytes=int(weights),
-        kv_bytes=0, activation_bytes=0, overhead_bytes=0, kv_bytes_per_token=kv_tok,
+        name=name,
+        kind="host",
+        capacity_bytes=cap,
+        usable_bytes=usable,
+        weights_bytes=int(weights),
+        kv_bytes=0,
+        activation_bytes=0,
+        overhead_bytes=0,
+        kv_bytes_per_token=kv_tok,
     )
 
 
@@ -300,9 +314,16 @@ def _plan_experts_on_cpu(dep: Deployment, wl: Workload, W: dict[str, int]) -> Me
     act = activation_bytes(dep, 1)
     ovh = _overhead(dep, gpus > 1)
     g = DeviceMemory(
-        name=f"{dep.accelerator.id} (each)", kind="accelerator", capacity_bytes=cap, usable_bytes=_usable(dep, cap),
-        weights_bytes=int(gpu_w), kv_bytes=0, activation_bytes=act, overhead_bytes=ovh,
-        kv_bytes_per_token=kv_tok / gpus, count=gpus,
+        name=f"{dep.accelerator.id} (each)",
+        kind="accelerator",
+        capacity_bytes=cap,
+        usable_bytes=_usable(dep, cap),
+        weights_bytes=int(gpu_w),
+        kv_bytes=0,
+        activation_bytes=act,
+        overhead_bytes=ovh,
+        kv_bytes_per_token=kv_tok / gpus,
+        count=gpus,
     )
     h = _host_device(dep, W["routed_experts"], 0.0)
     capacity = int(g.kv_space_bytes / g.kv_bytes_per_token) if g.kv_space_bytes > 0 else 0
@@ -335,9 +356,16 @@ def _plan_layer_split(dep: Deployment, wl: Workload, W: dict[str, int]) -> Memor
     n_gpu = int(max(0, min(m.layers, math.floor(total_room / per_layer_need)))) if per_layer_need > 0 else m.layers
     gpu_layers_each = n_gpu / gpus
     g = DeviceMemory(
-        name=f"{dep.accelerator.id} (each)", kind="accelerator", capacity_bytes=cap, usable_bytes=usable,
-        weights_bytes=int(gpu_layers_each * layer_w + (head_w / gpus if n_gpu else 0)), kv_bytes=0,
-        activation_bytes=act, overhead_bytes=ovh, kv_bytes_per_token=kv_tok_layer * gpu_layers_each, count=gpus,
+        name=f"{dep.accelerator.id} (each)",
+        kind="accelerator",
+        capacity_bytes=cap,
+        usable_bytes=usable,
+        weights_bytes=int(gpu_layers_each * layer_w + (head_w / gpus if n_gpu else 0)),
+        kv_bytes=0,
+        activation_bytes=act,
+        overhead_bytes=ovh,
+        kv_bytes_per_token=kv_tok_layer * gpu_layers_each,
+        count=gpus,
     )
     cpu_layers = m.layers - n_gpu
     h = _host_device(dep, cpu_layers * layer_w + W["embedding"] + (0 if n_gpu else head_w), kv_tok_layer * cpu_layers)
@@ -347,7 +375,9 @@ def _plan_layer_split(dep: Deployment, wl: Workload, W: dict[str, int]) -> Memor
         if d.kv_bytes_per_token > 0:
             caps.append(d.kv_space_bytes / d.kv_bytes_per_token if d.kv_space_bytes > 0 else 0)
     capacity = int(min(caps)) if caps else 0
-    notes = [f"{n_gpu} of {m.layers} layers on the accelerator{'s' if gpus > 1 else ''} (-ngl {n_gpu}), {cpu_layers} on the CPU"]
+    notes = [
+        f"{n_gpu} of {m.layers} layers on the accelerator{'s' if gpus > 1 else ''} (-ngl {n_gpu}), {cpu_layers} on the CPU"
+    ]
     return _finish(dep, wl, W, devs, kv_tok, capacity, notes, gpu_layers=n_gpu)
 
 
@@ -368,12 +398,21 @@ def _plan_unified(dep: Deployment, wl: Workload, W: dict[str, int]) -> MemoryPla
     usable = int(cap * frac)
     kv_tok = kv_bytes_per_token(dep)
     d = DeviceMemory(
-        name=f"{acc.id} (each)", kind="unified", capacity_bytes=cap, usable_bytes=usable,
-        weights_bytes=int(sum(W.values()) / n), kv_bytes=0, activation_bytes=activation_bytes(dep, 1),
-        overhead_bytes=_overhead(dep, False), kv_bytes_per_token=kv_tok / n, count=n,
+        name=f"{acc.id} (each)",
+        kind="unified",
+        capacity_bytes=cap,
+        usable_bytes=usable,
+        weights_bytes=int(sum(W.values()) / n),
+        kv_bytes=0,
+        activation_bytes=activation_bytes(dep, 1),
+        overhead_bytes=_overhead(dep, False),
+        kv_bytes_per_token=kv_tok / n,
+        count=n,
     )
     capacity = int(d.kv_space_bytes / d.kv_bytes_per_token) if d.kv_space_bytes > 0 else 0
-    notes = [f"GPU may wire {frac:.0%} of unified memory" + ("" if acc.max_unified_fraction else " (default assumption)")]
+    notes = [
+        f"GPU may wire {frac:.0%} of unified memory" + ("" if acc.max_unified_fraction else " (default assumption)")
+    ]
     return _finish(dep, wl, W, [d], kv_tok, capacity, notes)
 
 

@@ -158,9 +158,7 @@ def cpu_peak_tflops(dep: Deployment) -> float:
         return DEFAULT_CPU["tflops"]
     t = dep.cpu.tflops
     want = "int8" if dep.weights.compute == "int8" else "bf16"
-    amx = dep.cpu.matrix_isa == "amx" and (
-        dep.engine.cpu_kernels == "amx" or dep.weights.id in ("amx-int4", "int8")
-    )
+    amx = dep.cpu.matrix_isa == "amx" and (dep.engine.cpu_kernels == "amx" or dep.weights.id in ("amx-int4", "int8"))
     scale = 1 + NUMA_SCALING * (dep.cpu_sockets - 1)
     if amx or "fp32" not in t:
         for dt in (want, "bf16", "int8", "fp32"):
@@ -314,7 +312,9 @@ def predict(dep: Deployment, wl: Workload, calibration: Calibration | None = Non
     per_replica = max(1, math.ceil(wl.concurrency / dep.replicas))
     batch = min(per_replica, cap_reqs, int(dep.engine.max_num_seqs.value) * max(1, dep.par.dp_attention))
     if batch < per_replica:
-        notes.append(f"{per_replica} clients per replica but {batch} run at once (KV capacity / max_num_seqs): the rest queue")
+        notes.append(
+            f"{per_replica} clients per replica but {batch} run at once (KV capacity / max_num_seqs): the rest queue"
+        )
     ctx = wl.input_len + max(0, wl.output_len) / 2
     t_pf, pf_bound = prefill_time(dep, p, wl.input_len)
     step = decode_step(dep, p, batch, ctx)
@@ -323,6 +323,7 @@ def predict(dep: Deployment, wl: Workload, calibration: Calibration | None = Non
         notes.append(f"MTP: {accept:.2f} tokens per step ({MTP_SOURCE})")
     t_tok = step.total_s / accept
     out = max(1, wl.output_len)
+
     # Prefill interference: ρ = λ·t_pf with λ = B / E2E(ρ). g(ρ) = ρ − B·t_pf / E2E(ρ) rises
     # monotonically from g(0) < 0 to g(1⁻) > 0 (E2E → ∞), so bisection finds the one root.
     def e2e_at(r: float) -> float:
@@ -376,9 +377,10 @@ def concurrency_levels(max_concurrency: int) -> list[int]:
     return levels
 
 
-def sweep(dep: Deployment, wl: Workload, max_concurrency: int, calibration: Calibration | None = None) -> list[PerfPrediction]:
+def sweep(
+    dep: Deployment, wl: Workload, max_concurrency: int, calibration: Calibration | None = None
+) -> list[PerfPrediction]:
     """Predictions at concurrency 1, 4, 16, 64, … up to `max_concurrency` (the KV capacity)."""
     return [
-        predict(dep, Workload(wl.input_len, wl.output_len, c), calibration)
-        for c in concurrency_levels(max_concurrency)
+        predict(dep, Workload(wl.input_len, wl.output_len, c), calibration) for c in concurrency_levels(max_concurrency)
     ]

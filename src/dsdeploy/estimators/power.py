@@ -35,7 +35,9 @@ HOURS_PER_YEAR = 8760.0
 
 DGX_H100_MAX_KW = 10.2
 DGX_H100_GPU_KW = 8 * 0.700
-DGX_SOURCE = "DGX H100: 10.2 kW max for 8 × 700 W GPUs (https://www.supercluster.blog/p/6-ai-supercluster-nvidia-dgx-h100)"
+DGX_SOURCE = (
+    "DGX H100: 10.2 kW max for 8 × 700 W GPUs (https://www.supercluster.blog/p/6-ai-supercluster-nvidia-dgx-h100)"
+)
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,11 @@ def gpu_server_power(
 
 
 def cpu_host_power(
-    cpu_tdp_w: float, sockets: int, servers: int = 1, accel_tdp_w: float = 0.0, accels: int = 0,
+    cpu_tdp_w: float,
+    sockets: int,
+    servers: int = 1,
+    accel_tdp_w: float = 0.0,
+    accels: int = 0,
     a: PowerAssumptions = PowerAssumptions(),
 ) -> PowerDraw:
     """A CPU host (optionally with accelerators for experts-on-CPU / layer split)."""
@@ -187,8 +193,12 @@ class CoolingGuidance:
 
     def to_dict(self) -> dict:
         return {
-            "kind": self.kind, "rack_kw": round(self.rack_kw, 2), "servers_per_rack": self.servers_per_rack,
-            "racks": self.racks, "guidance": self.text, "source": self.source,
+            "kind": self.kind,
+            "rack_kw": round(self.rack_kw, 2),
+            "servers_per_rack": self.servers_per_rack,
+            "racks": self.racks,
+            "guidance": self.text,
+            "source": self.source,
         }
 
 
@@ -196,7 +206,11 @@ COOLING_BANDS = (
     (15.0, "air", "standard air cooling (≤ 15 kW per rack)"),
     (30.0, "air-contained", "air with hot/cold-aisle containment or rear-door heat exchangers (15–30 kW per rack)"),
     (100.0, "liquid", "direct-to-chip liquid cooling (30–100 kW per rack)"),
-    (math.inf, "liquid-facility", "direct liquid cooling designed with the facility: CDUs, water loop (> 100 kW per rack)"),
+    (
+        math.inf,
+        "liquid-facility",
+        "direct liquid cooling designed with the facility: CDUs, water loop (> 100 kW per rack)",
+    ),
 )
 COOLING_SOURCE = (
     "https://michaelbommarito.com/wiki/datacenters/technology/rack-density ; "
@@ -219,7 +233,11 @@ def cooling_guidance(per_server_max_kw: float, servers: int, servers_per_rack: i
             f"or spread out: {fit} server(s) per rack ({fit * per_server_max_kw:.1f} kW) stays within contained air cooling"
         )
     return CoolingGuidance(
-        kind=kind, rack_kw=rack_kw, servers_per_rack=per_rack, racks=racks,
+        kind=kind,
+        rack_kw=rack_kw,
+        servers_per_rack=per_rack,
+        racks=racks,
         text=f"{rack_kw:.1f} kW per rack ({per_rack} × {per_server_max_kw:.2f} kW max): {text}",
-        source=COOLING_SOURCE, notes=notes,
+        source=COOLING_SOURCE,
+        notes=notes,
     )

@@ -15,7 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MMAP_ENGINES = frozenset({"llama.cpp", "ik_llama.cpp", "ollama", "ktransformers"})
-PAGE_CACHE_SOURCE = "facts.md §2c [ubergarm-zh]: 4× PCIe 5.0 RAID0 gave no benefit over one drive under mmap (page cache bound)"
+PAGE_CACHE_SOURCE = (
+    "facts.md §2c [ubergarm-zh]: 4× PCIe 5.0 RAID0 gave no benefit over one drive under mmap (page cache bound)"
+)
 RAID0_SOURCE = "facts.md §2c: RAID0 ≈ linear in drive count (theory; UNCONFIRMED)"
 
 
@@ -75,7 +77,16 @@ def load_time(
     if host_link_gbs is not None and host_link_gbs < rate:
         rate, bound = host_link_gbs, "host-link"
     return LoadTime(
-        weights_bytes=weights_bytes, drive_class=drive_class, drives=drives, per_drive_gbs=per_drive_gbs,
-        array_gbs=array, mmap=mmap, page_cache_gbs=page_cache_gbs, host_link_gbs=host_link_gbs,
-        effective_gbs=rate, bound=bound, seconds=weights_bytes / (rate * 1e9), notes=tuple(notes),
+        weights_bytes=weights_bytes,
+        drive_class=drive_class,
+        drives=drives,
+        per_drive_gbs=per_drive_gbs,
+        array_gbs=array,
+        mmap=mmap,
+        page_cache_gbs=page_cache_gbs,
+        host_link_gbs=host_link_gbs,
+        effective_gbs=rate,
+        bound=bound,
+        seconds=weights_bytes / (rate * 1e9),
+        notes=tuple(notes),
     )

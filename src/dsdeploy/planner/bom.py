@@ -48,8 +48,13 @@ class BomLine:
 
     def to_dict(self) -> dict:
         return {
-            "item": self.item, "spec": self.spec, "unit_price": round(self.unit_price, 2), "qty": self.qty,
-            "subtotal": round(self.subtotal, 2), "label": self.label, "source": self.source,
+            "item": self.item,
+            "spec": self.spec,
+            "unit_price": round(self.unit_price, 2),
+            "qty": self.qty,
+            "subtotal": round(self.subtotal, 2),
+            "label": self.label,
+            "source": self.source,
         }
 
 
@@ -114,7 +119,15 @@ def build_bom(
     unified = acc is not None and acc.unified_memory
     if acc is not None:
         ap = book.accelerator(acc.id)
-        lines.append(_line(book, "accelerator", acc.name + (" (whole computer)" if unified else ""), ap.purchase, max(1, dep.devices)))
+        lines.append(
+            _line(
+                book,
+                "accelerator",
+                acc.name + (" (whole computer)" if unified else ""),
+                ap.purchase,
+                max(1, dep.devices),
+            )
+        )
     if cls == "cpu-server":
         sp = book.catalog.server["cpu-server"]
         lines.append(_line(book, "server", "CPU server chassis, board, PSUs (excl. CPUs, DRAM)", sp.purchase, servers))
@@ -125,7 +138,9 @@ def build_bom(
         sp = book.catalog.server[cls]
         lines.append(_line(book, "server", f"{cls} host (chassis, CPUs, board, PSUs)", sp.purchase, servers))
     dram_gb = 0.0
-    if cls == "included":  # e.g. GB200/GB300 NVL: the per-GPU rack price includes Grace, its LPDDR5X and the trays' drives
+    if (
+        cls == "included"
+    ):  # e.g. GB200/GB300 NVL: the per-GPU rack price includes Grace, its LPDDR5X and the trays' drives
         notes.append(f"{acc.name}: host CPU, memory and local drives are in the rack price; no DRAM or NVMe lines")
     if not unified and cls != "included":
         dram_gb, why = default_dram_gb(dep)
@@ -134,34 +149,69 @@ def build_bom(
         if dp is None:  # no price for this memory type: price it as DDR5 and say so
             dp = book.catalog.dram["ddr5"]
             why += f"; no {dtype} price, priced as DDR5"
-        lines.append(_line(book, "dram", f"{dtype.upper()} host memory, {dram_gb:g} GB per server ({why})", dp.per_gb, dram_gb * servers))
+        lines.append(
+            _line(
+                book,
+                "dram",
+                f"{dtype.upper()} host memory, {dram_gb:g} GB per server ({why})",
+                dp.per_gb,
+                dram_gb * servers,
+            )
+        )
     drives = 0
     if not unified and cls != "included":
         nv = book.catalog.nvme.get(storage_class)
         if nv is None:
-            raise UserError(f"no NVMe price for storage class '{storage_class}' (known: {', '.join(sorted(book.catalog.nvme))})")
+            raise UserError(
+                f"no NVMe price for storage class '{storage_class}' (known: {', '.join(sorted(book.catalog.nvme))})"
+            )
         need_tb = 2 * weights_bytes / 1e12 + 1.0
         drives = max(1, math.ceil(need_tb / nv.drive_tb.value))
         drive_price = Price(
-            value=nv.per_tb.value * nv.drive_tb.value, currency=nv.per_tb.currency, date=nv.per_tb.date,
+            value=nv.per_tb.value * nv.drive_tb.value,
+            currency=nv.per_tb.currency,
+            date=nv.per_tb.date,
             source=f"derived: {nv.drive_tb.value:g} TB × {nv.per_tb.value:g} {nv.per_tb.currency}/TB ({nv.per_tb.source})",
             unconfirmed=nv.per_tb.unconfirmed or nv.drive_tb.unconfirmed,
         )
-        lines.append(_line(book, "nvme", f"{storage_class} {nv.drive_tb.value:g} TB drive (2 copies of {weights_bytes / GB:,.0f} GB weights + 1 TB)", drive_price, drives * servers))
+        lines.append(
+            _line(
+                book,
+                "nvme",
+                f"{storage_class} {nv.drive_tb.value:g} TB drive (2 copies of {weights_bytes / GB:,.0f} GB weights + 1 TB)",
+                drive_price,
+                drives * servers,
+            )
+        )
     if dep.nodes > 1:
         link = dep.scale_out.id if dep.scale_out else "ib-ndr"
         nic = book.catalog.nic.get(link)
         sw = book.catalog.switch.get(link)
         if nic is None or sw is None:
-            raise UserError(f"no NIC/switch price for scale-out link '{link}'; add [nic.\"{link}\"] and [switch.\"{link}\"] to --prices")
+            raise UserError(
+                f'no NIC/switch price for scale-out link \'{link}\'; add [nic."{link}"] and [switch."{link}"] to --prices'
+            )
         ports = max(1, dep.per_node) * dep.nodes if acc is not None else dep.nodes
         lines.append(_line(book, "nic", f"{link} adapter, one per accelerator", nic.purchase, ports))
-        lines.append(_line(book, "switch", f"{link} switch, {sw.ports} ports", sw.purchase, math.ceil(ports / sw.ports)))
+        lines.append(
+            _line(book, "switch", f"{link} switch, {sw.ports} ports", sw.purchase, math.ceil(ports / sw.ports))
+        )
     if cooling_kind.startswith("liquid"):
         cp = book.catalog.cooling["liquid"].purchase
-        lines.append(_line(book, "cooling", "direct-to-chip liquid cooling per server (+ facility loop, not costed)", cp, servers))
-    return Bom(lines=lines, currency=book.currency, servers=servers, server_class=cls,
-               dram_gb_per_node=dram_gb, nvme_drives_per_node=drives, notes=notes)
+        lines.append(
+            _line(
+                book, "cooling", "direct-to-chip liquid cooling per server (+ facility loop, not costed)", cp, servers
+            )
+        )
+    return Bom(
+        lines=lines,
+        currency=book.currency,
+        servers=servers,
+        server_class=cls,
+        dram_gb_per_node=dram_gb,
+        nvme_drives_per_node=drives,
+        notes=notes,
+    )
 
 
 def deployment_power(dep: Deployment, servers: int, a: P.PowerAssumptions = P.PowerAssumptions()) -> P.PowerDraw:
@@ -170,9 +220,14 @@ def deployment_power(dep: Deployment, servers: int, a: P.PowerAssumptions = P.Po
         return P.unified_power(acc.tdp_w.value, max(1, dep.devices), a)
     if acc is None or (dep.placement in ("experts-on-cpu", "layer-split") and dep.cpu is not None):
         cpu_tdp = dep.cpu.tdp_w.value if dep.cpu else DEFAULT_CPU_TDP_W
-        return P.cpu_host_power(cpu_tdp, dep.cpu_sockets, servers,
-                                accel_tdp_w=acc.tdp_w.value if acc else 0.0,
-                                accels=max(1, dep.per_node) if acc else 0, a=a)
+        return P.cpu_host_power(
+            cpu_tdp,
+            dep.cpu_sockets,
+            servers,
+            accel_tdp_w=acc.tdp_w.value if acc else 0.0,
+            accels=max(1, dep.per_node) if acc else 0,
+            a=a,
+        )
     per_server = max(1, math.ceil(dep.devices / servers))
     return P.gpu_server_power(acc.tdp_w.value, per_server, servers, a)
 
@@ -200,11 +255,17 @@ class CostOptions:
         if self.years <= 0:
             raise UserError(f"--years must be > 0 (got {self.years:g})")
         if not 0 < self.utilization <= 1:
-            raise UserError(f"--utilization must be a fraction in (0, 1] of the time the hardware is busy (got {self.utilization:g})")
+            raise UserError(
+                f"--utilization must be a fraction in (0, 1] of the time the hardware is busy (got {self.utilization:g})"
+            )
         if self.pue is not None and self.pue < 1:
             raise UserError(f"--pue must be ≥ 1 (got {self.pue:g})")
-        for name, v in (("--electricity-price", self.electricity_price), ("--staff-fte", self.staff_fte),
-                        ("--salary", self.salary), ("--maintenance-pct", self.maintenance_pct)):
+        for name, v in (
+            ("--electricity-price", self.electricity_price),
+            ("--staff-fte", self.staff_fte),
+            ("--salary", self.salary),
+            ("--maintenance-pct", self.maintenance_pct),
+        ):
             if v is not None and v < 0:
                 raise UserError(f"{name} must be ≥ 0 (got {v:g})")
         if not 0 <= self.api_cache_hit <= 1:
@@ -253,7 +314,9 @@ def cost_report(
     elif perf is not None:
         tok_s, labels["throughput"] = perf.output_tok_s_total, f"{perf.label} (performance model)"
     else:
-        raise UserError("no throughput: the performance model is not available; pass --throughput TOK_S (output tokens/s, all users)")
+        raise UserError(
+            "no throughput: the performance model is not available; pass --throughput TOK_S (output tokens/s, all users)"
+        )
     # power and cooling
     cls, servers = server_layout(dep, book)
     pw = deployment_power(dep, servers, power_assumptions)
@@ -287,11 +350,23 @@ def cost_report(
             rent_year = C.rent_annual(dep.devices, book.money(ap.rent_hour))
             rent_src = ap.rent_hour.cite()
     inputs = C.TcoInputs(
-        capex=capex, years=opts.years, kw_idle=pw.idle_kw, kw_load=pw.load_kw, utilization=opts.utilization,
-        pue=pue, price_per_kwh=kwh_price, fte=fte, salary=salary, maintenance_pct=maint, output_tok_s=tok_s,
-        input_len=wl.input_len, output_len=wl.output_len, api_out=book.money(period.output),
+        capex=capex,
+        years=opts.years,
+        kw_idle=pw.idle_kw,
+        kw_load=pw.load_kw,
+        utilization=opts.utilization,
+        pue=pue,
+        price_per_kwh=kwh_price,
+        fte=fte,
+        salary=salary,
+        maintenance_pct=maint,
+        output_tok_s=tok_s,
+        input_len=wl.input_len,
+        output_len=wl.output_len,
+        api_out=book.money(period.output),
         api_in_miss=book.money(period.input_miss),
-        api_in_hit=book.money(period.input_hit) if period.input_hit else None, api_cache_hit=opts.api_cache_hit,
+        api_in_hit=book.money(period.input_hit) if period.input_hit else None,
+        api_cache_hit=opts.api_cache_hit,
         rent_per_year=rent_year,
     )
     t = C.tco(inputs)
@@ -303,18 +378,29 @@ def cost_report(
         host = None
         if dep.host_link is not None and dep.accelerator is not None and dep.placement == "gpu":
             host = dep.host_link.uni_gbs.value * max(1, dep.per_node)
-        lt = load_time(mem.weights_bytes_total // max(1, dep.nodes) if dep.par.pp > 1 else mem.weights_bytes_total,
-                       sc.read_gbs.value, drives, raid0=opts.raid0, mmap=dep.engine.id in MMAP_ENGINES,
-                       host_link_gbs=host, drive_class=storage_class)
-    labels.update({
-        "capex": _worst(line.label for line in bom.lines),
-        "power": "derived (TDP × load fractions × system factor; fractions partly unconfirmed)",
-        "pue": pue_src, "electricity_price": kwh_src,
-        "staff": "stated" if opts.staff_fte is not None or opts.salary is not None else f"{cat_p.staff.salary.cite()}; {cat_p.staff.fte.cite()}",
-        "maintenance_pct": "stated" if opts.maintenance_pct is not None else cat_p.maintenance.pct.cite(),
-        "api": f"{provider} {api_model} period '{period_id}' from {period.start}: {period.output.cite()}",
-        "fx": f"{book.fx:g} CNY/USD ({book.fx_source})",
-    })
+        lt = load_time(
+            mem.weights_bytes_total // max(1, dep.nodes) if dep.par.pp > 1 else mem.weights_bytes_total,
+            sc.read_gbs.value,
+            drives,
+            raid0=opts.raid0,
+            mmap=dep.engine.id in MMAP_ENGINES,
+            host_link_gbs=host,
+            drive_class=storage_class,
+        )
+    labels.update(
+        {
+            "capex": _worst(line.label for line in bom.lines),
+            "power": "derived (TDP × load fractions × system factor; fractions partly unconfirmed)",
+            "pue": pue_src,
+            "electricity_price": kwh_src,
+            "staff": "stated"
+            if opts.staff_fte is not None or opts.salary is not None
+            else f"{cat_p.staff.salary.cite()}; {cat_p.staff.fte.cite()}",
+            "maintenance_pct": "stated" if opts.maintenance_pct is not None else cat_p.maintenance.pct.cite(),
+            "api": f"{provider} {api_model} period '{period_id}' from {period.start}: {period.output.cite()}",
+            "fx": f"{book.fx:g} CNY/USD ({book.fx_source})",
+        }
+    )
     if rent_src:
         labels["rent"] = rent_src
     r2 = lambda x: None if x is None else round(x, 4)  # noqa: E731
@@ -339,14 +425,20 @@ def cost_report(
         "api_cost_per_mtok_output": r2(t.api_cost_per_mtok_output),
         "api_cost_per_mtok_blended": r2(t.api_cost_per_mtok_blended),
         "api_price": {
-            "provider": provider, "model": api_model, "period": period_id, "from": period.start,
-            "input_miss": round(book.money(period.input_miss), 4), "output": round(book.money(period.output), 4),
+            "provider": provider,
+            "model": api_model,
+            "period": period_id,
+            "from": period.start,
+            "input_miss": round(book.money(period.input_miss), 4),
+            "output": round(book.money(period.output), 4),
             "input_hit": round(book.money(period.input_hit), 4) if period.input_hit else None,
             "cache_hit": opts.api_cache_hit,
         },
         "rent_cost_per_mtok_output": r2(t.rent_cost_per_mtok_output),
         "rent_annual": None if t.rent_annual is None else round(t.rent_annual, 2),
-        "breakeven_tokens_per_day": None if t.breakeven_output_tokens_per_day is None else round(t.breakeven_output_tokens_per_day),
+        "breakeven_tokens_per_day": None
+        if t.breakeven_output_tokens_per_day is None
+        else round(t.breakeven_output_tokens_per_day),
         "capacity_output_tokens_per_day": round(t.capacity_output_tokens_per_day),
         "bom": [line.to_dict() for line in bom.lines],
         "servers": bom.servers,

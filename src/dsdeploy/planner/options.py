@@ -15,8 +15,16 @@ DEFAULT_COUNT_DATACENTER = 8  # one HGX/DGX-class node
 
 # GGUF general.file_type (llama.cpp LlamaFileType) → catalog weight format, for `--model x.gguf`
 GGUF_FILE_TYPES = {
-    "1": "fp16", "32": "bf16", "7": "gguf-q8_0", "18": "gguf-q6_k", "14": "gguf-q4_k_m",
-    "15": "gguf-q4_k_m", "11": "gguf-q3_k_m", "12": "gguf-q3_k_m", "13": "gguf-q3_k_m", "10": "gguf-q2_k",
+    "1": "fp16",
+    "32": "bf16",
+    "7": "gguf-q8_0",
+    "18": "gguf-q6_k",
+    "14": "gguf-q4_k_m",
+    "15": "gguf-q4_k_m",
+    "11": "gguf-q3_k_m",
+    "12": "gguf-q3_k_m",
+    "13": "gguf-q3_k_m",
+    "10": "gguf-q2_k",
     "24": "gguf-ud-iq1_s",
 }
 
@@ -62,5 +70,3 @@ def default_count(catalog, accelerator: str | None, count: int | None) -> int:
         return 0
     acc = catalog.accelerator(accelerator)
     return DEFAULT_COUNT_DATACENTER if acc.hw_class == "datacenter-gpu" else 1
-
-

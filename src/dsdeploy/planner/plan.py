@@ -6,7 +6,7 @@ the edges render. It does no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from dsdeploy.catalog import Catalog
 from dsdeploy.catalog.schema import Sourced
@@ -132,8 +132,19 @@ def min_count(
             if best is not None and total >= best.deployment.devices:
                 continue
             ev = _try(
-                catalog, model_id, spec, wl, weights=weights, kv_dtype=kv_dtype, accelerator=accelerator,
-                count=per_node, nodes=nodes, engine=engine, placement="gpu", tp=per_node, pp=nodes,
+                catalog,
+                model_id,
+                spec,
+                wl,
+                weights=weights,
+                kv_dtype=kv_dtype,
+                accelerator=accelerator,
+                count=per_node,
+                nodes=nodes,
+                engine=engine,
+                placement="gpu",
+                tp=per_node,
+                pp=nodes,
             )
             if ev is not None and ev.memory.fits:
                 best = ev
@@ -143,7 +154,9 @@ def min_count(
     return best
 
 
-def min_count_all(catalog: Catalog, model_id: str, spec: ModelSpec, weights: str, kv_dtype: str, wl: Workload) -> list[Evaluated]:
+def min_count_all(
+    catalog: Catalog, model_id: str, spec: ModelSpec, weights: str, kv_dtype: str, wl: Workload
+) -> list[Evaluated]:
     out = []
     for acc in catalog.accelerators.values():
         if acc.unified_memory:
@@ -163,16 +176,16 @@ def best_format(
     acc = hw.get("accelerator")
     gpus = (hw.get("count") or 0) * (hw.get("nodes") or 1)
     for fmt in sorted(catalog.formats.values(), key=lambda f: (f.quality_rank, f.id)):
-        pl = placement or (
-            "cpu" if acc is None else ("unified" if catalog.accelerator(acc).unified_memory else "gpu")
-        )
+        pl = placement or ("cpu" if acc is None else ("unified" if catalog.accelerator(acc).unified_memory else "gpu"))
         if not format_runs_on(catalog, fmt.id, acc, pl):
             continue
         if pl == "gpu" and gpus > 1 and fmt.id.startswith("gguf-"):
             continue  # multi-GPU servers: tensor-parallel engines (llama.cpp only splits layers)
         kw = dict(hw)
         kw.pop("engine", None)
-        ev = _try(catalog, model_id, spec, wl, weights=fmt.id, kv_dtype=kv_dtype, engine=default_engine(fmt.id, pl), **kw)
+        ev = _try(
+            catalog, model_id, spec, wl, weights=fmt.id, kv_dtype=kv_dtype, engine=default_engine(fmt.id, pl), **kw
+        )
         if ev is not None and ev.memory.fits:
             return ev
     return None
@@ -190,7 +203,12 @@ def alternatives(catalog: Catalog, dep: Deployment, wl: Workload, limit: int = 8
             return
         d = ev.deployment
         key = (d.weights.id, d.accelerator.id if d.accelerator else None, d.devices, d.placement)
-        if key in seen or key == (dep.weights.id, dep.accelerator.id if dep.accelerator else None, dep.devices, dep.placement):
+        if key in seen or key == (
+            dep.weights.id,
+            dep.accelerator.id if dep.accelerator else None,
+            dep.devices,
+            dep.placement,
+        ):
             return
         seen.add(key)
         ev.label = label
@@ -200,8 +218,17 @@ def alternatives(catalog: Catalog, dep: Deployment, wl: Workload, limit: int = 8
     # 1. the same hardware, best format that fits
     if acc:
         ev = best_format(
-            catalog, mid, spec, wl, kv_dtype=dep.kv.id, accelerator=acc, count=dep.per_node, nodes=dep.nodes,
-            placement=dep.placement, cpu=dep.cpu.id if dep.cpu else None, cpu_sockets=dep.cpu_sockets,
+            catalog,
+            mid,
+            spec,
+            wl,
+            kv_dtype=dep.kv.id,
+            accelerator=acc,
+            count=dep.per_node,
+            nodes=dep.nodes,
+            placement=dep.placement,
+            cpu=dep.cpu.id if dep.cpu else None,
+            cpu_sockets=dep.cpu_sockets,
             dram_gb=dep.dram_gb,
         )
         if ev:
@@ -215,11 +242,19 @@ def alternatives(catalog: Catalog, dep: Deployment, wl: Workload, limit: int = 8
                 add(ev, f"{w} on {d.devices}× {acc}" + (f" across {d.nodes} nodes" if d.nodes > 1 else ""))
     # 3. the native format on one node of a bigger accelerator
     # (8-GPU HGX/DGX-class servers first: the unit most teams buy)
-    singles = [c for c in min_count_all(catalog, mid, spec, native, dep.kv.id, wl)
-               if c.deployment.nodes == 1 and c.deployment.accelerator.hw_class == "datacenter-gpu"]
+    singles = [
+        c
+        for c in min_count_all(catalog, mid, spec, native, dep.kv.id, wl)
+        if c.deployment.nodes == 1 and c.deployment.accelerator.hw_class == "datacenter-gpu"
+    ]
     # the smallest memory that fits first (usually the cheapest step up), then the fastest
-    singles.sort(key=lambda c: (c.deployment.devices != 8, c.deployment.accelerator.memory_gb.unconfirmed,
-                                c.deployment.accelerator.memory_gb.value))
+    singles.sort(
+        key=lambda c: (
+            c.deployment.devices != 8,
+            c.deployment.accelerator.memory_gb.unconfirmed,
+            c.deployment.accelerator.memory_gb.value,
+        )
+    )
     if len(singles) > 1:
         rest = sorted(singles[1:], key=lambda c: -c.deployment.accelerator.bandwidth_gbs.value)
         singles = [singles[0], rest[0]]
@@ -228,14 +263,35 @@ def alternatives(catalog: Catalog, dep: Deployment, wl: Workload, limit: int = 8
         add(cand, f"{native} on {d.devices}× {d.accelerator.id}")
     # 4. a 4-bit format on the same accelerator count
     if acc and dep.placement == "gpu":
-        ev = _try(catalog, mid, spec, wl, weights="awq-int4", kv_dtype=dep.kv.id, accelerator=acc,
-                  count=dep.per_node, nodes=dep.nodes, placement="gpu")
+        ev = _try(
+            catalog,
+            mid,
+            spec,
+            wl,
+            weights="awq-int4",
+            kv_dtype=dep.kv.id,
+            accelerator=acc,
+            count=dep.per_node,
+            nodes=dep.nodes,
+            placement="gpu",
+        )
         add(ev, f"awq-int4 on {dep.devices}× {acc}")
     # 5. one 24 GB GPU with the experts in 512 GB of DRAM (MoE), or a single-GPU GGUF (dense)
     if spec.is_moe:
-        ev = _try(catalog, mid, spec, Workload(wl.input_len, wl.output_len, 1), weights="gguf-q4_k_m",
-                  kv_dtype=dep.kv.id, accelerator="rtx-4090", count=1, placement="experts-on-cpu",
-                  cpu=dep.cpu.id if dep.cpu else "epyc-9654", dram="ddr5-4800", dram_gb=512)
+        ev = _try(
+            catalog,
+            mid,
+            spec,
+            Workload(wl.input_len, wl.output_len, 1),
+            weights="gguf-q4_k_m",
+            kv_dtype=dep.kv.id,
+            accelerator="rtx-4090",
+            count=1,
+            placement="experts-on-cpu",
+            cpu=dep.cpu.id if dep.cpu else "epyc-9654",
+            dram="ddr5-4800",
+            dram_gb=512,
+        )
         add(ev, "experts on CPU: 1× rtx-4090 (24 GB) + 512 GB DDR5, gguf-q4_k_m, llama.cpp -ot exps=CPU")
     else:
         ev = best_format(catalog, mid, spec, wl, kv_dtype=dep.kv.id, accelerator="rtx-4090", count=1)

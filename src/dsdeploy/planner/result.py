@@ -120,8 +120,10 @@ def _labels(dep: Deployment, unconfirmed: list[str], perf: dict | None) -> dict[
     acc = dep.accelerator
     cap_label = (acc.memory_gb.label if acc else "spec") if dep.placement != "cpu" else "spec"
     bpw_labels = {s.label for s in dep.weights.bpw.values()}
-    weights_label = "spec" if dep.model.gguf_component_bytes is not None else (
-        "unconfirmed" if "unconfirmed" in bpw_labels else "derived"
+    weights_label = (
+        "spec"
+        if dep.model.gguf_component_bytes is not None
+        else ("unconfirmed" if "unconfirmed" in bpw_labels else "derived")
     )
     labels = {
         "model": "spec",
@@ -129,7 +131,9 @@ def _labels(dep: Deployment, unconfirmed: list[str], perf: dict | None) -> dict[
         "weights_by_component": weights_label,
         "kv_bytes_per_token": "derived",
         "per_device.capacity_bytes": cap_label,
-        "per_device.usable_bytes": "unconfirmed" if (dep.engine.memory_fraction and dep.engine.memory_fraction.unconfirmed) else "derived",
+        "per_device.usable_bytes": "unconfirmed"
+        if (dep.engine.memory_fraction and dep.engine.memory_fraction.unconfirmed)
+        else "derived",
         "per_device.weights_bytes": weights_label,
         "per_device.kv_bytes": "derived",
         "per_device.activation_bytes": "unconfirmed" if dep.engine.max_batched_tokens.unconfirmed else "derived",
@@ -194,8 +198,18 @@ def plan_result(
 def _device_dict(d) -> dict[str, Any]:
     row = d.to_dict()
     # keep the documented key order
-    keys = ("name", "kind", "count", "weights_bytes", "kv_bytes", "activation_bytes", "overhead_bytes",
-            "capacity_bytes", "usable_bytes", "free_bytes")
+    keys = (
+        "name",
+        "kind",
+        "count",
+        "weights_bytes",
+        "kv_bytes",
+        "activation_bytes",
+        "overhead_bytes",
+        "capacity_bytes",
+        "usable_bytes",
+        "free_bytes",
+    )
     return {k: row[k] for k in keys} | {"kv_bytes_per_token": _num(d.kv_bytes_per_token)}
 
 
@@ -238,9 +252,15 @@ def best_format_result(
     """`plan --best-format`: the best-quality weight format that fits the given hardware."""
     ev = planner.best_format(catalog, model_id, spec, wl, kv_dtype=kv_dtype, **hw)
     if ev is None:
-        return {"mode": "best-format", "found": False, "model": model_id, "kv_dtype": kv_dtype,
-                "workload": _workload(wl), "hardware_request": {k: v for k, v in hw.items() if v is not None},
-                "reason": "no catalog weight format fits this hardware at this workload"}
+        return {
+            "mode": "best-format",
+            "found": False,
+            "model": model_id,
+            "kv_dtype": kv_dtype,
+            "workload": _workload(wl),
+            "hardware_request": {k: v for k, v in hw.items() if v is not None},
+            "reason": "no catalog weight format fits this hardware at this workload",
+        }
     res = plan_result(catalog, ev, wl, calibration=calibration)
     res["mode"] = "best-format"
     res["found"] = True

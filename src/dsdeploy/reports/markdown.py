@@ -32,25 +32,65 @@ def plan_markdown(res: dict) -> str:
     L += ["", "## Memory per device (GB = 10⁹ bytes)", ""]
     L += _table(
         ["device", "count", "weights", "KV", "activations", "overhead", "capacity", "usable", "free"],
-        [[d["name"], str(d["count"]), gb(d["weights_bytes"]), gb(d["kv_bytes"], 2), gb(d["activation_bytes"], 2),
-          gb(d["overhead_bytes"], 2), gb(d["capacity_bytes"], 0), gb(d["usable_bytes"]), gb(d["free_bytes"])]
-         for d in res["per_device"]],
+        [
+            [
+                d["name"],
+                str(d["count"]),
+                gb(d["weights_bytes"]),
+                gb(d["kv_bytes"], 2),
+                gb(d["activation_bytes"], 2),
+                gb(d["overhead_bytes"], 2),
+                gb(d["capacity_bytes"], 0),
+                gb(d["usable_bytes"]),
+                gb(d["free_bytes"]),
+            ]
+            for d in res["per_device"]
+        ],
         ["---"] + ["--:"] * 8,
     )
     L += ["", "## Weights by component (GB)", ""]
     L += _table(["component", "GB"], [[k, gb(v, 2)] for k, v in res["weights_by_component"].items()], ["---", "--:"])
     if res.get("performance_sweep"):
         rows = res["performance_sweep"]
-        keys = [k for k in ("concurrency", "ttft_ms", "tpot_ms", "decode_tok_s_per_user", "output_tok_s_total",
-                            "prefill_tok_s", "bound", "band", "label") if any(k in r for r in rows)]
+        keys = [
+            k
+            for k in (
+                "concurrency",
+                "ttft_ms",
+                "tpot_ms",
+                "decode_tok_s_per_user",
+                "output_tok_s_total",
+                "prefill_tok_s",
+                "bound",
+                "band",
+                "label",
+            )
+            if any(k in r for r in rows)
+        ]
         L += ["", "## Throughput and latency across concurrency", ""]
         L += _table(keys, [[perf_cell(r.get(k)) for k in keys] for r in rows], ["--:"] * len(keys))
     if res["alternatives"]:
         L += ["", "## Alternatives that fit", ""]
         L += _table(
-            ["deployment", "weights", "engine", "weights GB", "KV tokens", f"requests of {wl['tokens_per_request']:,} tokens"],
-            [[a["label"], a["weights"], a["engine"], gb(a["weights_bytes_total"]), f"{a['kv_capacity_tokens']:,}",
-              f"{a['requests_at_context']:,}"] for a in res["alternatives"]],
+            [
+                "deployment",
+                "weights",
+                "engine",
+                "weights GB",
+                "KV tokens",
+                f"requests of {wl['tokens_per_request']:,} tokens",
+            ],
+            [
+                [
+                    a["label"],
+                    a["weights"],
+                    a["engine"],
+                    gb(a["weights_bytes_total"]),
+                    f"{a['kv_capacity_tokens']:,}",
+                    f"{a['requests_at_context']:,}",
+                ]
+                for a in res["alternatives"]
+            ],
             ["---", "---", "---", "--:", "--:", "--:"],
         )
     if res["notes"]:
@@ -77,7 +117,10 @@ def min_count_markdown(res: dict) -> str:
             f"{gb(r['weights_bytes_total'])} | {r['kv_capacity_tokens']:,} | {r['requests_at_context']:,} |"
         )
     if res["not_fitting"]:
-        lines += ["", "Not fitting or not runnable: " + "; ".join(f"{s['accelerator']} ({s['why']})" for s in res["not_fitting"])]
+        lines += [
+            "",
+            "Not fitting or not runnable: " + "; ".join(f"{s['accelerator']} ({s['why']})" for s in res["not_fitting"]),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -92,7 +135,7 @@ def seedcheck_markdown(claims: list[dict], article: str) -> str:
         "src/dsdeploy/planner/seedcheck.py, not this file. -->",
         "",
         f"Article: {article} (Chinese, dated 2025-09-26), which sizes a local deployment of DeepSeek-R1 671B "
-        "(\"R1满血版\") on 8× H100. Each claim below is quoted, then set against the number this project computes "
+        '("R1满血版") on 8× H100. Each claim below is quoted, then set against the number this project computes '
         "from its catalog (every catalog figure carries a source; facts.md sections are cited) and its memory planner. "
         "Claims with no number the planner can judge (software-tuning speed-ups, ZeRO-3 savings, cloud-cost cuts) "
         "are left out.",

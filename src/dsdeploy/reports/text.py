@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
@@ -66,7 +65,10 @@ def alternatives_table(res: dict, title: str = "Alternatives that fit") -> Table
     t.add_column(f"requests of {ctx:,}", justify="right", no_wrap=True)
     for a in res["alternatives"]:
         t.add_row(
-            a["label"], a["engine"], gb(a["weights_bytes_total"]), f"{a['kv_capacity_tokens']:,}",
+            a["label"],
+            a["engine"],
+            gb(a["weights_bytes_total"]),
+            f"{a['kv_capacity_tokens']:,}",
             f"{a['requests_at_context']:,}",
         )
     return t
@@ -101,7 +103,7 @@ def render_plan(res: dict, console: Console | None = None) -> None:
     reason = res["reason"]
     for prefix in ("does not fit: ", "fits: "):
         if reason.startswith(prefix):
-            reason = reason[len(prefix):]
+            reason = reason[len(prefix) :]
     c.print(f"{verdict}: {reason}")
     c.print(f"[bold]Binding constraint:[/bold] {res['binding_text']}")
     c.print(
@@ -154,13 +156,19 @@ def render_min_count(res: dict, console: Console | None = None) -> None:
     for r in res["results"]:
         nodes = r["nodes"]
         t.add_row(
-            r["accelerator"], str(r["accelerators_per_node"] * nodes),
-            str(nodes), r["engine"],
-            f"{r['kv_capacity_tokens']:,}", f"{r['requests_at_context']:,}",
+            r["accelerator"],
+            str(r["accelerators_per_node"] * nodes),
+            str(nodes),
+            r["engine"],
+            f"{r['kv_capacity_tokens']:,}",
+            f"{r['requests_at_context']:,}",
         )
     c.print(t)
     if res["not_fitting"]:
-        c.print("[dim]Not fitting or not runnable:[/dim] " + "; ".join(f"{s['accelerator']} ({s['why']})" for s in res["not_fitting"]))
+        c.print(
+            "[dim]Not fitting or not runnable:[/dim] "
+            + "; ".join(f"{s['accelerator']} ({s['why']})" for s in res["not_fitting"])
+        )
 
 
 def render_best_format(res: dict, console: Console | None = None) -> None:
@@ -175,24 +183,34 @@ def render_best_format(res: dict, console: Console | None = None) -> None:
 def render_model(summary: dict, console: Console | None = None) -> None:
     c = console or Console()
     a = summary["architecture"]
-    c.print(Panel(
-        f"{summary['name']} — {a['arch']}, {a['layers']} layers, hidden {a['hidden']:,}, {a['heads']} heads, "
-        f"attention {a['attention'].upper()}" + (f", {a['n_routed_experts']} routed experts (top-{a['experts_per_token']})" if a["is_moe"] else ""),
-        title="dsdeploy model", expand=False,
-    ))
+    c.print(
+        Panel(
+            f"{summary['name']} — {a['arch']}, {a['layers']} layers, hidden {a['hidden']:,}, {a['heads']} heads, "
+            f"attention {a['attention'].upper()}"
+            + (f", {a['n_routed_experts']} routed experts (top-{a['experts_per_token']})" if a["is_moe"] else ""),
+            title="dsdeploy model",
+            expand=False,
+        )
+    )
     t = Table(title="Parameters by component", title_justify="left")
     t.add_column("component")
     t.add_column("total", justify="right")
     t.add_column("active per token", justify="right")
     for k, v in summary["params_by_component"].items():
         t.add_row(k, f"{v:,}", f"{summary['active_by_component'][k]:,}")
-    t.add_row("[bold]sum[/bold]" + (" (active: no embedding)" if summary["architecture"]["is_moe"] else ""), f"[bold]{summary['params_total']:,}[/bold]", f"[bold]{summary['params_active']:,}[/bold]")
+    t.add_row(
+        "[bold]sum[/bold]" + (" (active: no embedding)" if summary["architecture"]["is_moe"] else ""),
+        f"[bold]{summary['params_total']:,}[/bold]",
+        f"[bold]{summary['params_active']:,}[/bold]",
+    )
     c.print(t)
     if summary["architecture"]["is_moe"]:
         c.print("[dim]active excludes the input-embedding lookup (DeepSeek's convention for MoE models)[/dim]")
     pub = summary.get("published")
     if pub:
-        c.print(f"Published: {pub['params_total_b']:g}B total, {pub['params_active_b']:g}B active ({pub['source_total']})")
+        c.print(
+            f"Published: {pub['params_total_b']:g}B total, {pub['params_active_b']:g}B active ({pub['source_total']})"
+        )
     if summary["mtp_params"]:
         c.print(f"MTP module: {summary['mtp_params']:,} more parameters (loaded only with --mtp)")
     kv = Table(title="KV cache per token", title_justify="left")

@@ -90,9 +90,7 @@ class Server:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self._key):
-            raise unauthorized(
-                "Missing API key." if not header else "Incorrect API key provided."
-            )
+            raise unauthorized("Missing API key." if not header else "Incorrect API key provided.")
 
     async def body(self, request: Request) -> dict[str, Any]:
         length = request.headers.get("content-length")
@@ -130,10 +128,14 @@ class Server:
             v = body.get(unsupported)
             harmless = v is None or v is False or v == [] or v == "" or (v == 0 and v is not True)
             if not harmless and not (unsupported == "best_of" and v == 1):
-                raise bad_request(f"'{unsupported}' is not supported by this server", param=unsupported, code="unsupported")
+                raise bad_request(
+                    f"'{unsupported}' is not supported by this server", param=unsupported, code="unsupported"
+                )
         rf = body.get("response_format")
         if rf not in (None, {"type": "text"}):
-            raise bad_request("only response_format {'type': 'text'} is supported", param="response_format", code="unsupported")
+            raise bad_request(
+                "only response_format {'type': 'text'} is supported", param="response_format", code="unsupported"
+            )
         limit = self.s.max_tokens_limit
         mct = _num(body, "max_completion_tokens", None, 1, None, integer=True)
         mt = _num(body, "max_tokens", None, 1, None, integer=True)
@@ -213,7 +215,9 @@ class Server:
             role = m["role"]
             if role not in ("system", "developer", "user", "assistant", "tool"):
                 raise bad_request(f"messages[{i}].role '{role}' is not a known role", param=f"messages[{i}].role")
-            clean.append({"role": "system" if role == "developer" else role, "content": _content_text(m.get("content"), i)})
+            clean.append(
+                {"role": "system" if role == "developer" else role, "content": _content_text(m.get("content"), i)}
+            )
         return self.prompt.chat_tokens(clean)
 
     def completion_tokens(self, body: dict) -> list[int]:
@@ -227,9 +231,7 @@ class Server:
             if any(t < 0 or t >= nv for t in prompt):
                 raise bad_request(f"token ids must be in 0..{nv - 1}", param="prompt", code="invalid_value")
             return list(prompt)
-        raise bad_request(
-            "'prompt' must be a string or a list of token ids (one prompt per request)", param="prompt"
-        )
+        raise bad_request("'prompt' must be a string or a list of token ids (one prompt per request)", param="prompt")
 
     def submit(self, payload: dict, tokens: list[int]) -> Job:
         return self.pool.submit(dict(payload, tokens=tokens))
@@ -282,8 +284,7 @@ class SSEResponse(Response):
         self.background = None
         self._body = body
         self._on_disconnect = on_disconnect
-        self.raw_headers = [(b"content-type", b"text/event-stream; charset=utf-8"),
-                            (b"cache-control", b"no-cache")]
+        self.raw_headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
         self.raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
     async def __call__(self, scope, receive, send) -> None:
@@ -355,7 +356,14 @@ def create_app(settings: ServeSettings, prompt, pool: EnginePool, metrics: Metri
 
     def internal_error_response(exc: Exception) -> JSONResponse:
         return JSONResponse(
-            {"error": {"message": f"internal error: {type(exc).__name__}: {exc}", "type": "server_error", "param": None, "code": "internal_error"}},
+            {
+                "error": {
+                    "message": f"internal error: {type(exc).__name__}: {exc}",
+                    "type": "server_error",
+                    "param": None,
+                    "code": "internal_error",
+                }
+            },
             status_code=500,
         )
 
@@ -435,7 +443,12 @@ def create_app(settings: ServeSettings, prompt, pool: EnginePool, metrics: Metri
             return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
         usage = {"prompt_tokens": len(tokens), "completion_tokens": n_out, "total_tokens": len(tokens) + n_out}
         if chat:
-            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": finish}
+            choice = {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": None,
+                "finish_reason": finish,
+            }
             obj = "chat.completion"
         else:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
@@ -514,7 +527,11 @@ def create_app(settings: ServeSettings, prompt, pool: EnginePool, metrics: Metri
             obj = "text_completion"
         pre_b = b"data: " + pre.encode()
         post_b = post.encode() + b"\n\n"
-        first = _sse(head + '{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]' + usage_null + "}") if chat else b""
+        first = (
+            _sse(head + '{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]' + usage_null + "}")
+            if chat
+            else b""
+        )
 
         async def body(send) -> None:
             t_first = None
@@ -552,8 +569,25 @@ def create_app(settings: ServeSettings, prompt, pool: EnginePool, metrics: Metri
                         out.append(pre_b + _dumps(end["t"]).encode() + post_b)
                     out.append(_sse(fin_pre + _dumps(end["e"]) + fin_post))
                     if include_usage:
-                        usage = {"prompt_tokens": n_prompt, "completion_tokens": n_out, "total_tokens": n_prompt + n_out}
-                        out.append(_sse(_dumps({"id": rid, "object": obj, "created": created, "model": name, "choices": [], "usage": usage})))
+                        usage = {
+                            "prompt_tokens": n_prompt,
+                            "completion_tokens": n_out,
+                            "total_tokens": n_prompt + n_out,
+                        }
+                        out.append(
+                            _sse(
+                                _dumps(
+                                    {
+                                        "id": rid,
+                                        "object": obj,
+                                        "created": created,
+                                        "model": name,
+                                        "choices": [],
+                                        "usage": usage,
+                                    }
+                                )
+                            )
+                        )
                 else:
                     metrics.engine_errors.inc()
                     out.append(_job_error(end).sse())

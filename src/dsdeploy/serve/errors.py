@@ -65,9 +65,7 @@ def too_large(message: str, param: str | None = None, code: str = "prompt_too_lo
 
 
 def overloaded(message: str) -> APIError:
-    return APIError(
-        429, message, type="rate_limit_error", code="too_many_requests", headers={"Retry-After": "1"}
-    )
+    return APIError(429, message, type="rate_limit_error", code="too_many_requests", headers={"Retry-After": "1"})
 
 
 def unavailable(message: str, code: str = "service_unavailable") -> APIError:

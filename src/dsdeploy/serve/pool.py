@@ -19,7 +19,8 @@ import json
 import os
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from dsdeploy.serve.errors import APIError, engine_failed, overloaded, unavailable
 
@@ -81,7 +82,7 @@ class Job:
         return items
 
     @property
-    def events(self) -> "_EventView":
+    def events(self) -> _EventView:
         """The inbox as decoded event dicts, one `await get()` at a time (tests, simple callers)."""
         return _EventView(self)
 
@@ -182,7 +183,7 @@ class EnginePool:
             if proc and proc.returncode is None:
                 try:
                     await asyncio.wait_for(proc.wait(), timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     proc.kill()
                     await proc.wait()
             slot.state = "stopped"
@@ -316,9 +317,7 @@ class EnginePool:
             return
         if not self.started:
             return  # failed during the initial start: start() reports it
-        self.log(
-            f"engine slot {slot.index} (pid {proc.pid}) exited with code {proc.returncode}; restarting"
-        )
+        self.log(f"engine slot {slot.index} (pid {proc.pid}) exited with code {proc.returncode}; restarting")
         slot.restarts += 1
         if self.on_restart:
             self.on_restart()
@@ -348,8 +347,7 @@ class EnginePool:
             raise unavailable("server is shutting down", code="shutting_down")
         if self.running + len(self.waiting) >= self.max_concurrency:
             raise overloaded(
-                f"server is at its concurrency limit ({self.max_concurrency} requests running or "
-                "queued); retry later"
+                f"server is at its concurrency limit ({self.max_concurrency} requests running or queued); retry later"
             )
         job = Job(id=job_id or f"j{next(self._ids)}", payload=payload)
         self.waiting.append(job)

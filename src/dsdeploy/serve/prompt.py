@@ -74,7 +74,8 @@ class PromptBuilder:
             data = text.encode("utf-8")
         except UnicodeEncodeError as exc:  # JSON may carry a lone surrogate ("\ud800")
             raise bad_request(
-                f"the prompt is not valid Unicode: {exc.reason} at character {exc.start}", param="prompt",
+                f"the prompt is not valid Unicode: {exc.reason} at character {exc.start}",
+                param="prompt",
                 code="invalid_value",
             ) from None
         add = self.add_bos if add_bos is None else add_bos

@@ -130,8 +130,7 @@ def run(s: ServeSettings, announce=print) -> None:
             raise UserError(f"the engine could not load {s.model_path}: {exc}") from None
         announce(
             f"dsdeploy serve: {s.served_name} ({len(pool.slots)} slot(s) x {s.threads} thread(s), "
-            f"n_ctx {s.n_ctx}) at {url_for(s.host, port)}/v1"
-            + ("  [API key required]" if s.api_key else "")
+            f"n_ctx {s.n_ctx}) at {url_for(s.host, port)}/v1" + ("  [API key required]" if s.api_key else "")
         )
         await server.serve(sockets=[sock])
 

@@ -110,13 +110,9 @@ class ServeSettings:
         if not (0 <= self.engine_nice <= 19):
             raise UserError(f"--engine-nice must be between 0 and 19, got {self.engine_nice}")
         if self.max_prompt_tokens >= self.n_ctx:
-            raise UserError(
-                f"--max-prompt-tokens ({self.max_prompt_tokens}) must be below --n-ctx ({self.n_ctx})"
-            )
+            raise UserError(f"--max-prompt-tokens ({self.max_prompt_tokens}) must be below --n-ctx ({self.n_ctx})")
         if self.max_concurrency < self.parallel:
-            raise UserError(
-                f"--max-concurrency ({self.max_concurrency}) must be at least --parallel ({self.parallel})"
-            )
+            raise UserError(f"--max-concurrency ({self.max_concurrency}) must be at least --parallel ({self.parallel})")
         if not self.api_key and not is_loopback(self.host):
             raise UserError(
                 f"refusing to serve on non-loopback host {self.host} without an API key: "

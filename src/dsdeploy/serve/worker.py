@@ -33,7 +33,6 @@ import select
 import sys
 import time
 
-
 _json_str = json.encoder.encode_basestring_ascii  # str -> JSON string literal (C, fast)
 
 
@@ -138,8 +137,10 @@ class Engine:
         t_start = time.perf_counter()
         rid = req["id"]
         if emit_text is None:
+
             def emit_text(text: str) -> None:
                 emit({"i": rid, "t": text})
+
         tokens = list(req["tokens"])
         room = self.n_ctx - len(tokens)
         max_tokens = max(0, min(int(req["max_tokens"]), room))
@@ -256,8 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", required=True)
     ap.add_argument("--n-ctx", type=int, required=True)
     ap.add_argument("--threads", type=int, required=True)
-    ap.add_argument("--stream-interval-ms", type=float, default=10.0,
-                    help="after a request's first token, write tokens at most this often (batched)")
+    ap.add_argument(
+        "--stream-interval-ms",
+        type=float,
+        default=10.0,
+        help="after a request's first token, write tokens at most this often (batched)",
+    )
     ap.add_argument("--nice", type=int, default=0, help="lower this process's priority by this much")
     args = ap.parse_args(argv)
     if args.nice > 0 and hasattr(os, "nice"):  # no os.nice on Windows: run at normal priority

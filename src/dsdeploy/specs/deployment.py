@@ -197,9 +197,7 @@ def resolve_deployment(
             f"engine {eng.id} does not support placement '{placement}' (it supports {', '.join(eng.placements)})"
         )
     if eng.id not in fmt.engines:
-        raise UserError(
-            f"engine {eng.id} cannot load {fmt.id} weights; engines that can: {', '.join(fmt.engines)}"
-        )
+        raise UserError(f"engine {eng.id} cannot load {fmt.id} weights; engines that can: {', '.join(fmt.engines)}")
     # parallelism
     devices = count * nodes
     if placement == "gpu":
@@ -234,7 +232,9 @@ def resolve_deployment(
         if model.n_routed_experts % par.ep:
             raise UserError(f"ep={par.ep} must divide the routed experts ({model.n_routed_experts} in {model_id})")
         if placement == "gpu" and par.ep > par.tp * par.dp_attention:
-            raise UserError(f"ep={par.ep} cannot exceed the GPUs of one stage (tp × dp-attention = {par.tp * par.dp_attention})")
+            raise UserError(
+                f"ep={par.ep} cannot exceed the GPUs of one stage (tp × dp-attention = {par.tp * par.dp_attention})"
+            )
     if par.pp > model.layers:
         raise UserError(f"pp={par.pp} exceeds the model's {model.layers} layers")
     if mtp and not model.mtp_layers:
@@ -248,7 +248,11 @@ def resolve_deployment(
             notes.append(f"no --dram-gb given: assuming {dram_gb:g} GB of host memory")
     scale_up = catalog.link(acc.scale_up_link) if acc and acc.scale_up_link else None
     host = catalog.link(acc.host_link) if acc and acc.host_link else None
-    so = catalog.link(scale_out) if scale_out else (catalog.link("ib-ndr") if nodes > 1 and "ib-ndr" in catalog.links else None)
+    so = (
+        catalog.link(scale_out)
+        if scale_out
+        else (catalog.link("ib-ndr") if nodes > 1 and "ib-ndr" in catalog.links else None)
+    )
     gpu_fmt = None
     if placement == "experts-on-cpu" and eng.gpu_weights == "native" and model_id in catalog.models:
         native = catalog.format(catalog.models[model_id].native_weights)
@@ -259,8 +263,24 @@ def resolve_deployment(
                 f"not from the {fmt.id} weights (those hold the CPU experts)"
             )
     return Deployment(
-        model_id=model_id, model=model, weights=fmt, kv=kv, engine=eng, placement=placement,
-        accelerator=acc, per_node=count, nodes=nodes, cpu=cpu_obj, cpu_sockets=cpu_sockets,
-        dram=dram_spec, dram_gb=dram_gb, par=par, mtp=mtp, scale_up=scale_up, host_link=host,
-        scale_out=so, notes=tuple(notes), gpu_weights=gpu_fmt,
+        model_id=model_id,
+        model=model,
+        weights=fmt,
+        kv=kv,
+        engine=eng,
+        placement=placement,
+        accelerator=acc,
+        per_node=count,
+        nodes=nodes,
+        cpu=cpu_obj,
+        cpu_sockets=cpu_sockets,
+        dram=dram_spec,
+        dram_gb=dram_gb,
+        par=par,
+        mtp=mtp,
+        scale_up=scale_up,
+        host_link=host,
+        scale_out=so,
+        notes=tuple(notes),
+        gpu_weights=gpu_fmt,
     )

@@ -248,7 +248,9 @@ def from_hf_config(cfg: dict, name: str = "model", where: str = "config.json") -
     kv_heads = _opt(cfg, "num_key_value_heads", heads, where)
     tie = bool(cfg.get("tie_word_embeddings", False))
     max_pos = _opt(cfg, "max_position_embeddings", 0, where)
-    common = dict(name=name, vocab=vocab, hidden=hidden, layers=layers, heads=heads, tie_embeddings=tie, max_position=max_pos)
+    common = dict(
+        name=name, vocab=vocab, hidden=hidden, layers=layers, heads=heads, tie_embeddings=tie, max_position=max_pos
+    )
     if mt in ("deepseek_v3", "deepseek_v32", "deepseek_v2"):
         n_routed = _need(cfg, "n_routed_experts", where)
         moe_inter = _need(cfg, "moe_intermediate_size", where)
@@ -459,13 +461,30 @@ def from_gguf(path: str | Path) -> ModelSpec:
             val_mla = int(field(f"{a}.attention.value_length"))
         nope = int(key_mla) - rope
         spec = ModelSpec(
-            name=p.stem, arch="deepseek_v3" if field(f"{a}.expert_gating_func", False, 1) == 2 else "deepseek_v2",
-            vocab=int(vocab), hidden=hidden, layers=layers, heads=heads, kv_heads=heads,
-            head_dim=int(key_mla), intermediate=ffn, dense_layers=dense, attention="mla",
-            q_lora_rank=q_lora, kv_lora_rank=kv_lora, qk_nope_head_dim=nope, qk_rope_head_dim=rope,
-            v_head_dim=int(val_mla), n_routed_experts=n_exp, n_shared_experts=n_shared,
-            experts_per_token=n_used, moe_intermediate=moe_inter, shared_intermediate=n_shared * moe_inter,
-            tie_embeddings=tie, max_position=ctx, gguf_component_bytes=comp_bytes,
+            name=p.stem,
+            arch="deepseek_v3" if field(f"{a}.expert_gating_func", False, 1) == 2 else "deepseek_v2",
+            vocab=int(vocab),
+            hidden=hidden,
+            layers=layers,
+            heads=heads,
+            kv_heads=heads,
+            head_dim=int(key_mla),
+            intermediate=ffn,
+            dense_layers=dense,
+            attention="mla",
+            q_lora_rank=q_lora,
+            kv_lora_rank=kv_lora,
+            qk_nope_head_dim=nope,
+            qk_rope_head_dim=rope,
+            v_head_dim=int(val_mla),
+            n_routed_experts=n_exp,
+            n_shared_experts=n_shared,
+            experts_per_token=n_used,
+            moe_intermediate=moe_inter,
+            shared_intermediate=n_shared * moe_inter,
+            tie_embeddings=tie,
+            max_position=ctx,
+            gguf_component_bytes=comp_bytes,
             gguf_file_type=str(file_type) if file_type is not None else None,
         )
         return spec
@@ -473,15 +492,30 @@ def from_gguf(path: str | Path) -> ModelSpec:
         head_dim = int(field(f"{a}.attention.key_length", False, hidden // heads) or hidden // heads)
         shared_inter = int(field(f"{a}.expert_shared_feed_forward_length", False, 0) or 0)
         return ModelSpec(
-            name=p.stem, arch={"qwen2moe": "qwen2_moe", "qwen3moe": "qwen3_moe"}.get(arch, arch),
-            vocab=int(vocab), hidden=hidden, layers=layers, heads=heads, kv_heads=kv_heads,
-            head_dim=head_dim, intermediate=ffn if not n_exp else 0, dense_layers=dense,
-            n_routed_experts=n_exp, experts_per_token=n_used, moe_intermediate=moe_inter or (ffn if n_exp else 0),
-            n_shared_experts=1 if shared_inter else 0, shared_intermediate=shared_inter,
-            qkv_bias="blk.0.attn_q.bias" in names, tie_embeddings=tie, max_position=ctx,
-            gguf_component_bytes=comp_bytes, gguf_file_type=str(file_type) if file_type is not None else None,
+            name=p.stem,
+            arch={"qwen2moe": "qwen2_moe", "qwen3moe": "qwen3_moe"}.get(arch, arch),
+            vocab=int(vocab),
+            hidden=hidden,
+            layers=layers,
+            heads=heads,
+            kv_heads=kv_heads,
+            head_dim=head_dim,
+            intermediate=ffn if not n_exp else 0,
+            dense_layers=dense,
+            n_routed_experts=n_exp,
+            experts_per_token=n_used,
+            moe_intermediate=moe_inter or (ffn if n_exp else 0),
+            n_shared_experts=1 if shared_inter else 0,
+            shared_intermediate=shared_inter,
+            qkv_bias="blk.0.attn_q.bias" in names,
+            tie_embeddings=tie,
+            max_position=ctx,
+            gguf_component_bytes=comp_bytes,
+            gguf_file_type=str(file_type) if file_type is not None else None,
         )
-    raise UserError(f"{p}: GGUF architecture '{arch}' is not supported (deepseek2, llama, qwen2, qwen2moe, qwen3moe, mixtral)")
+    raise UserError(
+        f"{p}: GGUF architecture '{arch}' is not supported (deepseek2, llama, qwen2, qwen2moe, qwen3moe, mixtral)"
+    )
 
 
 def load_model_spec(id_or_path: str) -> ModelSpec:

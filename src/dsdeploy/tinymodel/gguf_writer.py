@@ -34,12 +34,11 @@ from __future__ import annotations
 import json
 import re
 import struct
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
-
-import numpy as np
 
 import gguf
+import numpy as np
 
 __all__ = ["convert_hf_to_gguf", "read_safetensors", "OUTTYPES"]
 
@@ -116,7 +115,11 @@ _GLOBAL_MAP = {
 }
 _LAYER_RE = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
 _EXPERT_RE = re.compile(r"^mlp\.experts\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight$")
-_EXPERT_OUT = {"gate_proj": "ffn_gate_exps.weight", "up_proj": "ffn_up_exps.weight", "down_proj": "ffn_down_exps.weight"}
+_EXPERT_OUT = {
+    "gate_proj": "ffn_gate_exps.weight",
+    "up_proj": "ffn_up_exps.weight",
+    "down_proj": "ffn_down_exps.weight",
+}
 
 
 def _map_tensors(hp: dict, weights: dict[str, np.ndarray]) -> Iterator[tuple[str, np.ndarray]]:
@@ -202,7 +205,7 @@ def _write_params(w: gguf.GGUFWriter, hp: dict, outtype: str) -> None:
     if scoring is None:
         raise ValueError(
             "config.json lacks 'scoring_func'; llama.cpp would fall back to softmax routing. "
-            "Add \"scoring_func\": \"sigmoid\" for DeepSeek-V3."
+            'Add "scoring_func": "sigmoid" for DeepSeek-V3.'
         )
 
     w.add_context_length(hp["max_position_embeddings"])

@@ -95,13 +95,22 @@ def _penalty(params: dict, prior: GroupParams | None) -> float:
     return out
 
 
-def _fit(items: list[Prepared], engine: str, hwc: str, others: tuple[GroupParams, ...], prior: GroupParams | None) -> GroupParams:
+def _fit(
+    items: list[Prepared], engine: str, hwc: str, others: tuple[GroupParams, ...], prior: GroupParams | None
+) -> GroupParams:
     """Coordinate descent: line-search each parameter on its grid in turn, from the prior, then
     refine multiplicatively; stops when a full sweep no longer improves the loss."""
 
     def group(ps: dict) -> GroupParams:
-        return GroupParams(engine, hwc, ps["bw_eff"], ps["compute_eff"], ps["layer_overhead_us"],
-                           prefill_compute_eff=ps["prefill_compute_eff"], rows=len(items))
+        return GroupParams(
+            engine,
+            hwc,
+            ps["bw_eff"],
+            ps["compute_eff"],
+            ps["layer_overhead_us"],
+            prefill_compute_eff=ps["prefill_compute_eff"],
+            rows=len(items),
+        )
 
     def loss(ps: dict) -> float:
         cal = Calibration(groups=others + (group(ps),))
@@ -109,8 +118,12 @@ def _fit(items: list[Prepared], engine: str, hwc: str, others: tuple[GroupParams
 
     cur = dict(START)
     if prior is not None:
-        cur = {"bw_eff": prior.bw_eff, "compute_eff": prior.compute_eff,
-               "prefill_compute_eff": prior.prefill_eff, "layer_overhead_us": prior.layer_overhead_us}
+        cur = {
+            "bw_eff": prior.bw_eff,
+            "compute_eff": prior.compute_eff,
+            "prefill_compute_eff": prior.prefill_eff,
+            "layer_overhead_us": prior.layer_overhead_us,
+        }
     best = loss(cur)
     for _ in range(4):
         improved = False
@@ -196,8 +209,13 @@ def calibrate(cat: Catalog, rows: list[Row], fitted_on: str = "", fill_rows: lis
             continue  # a fill-in fit that still misses by > 2× teaches nothing; borrow instead
         banded.append(replace(g, band=max(0.15, b)))
     return Calibration(
-        groups=tuple(banded), fitted_on=fitted_on, default_band=1.0,
-        meta={"rows": len(items), "method": "family priors + per-(engine, hardware class) fits shrunk toward them; soft-L1 on log error"},
+        groups=tuple(banded),
+        fitted_on=fitted_on,
+        default_band=1.0,
+        meta={
+            "rows": len(items),
+            "method": "family priors + per-(engine, hardware class) fits shrunk toward them; soft-L1 on log error",
+        },
     )
 
 

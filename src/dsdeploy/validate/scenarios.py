@@ -21,7 +21,15 @@ from dsdeploy.specs.deployment import Deployment, resolve_deployment
 from dsdeploy.specs.model import ModelSpec, load_model_spec
 
 REQUIRED = ("id", "model", "weights", "placement", "metric", "value")
-METRICS = ("decode_tok_s_per_user", "output_tok_s_total", "output_tok_s_per_gpu", "prefill_tok_s", "tpot_ms", "ttft_ms", "e2e_ms")
+METRICS = (
+    "decode_tok_s_per_user",
+    "output_tok_s_total",
+    "output_tok_s_per_gpu",
+    "prefill_tok_s",
+    "tpot_ms",
+    "ttft_ms",
+    "e2e_ms",
+)
 DEFAULT_INPUT = 512
 DEFAULT_OUTPUT = 256
 
@@ -72,9 +80,18 @@ class RowResult:
 
     def to_dict(self) -> dict:
         return {
-            "id": self.id, "metric": self.metric, "measured": self.measured, "predicted": self.predicted,
-            "ape": self.ape, "reason": self.reason, "placement": self.placement, "engine": self.engine,
-            "group": self.group, "defaults": self.defaults, "scope": self.scope, "ambiguity": self.ambiguity,
+            "id": self.id,
+            "metric": self.metric,
+            "measured": self.measured,
+            "predicted": self.predicted,
+            "ape": self.ape,
+            "reason": self.reason,
+            "placement": self.placement,
+            "engine": self.engine,
+            "group": self.group,
+            "defaults": self.defaults,
+            "scope": self.scope,
+            "ambiguity": self.ambiguity,
         }
 
 
@@ -155,15 +172,33 @@ def row_deployment(cat: Catalog, row: Row) -> tuple[Deployment, Workload, list[s
         out = 0 if metric == "prefill_tok_s" else DEFAULT_OUTPUT
         if metric != "prefill_tok_s":
             defaults.append(f"output_len={DEFAULT_OUTPUT}")
-    saturate = conc is None and metric in ("output_tok_s_total", "output_tok_s_per_gpu") or (
-        conc is None and metric == "prefill_tok_s" and row.get("prefill_basis") == "per_gpu")
+    saturate = (
+        conc is None
+        and metric in ("output_tok_s_total", "output_tok_s_per_gpu")
+        or (conc is None and metric == "prefill_tok_s" and row.get("prefill_basis") == "per_gpu")
+    )
     if conc is None and not saturate:
         conc = 1
         defaults.append("concurrency=1")
     dep = resolve_deployment(
-        cat, mid, spec, weights=row.get("weights"), kv_dtype=kv, accelerator=acc, count=per_node or 0,
-        nodes=nodes, engine=engine, placement=placement, tp=tp, pp=pp, ep=ep, dp_attention=dp, cpu=cpu,
-        cpu_sockets=sockets, dram=dram, dram_gb=4096.0 if placement in ("cpu", "experts-on-cpu", "layer-split") else None,
+        cat,
+        mid,
+        spec,
+        weights=row.get("weights"),
+        kv_dtype=kv,
+        accelerator=acc,
+        count=per_node or 0,
+        nodes=nodes,
+        engine=engine,
+        placement=placement,
+        tp=tp,
+        pp=pp,
+        ep=ep,
+        dp_attention=dp,
+        cpu=cpu,
+        cpu_sockets=sockets,
+        dram=dram,
+        dram_gb=4096.0 if placement in ("cpu", "experts-on-cpu", "layer-split") else None,
         mtp=mtp and spec.mtp_layers > 0,
     )
     if saturate:
@@ -217,9 +252,16 @@ def evaluate_rows(cat: Catalog, rows: list[Row], cal: Calibration) -> list[RowRe
             measured = float(row.get("value"))
         except ValueError:
             measured = float("nan")
-        base = dict(id=row.id, metric=metric, measured=measured, placement=row.get("placement"),
-                    engine=row.get("engine"), source=row.source_key, scope=row.get("scope"),
-                    ambiguity=row.get("ambiguity"))
+        base = dict(
+            id=row.id,
+            metric=metric,
+            measured=measured,
+            placement=row.get("placement"),
+            engine=row.get("engine"),
+            source=row.source_key,
+            scope=row.get("scope"),
+            ambiguity=row.get("ambiguity"),
+        )
         if metric not in METRICS:
             out.append(RowResult(predicted=None, ape=None, reason=f"unknown metric '{metric}'", **base))
             continue
@@ -236,8 +278,16 @@ def evaluate_rows(cat: Catalog, rows: list[Row], cal: Calibration) -> list[RowRe
             out.append(RowResult(predicted=None, ape=None, reason=f"cannot predict: {exc}", **base))
             continue
         base["engine"] = dep.engine.id
-        out.append(RowResult(predicted=pred, ape=abs(pred - measured) / measured, reason="", defaults=defaults,
-                             group=f"{dep.engine.id}/{hw_class(dep)}", **base))
+        out.append(
+            RowResult(
+                predicted=pred,
+                ape=abs(pred - measured) / measured,
+                reason="",
+                defaults=defaults,
+                group=f"{dep.engine.id}/{hw_class(dep)}",
+                **base,
+            )
+        )
     return out
 
 
@@ -246,11 +296,20 @@ def summarize(results: list[RowResult]) -> dict:
         apes = sorted(r.ape for r in rs if r.ape is not None)
         n = len(rs)
         if not apes:
-            return {"rows": n, "predicted": 0, "coverage": 0.0, "median_ape": None, "p90_ape": None, "within_30pct": None}
+            return {
+                "rows": n,
+                "predicted": 0,
+                "coverage": 0.0,
+                "median_ape": None,
+                "p90_ape": None,
+                "within_30pct": None,
+            }
+
         def pct(q):
             k = (len(apes) - 1) * q
             lo, hi = math.floor(k), math.ceil(k)
             return apes[lo] + (apes[hi] - apes[lo]) * (k - lo)
+
         return {
             "rows": n,
             "predicted": len(apes),

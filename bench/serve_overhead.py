@@ -58,11 +58,11 @@ def prompts(n: int) -> list[str]:
 
 
 # ---- direct: a persistent process per engine instance, fed prompts over a pipe ---------------
-def _direct_proc(model: str, n_ctx: int, threads: int, mode: str, conn) -> None:
+def _direct_proc(model: str, n_ctx: int, threads: int, mode: str, conn, extra_bufts: bool) -> None:
     from dsdeploy.serve.prompt import PromptBuilder
     from dsdeploy.serve.worker import Engine
 
-    eng = Engine(model, n_ctx, threads)
+    eng = Engine(model, n_ctx, threads, extra_bufts=extra_bufts)
     pb = PromptBuilder(model)
     llm = eng.llm
     eog_bias = {t: float("-inf") for t in eng.eog}
@@ -112,11 +112,15 @@ def _direct_proc(model: str, n_ctx: int, threads: int, mode: str, conn) -> None:
 
 class DirectArm:
     def __init__(self, model: str, n_ctx: int, threads: int, conc: int, mode: str) -> None:
+        from dsdeploy.serve.loading import default_mode, resolve_extra_bufts
+
+        # the loading path `dsdeploy serve` takes (--extra-bufts, $DSDEPLOY_EXTRA_BUFTS), decided once
+        bufts = resolve_extra_bufts(default_mode(), model, threads, log=lambda m: print(m, file=sys.stderr)).use
         ctx = mp.get_context("spawn")
         self.conns, self.procs = [], []
         for _ in range(conc):
             mine, theirs = ctx.Pipe()
-            p = ctx.Process(target=_direct_proc, args=(model, n_ctx, threads, mode, theirs), daemon=True)
+            p = ctx.Process(target=_direct_proc, args=(model, n_ctx, threads, mode, theirs, bufts), daemon=True)
             p.start()
             self.conns.append(mine)
             self.procs.append(p)

@@ -28,12 +28,12 @@ def _wait_all_slots_ready(base: str, timeout: float = 60) -> dict:
 
 
 def test_killed_engine_fails_in_flight_request_fast_and_restarts(serve_factory):
-    srv = serve_factory("--parallel", "1", "--n-ctx", "4096")
+    srv = serve_factory("--parallel", "1", "--n-ctx", "2048")
     client = openai.OpenAI(base_url=srv.base_url + "/v1", api_key=srv.api_key, max_retries=0, timeout=30)
     before = httpx.get(srv.base_url + "/health").json()["slots"][0]
 
     stream = client.completions.create(
-        model=MODEL, prompt="a", max_tokens=4000, stream=True, extra_body={"ignore_eos": True}
+        model=MODEL, prompt="a", max_tokens=2000, stream=True, extra_body={"ignore_eos": True}
     )
     it = iter(stream)
     next(it)
@@ -44,7 +44,7 @@ def test_killed_engine_fails_in_flight_request_fast_and_restarts(serve_factory):
     with pytest.raises(openai.APIError) as e:
         for _ in it:
             got += 1
-    assert got < 3999  # the stream ended in an error, well before its 4,000 tokens
+    assert got < 1999  # the stream ended in an error, well before its 2,000 tokens
     assert "engine" in str(e.value).lower()
 
     after = _wait_all_slots_ready(srv.base_url)["slots"][0]
@@ -55,13 +55,13 @@ def test_killed_engine_fails_in_flight_request_fast_and_restarts(serve_factory):
 
 
 def test_killed_engine_non_streaming_gets_503(serve_factory):
-    srv = serve_factory("--parallel", "1", "--n-ctx", "4096")
+    srv = serve_factory("--parallel", "1", "--n-ctx", "2048")
     client = openai.OpenAI(base_url=srv.base_url + "/v1", api_key=srv.api_key, max_retries=0, timeout=30)
     box: dict = {}
 
     def call():
         try:
-            client.completions.create(model=MODEL, prompt="a", max_tokens=4000, extra_body={"ignore_eos": True})
+            client.completions.create(model=MODEL, prompt="a", max_tokens=2000, extra_body={"ignore_eos": True})
         except Exception as exc:  # noqa: BLE001
             box["err"] = exc
 

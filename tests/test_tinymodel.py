@@ -1,6 +1,7 @@
 """The shipped tiny DeepSeek model: artifacts, GGUF metadata, writer, llama.cpp smoke test.
 
-No torch needed. The llama.cpp tests run only when llama_cpp is importable.
+No torch needed. The llama.cpp tests run only when llama_cpp is importable, in one child process
+(tests/_isolate.py), so an abort inside llama.cpp fails them with its message, not the pytest run.
 """
 
 from __future__ import annotations
@@ -184,16 +185,63 @@ def test_writer_f32_is_exact_and_rejects_missing_scoring_func(tmp_path):
 # ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def llm():
-    llama_cpp = pytest.importorskip("llama_cpp")
-    return llama_cpp.Llama(
-        model_path=str(default_gguf_path()),
+def _llama_session(model_path: str, extra_bufts: bool) -> dict:
+    """Everything the llama.cpp tests below look at, computed in one child process (run_isolated):
+    an abort inside llama.cpp then fails these tests with its message, not the pytest run."""
+    from dsdeploy.serve.loading import load_llama
+
+    llm = load_llama(
+        model_path,
+        extra_bufts=extra_bufts,
         n_ctx=512,
         n_threads=1,  # 1 thread: llama.cpp spin-waits badly on a busy 2-core box
         seed=0,
         verbose=False,
     )
+
+    def greedy(prompt: bytes, n: int = 64) -> list[int]:
+        out: list[int] = []
+        for tok in llm.generate(llm.tokenize(prompt, add_bos=True), temp=0.0, top_k=1, reset=True):
+            if tok == llm.token_eos() or len(out) >= n:
+                break
+            out.append(tok)
+        return out
+
+    res: dict = {}
+    toks = greedy(b"def ")
+    res["greedy"] = (toks, llm.detokenize(toks))
+    toks = greedy(b"def parse_args(argv):\n")
+    res["varied"] = (toks, llm.detokenize(toks), [llm.detokenize([t]) for t in toks])
+    res["whole"] = llm.create_completion("import ", max_tokens=64, temperature=0.0)["choices"][0]["text"]
+    res["pieces"] = [
+        c["choices"][0]["text"] for c in llm.create_completion("import ", max_tokens=64, temperature=0.0, stream=True)
+    ]
+    r = llm.create_chat_completion(
+        messages=[{"role": "user", "content": "What does the function textwrap.dedent do?"}],
+        max_tokens=32,
+        temperature=0.0,
+    )
+    res["chat"] = (r["choices"][0]["message"]["content"], r["usage"]["completion_tokens"])
+    res["tokenized"] = {text: llm.tokenize(text.encode(), add_bos=True, special=False) for text in TOKENIZE_TEXTS}
+    return res
+
+
+TOKENIZE_TEXTS = (
+    "def main(argv: list[str]) -> int:\n    return 0\n",
+    "Hello, world! It's 2026; KV-cache = 3.5 GiB.",
+    "  indented\n\n\ttabs and unicode: héllo → ok",
+)
+
+
+@pytest.fixture(scope="module")
+def llm():
+    pytest.importorskip("llama_cpp")
+    from _isolate import run_isolated
+
+    from dsdeploy.serve.loading import default_mode, resolve_extra_bufts
+
+    path = str(default_gguf_path())
+    return run_isolated(_llama_session, path, resolve_extra_bufts(default_mode(), path).use, timeout=600)
 
 
 def _valid_utf8_prefix(data: bytes) -> str:
@@ -203,14 +251,8 @@ def _valid_utf8_prefix(data: bytes) -> str:
 
 @pytest.mark.engine
 def test_llama_cpp_greedy_generate(llm):
-    prompt = "def "
-    toks = llm.tokenize(prompt.encode(), add_bos=True)
-    out_toks: list[int] = []
-    for tok in llm.generate(toks, temp=0.0, top_k=1, reset=True):
-        if tok == llm.token_eos() or len(out_toks) >= 64:
-            break
-        out_toks.append(tok)
-    text = _valid_utf8_prefix(llm.detokenize(out_toks))
+    out_toks, data = llm["greedy"]
+    text = _valid_utf8_prefix(data)
     assert len(out_toks) > 0
     assert isinstance(text, str) and text  # content is not checked: the model is tiny
 
@@ -223,15 +265,9 @@ def test_llama_cpp_greedy_output_is_varied_text(llm):
     8 distinct tokens with non-whitespace text (the 200-step build of the old recipe
     emitted only repeated whitespace fragments). Not timed.
     """
-    toks = llm.tokenize(b"def parse_args(argv):\n", add_bos=True)
-    out_toks: list[int] = []
-    for tok in llm.generate(toks, temp=0.0, top_k=1, reset=True):
-        if tok == llm.token_eos() or len(out_toks) >= 64:
-            break
-        out_toks.append(tok)
-    data = llm.detokenize(out_toks)
+    out_toks, data, pieces = llm["varied"]
     text = _valid_utf8_prefix(data)
-    visible = {t for t in out_toks if llm.detokenize([t]).strip()}
+    visible = {t for t, piece in zip(out_toks, pieces, strict=True) if piece.strip()}
     assert len(visible) >= 8, f"only {len(visible)} distinct non-whitespace tokens: {text!r}"
     assert sum(c.isalpha() for c in text) >= 20, text
 
@@ -240,22 +276,15 @@ def test_llama_cpp_greedy_output_is_varied_text(llm):
 def test_llama_cpp_streaming_equals_the_whole_completion(llm):
     """Streaming 64 greedy tokens gives, piece by piece, exactly the non-streamed completion (no
     piece lost or repeated at UTF-8 boundaries). Speed is not asserted here."""
-    whole = llm.create_completion("import ", max_tokens=64, temperature=0.0)["choices"][0]["text"]
-    pieces = [
-        c["choices"][0]["text"] for c in llm.create_completion("import ", max_tokens=64, temperature=0.0, stream=True)
-    ]
+    whole, pieces = llm["whole"], llm["pieces"]
     assert len(pieces) > 1 and "".join(pieces) == whole and whole
 
 
 @pytest.mark.engine
 def test_llama_cpp_chat_completion(llm):
-    r = llm.create_chat_completion(
-        messages=[{"role": "user", "content": "What does the function textwrap.dedent do?"}],
-        max_tokens=32,
-        temperature=0.0,
-    )
-    assert isinstance(r["choices"][0]["message"]["content"], str)
-    assert r["usage"]["completion_tokens"] > 0
+    content, completion_tokens = llm["chat"]
+    assert isinstance(content, str)
+    assert completion_tokens > 0
 
 
 @pytest.mark.engine
@@ -263,9 +292,5 @@ def test_llama_cpp_tokenizes_like_hf(llm):
     """llama.cpp's gpt-2 pre-tokenizer + our merges give the tokenizer.json ids."""
     tokenizers = pytest.importorskip("tokenizers")
     hf = tokenizers.Tokenizer.from_file(str(default_hf_path() / "tokenizer.json"))
-    for text in (
-        "def main(argv: list[str]) -> int:\n    return 0\n",
-        "Hello, world! It's 2026; KV-cache = 3.5 GiB.",
-        "  indented\n\n\ttabs and unicode: héllo → ok",
-    ):
-        assert llm.tokenize(text.encode(), add_bos=True, special=False) == hf.encode(text).ids, text
+    for text in TOKENIZE_TEXTS:
+        assert llm["tokenized"][text] == hf.encode(text).ids, text

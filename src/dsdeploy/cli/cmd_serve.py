@@ -41,6 +41,12 @@ def register(app: typer.Typer) -> None:
         threads: int | None = typer.Option(
             None, "--threads", help="CPU threads per slot. Default: cores / slots, leaving one core to the API process."
         ),
+        extra_bufts: str | None = typer.Option(
+            None,
+            "--extra-bufts",
+            help="llama.cpp's extra buffer types (weight repacking, e.g. AMX): on, off, or auto = try them in a "
+            "child process and use them only if the model loads and generates there. Default: $DSDEPLOY_EXTRA_BUFTS or auto.",
+        ),
         parallel: int | None = typer.Option(
             None,
             "--parallel",
@@ -111,6 +117,10 @@ def register(app: typer.Typer) -> None:
             log_level=log_level,
             engine_nice=engine_nice,
         )
+        if extra_bufts is not None:
+            from dsdeploy.serve.loading import validate_mode
+
+            settings = dataclasses.replace(settings, extra_bufts=validate_mode(extra_bufts))
         if stream_interval_ms is not None:
             if not (0.0 <= stream_interval_ms <= 1000.0):
                 raise UserError(f"--stream-interval-ms must be between 0 and 1000, got {stream_interval_ms}")

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dsdeploy.serve.errors import APIError, engine_failed, overloaded, unavailable
+from dsdeploy.serve.loading import describe_exit, engine_error_line, is_engine_error
 
 # Events a job's queue receives (besides the worker's raw dicts):
 CRASHED = "crashed"
@@ -109,6 +110,7 @@ class Slot:
         self.restarts = 0
         self.started_at = 0.0
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
+        self.start_errors: list[str] = []  # error lines seen while starting (see _start_error)
         self.ready = asyncio.Event()
         self.rbuf = b""  # an incomplete event line from the last read
         self.rfd: int | None = None  # read end of the worker's event pipe
@@ -158,8 +160,7 @@ class EnginePool:
             while not all(w.done() for w in waits):
                 dead = [s for s in self.slots if s.state == "dead"]
                 if dead:
-                    tail = "".join(dead[0].stderr_tail).strip()
-                    raise RuntimeError(f"engine worker failed to start: {tail[-2000:] or 'no output'}")
+                    raise RuntimeError(await self._start_error(dead[0]))
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"engine worker not ready after {timeout:.0f}s")
                 await asyncio.wait(waits, timeout=0.05)
@@ -167,6 +168,18 @@ class EnginePool:
             for w in waits:
                 w.cancel()
         self.started = True
+
+    @staticmethod
+    async def _start_error(slot: Slot) -> str:
+        """Why a worker died while starting: the engine's own assert or error line (kept even when a
+        long debugger backtrace follows it), not the tail of that backtrace."""
+        proc = slot.proc
+        deadline = time.monotonic() + 2.0  # let the stderr reader take the last lines
+        while proc is not None and proc.stderr is not None and not proc.stderr.at_eof() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        line = engine_error_line("".join(slot.start_errors) + "".join(slot.stderr_tail))
+        how = describe_exit(proc.returncode if proc is not None else None)
+        return f"engine worker failed to start ({how}): {line[:2000] or 'no output'}"
 
     async def stop(self, timeout: float = 5.0) -> None:
         self.closed = True
@@ -195,6 +208,7 @@ class EnginePool:
 
     async def _spawn(self, slot: Slot) -> None:
         slot.state = "starting"
+        slot.start_errors = []
         slot.ready.clear()
         slot.started_at = time.monotonic()
         slot.rbuf = b""
@@ -234,6 +248,8 @@ class EnginePool:
                 return
             text = line.decode(errors="replace")
             slot.stderr_tail.append(text)
+            if slot.state in ("starting", "dead") and len(slot.start_errors) < 20 and is_engine_error(text):
+                slot.start_errors.append(text)
             if slot.state != "starting":
                 self.log(f"[engine {slot.index} pid {proc.pid}] {text.rstrip()}")
 

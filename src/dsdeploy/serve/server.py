@@ -51,7 +51,12 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def worker_argv(s: ServeSettings) -> list[str]:
+def worker_argv(s: ServeSettings, extra_bufts: bool | None = None) -> list[str]:
+    """The engine worker's command line; `extra_bufts` None: decided now (dsdeploy.serve.loading)."""
+    if extra_bufts is None:
+        from dsdeploy.serve.loading import resolve_extra_bufts
+
+        extra_bufts = resolve_extra_bufts(s.extra_bufts, s.model_path, s.threads or 1).use
     return [
         sys.executable,
         "-m",
@@ -66,6 +71,8 @@ def worker_argv(s: ServeSettings) -> list[str]:
         str(s.stream_interval_ms),
         "--nice",
         str(s.engine_nice),
+        "--extra-bufts",
+        "on" if extra_bufts else "off",
     ]
 
 
@@ -88,10 +95,19 @@ def run(s: ServeSettings, announce=print) -> None:
         prompt = PromptBuilder(str(s.model_path))
     except Exception as exc:
         raise UserError(f"cannot read {s.model_path} as a GGUF model: {exc}") from None
+    from dsdeploy.serve.loading import resolve_extra_bufts
+
+    # the loading path (extra buffer types or not), probed in a child process under `auto`
+    bufts = resolve_extra_bufts(
+        s.extra_bufts,
+        s.model_path,
+        s.threads or 1,
+        log=lambda m: print(f"dsdeploy serve: {m}", file=sys.stderr, flush=True),
+    )
     sock = bind(s.host, s.port)
     port = sock.getsockname()[1]
     env = dict(os.environ, **s.extra_worker_env)
-    pool = EnginePool(worker_argv(s), s.parallel, s.max_concurrency, env=env)
+    pool = EnginePool(worker_argv(s, bufts.use), s.parallel, s.max_concurrency, env=env)
     app = create_app(s, prompt, pool)
 
     class Server(uvicorn.Server):

@@ -29,6 +29,13 @@ def default_stream_interval_ms() -> float:
     return value
 
 
+def default_extra_bufts() -> str:
+    """$DSDEPLOY_EXTRA_BUFTS, else auto (see dsdeploy.serve.loading and docs/serve.md)."""
+    from dsdeploy.serve.loading import default_mode
+
+    return default_mode()
+
+
 def is_loopback(host: str) -> bool:
     """True when `host` only accepts connections from this machine."""
     if host in ("localhost", "ip6-localhost"):
@@ -68,6 +75,8 @@ class ServeSettings:
     api_key: str | None = None
     n_ctx: int = 2048
     threads: int | None = None  # per engine slot; None: cores / slots
+    # llama.cpp's extra buffer types (weight repacking): auto | on | off (dsdeploy.serve.loading)
+    extra_bufts: str = field(default_factory=default_extra_bufts)
     parallel: int = 2  # engine slots (worker processes), each one running sequence
     max_tokens_limit: int = 4096  # largest max_tokens a request may ask for
     max_prompt_tokens: int | None = None  # None: n_ctx - 1
@@ -107,6 +116,20 @@ class ServeSettings:
         ):
             if value is None or value < 1:
                 raise UserError(f"{name} must be a positive integer, got {value}")
+        cores = os.cpu_count() or 1
+        if (self.threads or 0) > cores:
+            raise UserError(
+                f"--threads {self.threads} is more than this machine's {cores} CPU(s): pass at most {cores} on this machine"
+            )
+        from dsdeploy.serve.loading import gguf_context_length, validate_mode
+
+        self.extra_bufts = validate_mode(self.extra_bufts)
+        n_ctx_train = gguf_context_length(self.model_path)  # None: not readable here; the engine's load says why
+        if n_ctx_train and self.n_ctx > n_ctx_train:
+            raise UserError(
+                f"--n-ctx {self.n_ctx} is more than {self.model_path.name}'s training context "
+                f"({n_ctx_train} tokens, its GGUF context_length): pass at most {n_ctx_train}"
+            )
         if not (0 <= self.engine_nice <= 19):
             raise UserError(f"--engine-nice must be between 0 and 19, got {self.engine_nice}")
         if self.max_prompt_tokens >= self.n_ctx:

@@ -50,11 +50,19 @@ class Engine:
     """A llama.cpp context plus the generation loop the API needs (stop strings, min_tokens,
     ignore_eos, seeds, cancellation), written against llama-cpp-python's low-level pieces."""
 
-    def __init__(self, model_path: str, n_ctx: int, threads: int, n_batch: int = 512) -> None:
-        from llama_cpp import Llama
+    def __init__(
+        self, model_path: str, n_ctx: int, threads: int, n_batch: int = 512, extra_bufts: bool | None = None
+    ) -> None:
+        """`extra_bufts`: load with llama.cpp's extra buffer types (weight repacking) or not; None
+        decides as `dsdeploy serve --extra-bufts auto` does (dsdeploy.serve.loading)."""
+        from dsdeploy.serve.loading import default_mode, load_llama, resolve_extra_bufts
 
-        self.llm = Llama(
-            model_path=model_path,
+        if extra_bufts is None:
+            extra_bufts = resolve_extra_bufts(default_mode(), model_path, threads).use
+        self.extra_bufts = extra_bufts
+        self.llm = load_llama(
+            model_path,
+            extra_bufts=extra_bufts,
             n_ctx=n_ctx,
             n_batch=min(n_batch, n_ctx),
             n_threads=threads,
@@ -264,6 +272,12 @@ def main(argv: list[str] | None = None) -> int:
         help="after a request's first token, write tokens at most this often (batched)",
     )
     ap.add_argument("--nice", type=int, default=0, help="lower this process's priority by this much")
+    ap.add_argument(
+        "--extra-bufts",
+        choices=("on", "off"),
+        default="on",
+        help="load with llama.cpp's extra buffer types (weight repacking); the server decides (loading.py)",
+    )
     args = ap.parse_args(argv)
     if args.nice > 0 and hasattr(os, "nice"):  # no os.nice on Windows: run at normal priority
         try:
@@ -274,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
     out = os.dup(1)
     os.dup2(2, 1)  # stray prints from C code go to stderr, never into the protocol
     sys.stdout = sys.stderr
+    from dsdeploy.serve.loading import report_engine_errors
+
+    # llama.cpp's error lines and ggml's abort message reach the API process even while
+    # llama-cpp-python silences fd 2 during the load (its startup error shows them)
+    report_engine_errors(os.dup(2))
 
     interval = max(0.0, args.stream_interval_ms) / 1000.0
     pending: list[str] = []
@@ -299,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             _write(out, "".join(pending).encode())
             pending.clear()
 
-    engine = Engine(args.model, args.n_ctx, args.threads)
+    engine = Engine(args.model, args.n_ctx, args.threads, extra_bufts=args.extra_bufts == "on")
     inbox = _Inbox(0)
     emit({"ev": "ready", "pid": os.getpid(), "n_ctx": engine.n_ctx})
     while True:

@@ -3,7 +3,10 @@
 `tiny_server` starts the real `dsdeploy serve` CLI (a subprocess) on a free loopback port with an
 API key, serving the bundled tiny model, and yields an object with `.base_url`
 ("http://127.0.0.1:PORT", no /v1) and `.api_key`. It is session-scoped; tests that need other
-limits use `serve_factory(*extra_args)`. Both skip when llama_cpp isn't importable.
+limits use `serve_factory(*extra_args, env={...})`. Both skip when llama_cpp isn't importable.
+
+Native engine code never runs in the pytest process: servers are subprocesses, and direct
+llama.cpp/torch calls go through `_isolate.run_isolated` (a child process per call).
 
 Set DSDEPLOY_TEST_GGUF to serve another GGUF file instead of the tiny model.
 """
@@ -69,8 +72,11 @@ class ServerHandle:
         return self.proc.returncode
 
 
-def start_server(*extra: str, api_key: str | None = None, timeout: float = 120.0) -> ServerHandle:
-    """Start `dsdeploy serve` and wait until /health answers 200."""
+def start_server(
+    *extra: str, api_key: str | None = None, timeout: float = 120.0, env: dict[str, str] | None = None
+) -> ServerHandle:
+    """Start `dsdeploy serve` and wait until /health answers 200. `env`: extra environment
+    variables for the server (and so its engine workers)."""
     import httpx
 
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'dsdeploy[llama]')")
@@ -98,7 +104,9 @@ def start_server(*extra: str, api_key: str | None = None, timeout: float = 120.0
     ]
     fd, log_name = tempfile.mkstemp(prefix="dsdeploy-serve-", suffix=".log")
     log = os.fdopen(fd, "w")
-    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, **(env or {})}
+    )
     log.close()
     handle = ServerHandle(f"http://127.0.0.1:{port}", key, port, proc, Path(log_name), argv)
     deadline = time.monotonic() + timeout

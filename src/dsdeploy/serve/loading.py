@@ -117,7 +117,7 @@ _keep: list = []  # ctypes callbacks must outlive every call into C
 
 
 def report_engine_errors(fd: int) -> None:
-    """Send llama.cpp's error log lines and ggml's abort message to `fd` (a dup of the real
+    """Send llama.cpp's warning and error log lines and ggml's abort message to `fd` (a dup of the real
     stderr). llama-cpp-python points fd 2 at /dev/null while a model loads (verbose=False), which
     would swallow exactly the lines that say why a load failed. An abort then skips ggml's
     debugger backtrace: the one line that matters arrives on its own."""
@@ -133,8 +133,10 @@ def report_engine_errors(fd: int) -> None:
 
     @llama_cpp.llama_log_callback
     def on_log(level: int, text: bytes, user_data) -> None:
-        # ggml_log_level: 3 = ERROR, 5 = CONT (continues the previous message)
-        if level == 3 or (level == 5 and last[0] == 3):
+        # ggml.h's ggml_log_level: 3 WARN, 4 ERROR, 5 CONT (continues the previous message).
+        # (llama-cpp-python 0.3.36's own callback still maps the older enum, 3 = ERROR, so with
+        # verbose=False it prints warnings and drops errors.)
+        if level in (3, 4) or (level == 5 and last[0] in (3, 4)):
             write(text)
         if level != 5:
             last[0] = level

@@ -13,7 +13,14 @@ from dsdeploy.catalog.schema import Accelerator, Cpu
 from dsdeploy.doctor import compare, local_entries, run_doctor, save_local_hardware
 from dsdeploy.doctor.bench import disk_read_speed, memory_bandwidth
 from dsdeploy.doctor.install import cuda_steps
-from dsdeploy.doctor.probe import parse_cuda_version, parse_nvidia_smi_query, probe_cpu
+from dsdeploy.doctor.probe import (
+    llama_loading_note,
+    matrix_flags,
+    parse_cuda_version,
+    parse_nvidia_smi_query,
+    parse_system_info,
+    probe_cpu,
+)
 from dsdeploy.engines.options import PlanOptions, resolve
 
 
@@ -249,3 +256,81 @@ def test_doctor_reads_the_plan_that_plan_json_writes(tmp_path):
     f.write_text(json.dumps({"count": "eight"}))
     with pytest.raises(UserError, match="'count' must be an integer"):
         from_plan_json(f)
+
+
+# ---------------------------------------------------------------- AMX / AVX-512 and the llama.cpp build (issue #10)
+def _proc_flags() -> set[str] | None:
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        k, _, v = line.partition(":")
+        if k.strip() in ("flags", "Features"):
+            return set(v.split())
+    return set()
+
+
+def test_report_lists_amx_and_avx512_flags_from_cpuinfo(report):
+    isa = report["cpu"]["isa"]
+    flags = _proc_flags()
+    if flags is None:  # no /proc/cpuinfo: said so, not "none"
+        assert isa["known"] is False and isa["source"] is None
+        return
+    assert isa["known"] is True and isa["source"] == "/proc/cpuinfo"
+    assert isa["amx"] == sorted(f for f in flags if f.startswith("amx"))
+    assert isa["avx512"] == sorted(f for f in flags if f.startswith("avx512"))
+
+
+def test_amx_cpu_flags_parse():
+    text = "processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: avx2 avx512f avx512_bf16 amx_tile amx_int8 amx_bf16\n"
+    isa = matrix_flags(probe_cpu(text).flags, "/proc/cpuinfo")
+    assert isa == {
+        "known": True,
+        "source": "/proc/cpuinfo",
+        "amx": ["amx_bf16", "amx_int8", "amx_tile"],
+        "avx512": ["avx512_bf16", "avx512f"],
+    }
+    assert matrix_flags([], None)["known"] is False
+
+
+def test_report_says_what_the_llama_cpp_build_uses(report):
+    from importlib import metadata
+
+    from dsdeploy.cli.cmd_doctor import render_text
+
+    lc = report["llama_cpp"]
+    text = render_text(report)
+    assert "AMX:" in text or "AMX / AVX-512: unknown" in text
+    try:
+        version = metadata.version("llama_cpp_python")
+    except metadata.PackageNotFoundError:
+        assert lc["installed"] is False and "llama-cpp-python not installed" in text
+        return
+    assert lc["installed"] and lc["error"] is None and lc["version"] == version
+    # the build names the CPU features it was compiled with, e.g. "CPU : SSE3 = 1 | ... | REPACK = 1 |"
+    assert lc["system_info"].startswith("CPU :") and lc["features"]
+    assert all(v == "1" for v in lc["features"].values())
+    assert f"llama.cpp build (llama-cpp-python {version}):" in text
+
+
+def test_system_info_parsing_and_loading_note():
+    info = "CPU : SSE3 = 1 | AVX2 = 1 | AVX512 = 1 | AMX_INT8 = 1 | REPACK = 1 |"
+    f = parse_system_info(info)
+    assert f == {"SSE3": "1", "AVX2": "1", "AVX512": "1", "AMX_INT8": "1", "REPACK": "1"}
+    assert "--extra-bufts auto" in llama_loading_note(["amx_int8", "amx_tile"], f)
+    assert "compiled without it" in llama_loading_note(["amx_tile"], {"AVX2": "1"})
+    assert llama_loading_note([], f) is None
+
+
+def test_llama_build_probe_survives_a_crashing_library(monkeypatch):
+    """The build is asked in a child process: a native abort there is reported, doctor goes on."""
+    import importlib.util
+
+    from dsdeploy.doctor import probe
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        pytest.skip("llama-cpp-python is not installed")
+    monkeypatch.setattr(probe, "_LLAMA_INFO_CHILD", "import os; os.abort()")
+    lc = probe.probe_llama_build()
+    assert lc["installed"] is True and lc["error"].startswith("killed by SIGABRT")

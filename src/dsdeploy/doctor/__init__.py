@@ -27,7 +27,9 @@ def run_doctor(
     mem=None,
 ) -> dict:
     gpu = probe.probe_gpus()
-    cpu = probe.probe_cpu()
+    cpuinfo = probe.read_cpuinfo()
+    cpu_source = "/proc/cpuinfo" if cpuinfo is not None else None
+    cpu = probe.probe_cpu(cpuinfo or "")
     report: dict = {
         "date": _dt.date.today().isoformat(),
         "os": probe.os_release(),
@@ -64,6 +66,10 @@ def run_doctor(
             "sve",
         )
     ]
+    report["cpu"]["isa"] = probe.matrix_flags(cpu.flags, cpu_source)
+    llama = probe.probe_llama_build()
+    llama["note"] = probe.llama_loading_note(report["cpu"]["isa"]["amx"], llama["features"])
+    report["llama_cpp"] = llama
     if measure:
         report["measured"] = {
             "memory": bench.memory_bandwidth(),

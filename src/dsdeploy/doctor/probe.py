@@ -133,10 +133,7 @@ class CpuInfo:
 
 def probe_cpu(cpuinfo: str | None = None) -> CpuInfo:
     if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
+        cpuinfo = read_cpuinfo() or ""
     model = vendor_id = ""
     flags: list[str] = []
     cores: set[tuple[str, str]] = set()
@@ -175,6 +172,92 @@ def probe_cpu(cpuinfo: str | None = None) -> CpuInfo:
         numa_nodes=numa,
         flags=sorted(set(flags)),
     )
+
+
+def read_cpuinfo() -> str | None:
+    """/proc/cpuinfo, or None where there is none (macOS, Windows, some sandboxes)."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+
+
+def matrix_flags(flags: list[str], source: str | None) -> dict:
+    """The CPU's AMX and AVX-512 flags (/proc/cpuinfo names). AMX (amx_tile, amx_int8, amx_bf16:
+    Sapphire Rapids and later Xeons) is what llama.cpp's AMX weight repacking needs; `known` is
+    False where the flags could not be read, so "none" there means "unknown", not "absent"."""
+    return {
+        "known": source is not None and bool(flags),
+        "source": source,
+        "amx": sorted(f for f in flags if f.startswith("amx")),
+        "avx512": sorted(f for f in flags if f.startswith("avx512")),
+    }
+
+
+_LLAMA_INFO_CHILD = (
+    "import json, llama_cpp; "
+    "print(json.dumps({'version': getattr(llama_cpp, '__version__', None), "
+    "'system_info': llama_cpp.llama_print_system_info().decode(errors='replace')}))"
+)
+
+
+def parse_system_info(text: str) -> dict[str, str]:
+    """`llama_print_system_info()` ("CPU : SSE3 = 1 | AVX2 = 1 | ... | REPACK = 1 |") as
+    {feature: value}; the build lists the features it was compiled with."""
+    out: dict[str, str] = {}
+    for part in text.replace("\n", "|").split("|"):
+        if "=" not in part:
+            continue
+        k, _, v = part.rpartition("=")
+        name = k.split(":")[-1].strip()
+        if name:
+            out[name] = v.strip()
+    return out
+
+
+def probe_llama_build(timeout: float = 60.0) -> dict:
+    """What the installed llama.cpp (llama-cpp-python) build uses, from `llama_print_system_info()`
+    run in a child process: loading the native library can't crash doctor itself."""
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("llama_cpp") is None:
+        return {"installed": False, "version": None, "system_info": None, "features": {}, "error": None}
+    try:
+        r = subprocess.run([sys.executable, "-c", _LLAMA_INFO_CHILD], capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"installed": True, "version": None, "system_info": None, "features": {}, "error": str(exc)}
+    if r.returncode != 0:
+        from dsdeploy.serve.loading import describe_exit, engine_error_line
+
+        err = f"{describe_exit(r.returncode)}: {engine_error_line(r.stderr)}"
+        return {"installed": True, "version": None, "system_info": None, "features": {}, "error": err}
+    try:
+        data = json.loads(r.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {"installed": True, "version": None, "system_info": None, "features": {}, "error": "no answer"}
+    info = data["system_info"].strip()
+    return {
+        "installed": True,
+        "version": data.get("version"),
+        "system_info": info,
+        "features": parse_system_info(info),
+        "error": None,
+    }
+
+
+def llama_loading_note(cpu_amx: list[str], features: dict[str, str]) -> str | None:
+    """What the CPU and the build mean for `dsdeploy serve --extra-bufts` (issue #10)."""
+    build_amx = any(k.startswith("AMX") and v == "1" for k, v in features.items())
+    if build_amx and cpu_amx:
+        return (
+            "this llama.cpp build repacks weights into AMX buffers on this CPU; with llama-cpp-python 0.3.36 "
+            "that aborted the DeepSeek (deepseek2) graph (GGML_ASSERT(*cur_backend_id != -1)). "
+            "dsdeploy serve --extra-bufts auto (the default) probes and falls back to off"
+        )
+    if cpu_amx and features and not build_amx:
+        return "the CPU has AMX but this llama.cpp build was compiled without it (no AMX repacking)"
+    return None
 
 
 def probe_ram() -> dict:

@@ -107,3 +107,12 @@ def run_isolated(
     if not out.ok:
         pytest.fail(out.report(func.__qualname__), pytrace=False)
     return out.value
+
+
+def require_module(name: str, reason: str | None = None) -> None:
+    """Skip the test unless `name` is installed, without importing it here (importing llama_cpp or
+    torch loads their native libraries into the pytest process; the child imports them)."""
+    import importlib.util
+
+    if importlib.util.find_spec(name) is None:
+        pytest.skip(reason or f"{name} is not installed", allow_module_level=True)

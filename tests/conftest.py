@@ -78,8 +78,9 @@ def start_server(
     """Start `dsdeploy serve` and wait until /health answers 200. `env`: extra environment
     variables for the server (and so its engine workers)."""
     import httpx
+    from _isolate import require_module
 
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'dsdeploy[llama]')")
+    require_module("llama_cpp", "llama-cpp-python is not installed (pip install 'dsdeploy[llama]')")
     model = serve_model_path()
     if not model.exists():
         pytest.fail(f"model for the serve tests is missing: {model}")

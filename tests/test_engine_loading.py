@@ -15,7 +15,7 @@ import sys
 import textwrap
 
 import pytest
-from _isolate import run_child
+from _isolate import require_module, run_child
 
 from dsdeploy.serve import loading
 from dsdeploy.serve.loading import (
@@ -27,7 +27,7 @@ from dsdeploy.serve.loading import (
 )
 from dsdeploy.tinymodel import default_gguf_path
 
-pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'dsdeploy[llama]')")
+require_module("llama_cpp", "llama-cpp-python is not installed (pip install 'dsdeploy[llama]')")
 
 ASSERT_LINE = f"{AMX_ASSERT[0]}:{AMX_ASSERT[1]}: GGML_ASSERT({AMX_ASSERT[2]}) failed"
 MODEL = str(default_gguf_path())

@@ -235,8 +235,9 @@ TOKENIZE_TEXTS = (
 
 @pytest.fixture(scope="module")
 def llm():
-    pytest.importorskip("llama_cpp")
-    from _isolate import run_isolated
+    from _isolate import require_module, run_isolated
+
+    require_module("llama_cpp")
 
     from dsdeploy.serve.loading import default_mode, resolve_extra_bufts
 

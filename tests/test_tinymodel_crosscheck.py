@@ -9,16 +9,12 @@ shared experts and rope right. Needs the ``crosscheck`` and ``llama`` extras.
 
 from __future__ import annotations
 
-import importlib.util
-
 import numpy as np
 import pytest
+from _isolate import require_module, run_isolated
 
 for _name in ("torch", "transformers", "llama_cpp"):
-    if importlib.util.find_spec(_name) is None:
-        pytest.skip(f"{_name} is not installed (crosscheck and llama extras)", allow_module_level=True)
-
-from _isolate import run_isolated  # noqa: E402
+    require_module(_name, f"{_name} is not installed (crosscheck and llama extras)")
 
 from dsdeploy.serve.loading import default_mode, resolve_extra_bufts  # noqa: E402
 from dsdeploy.tinymodel import default_gguf_path, default_hf_path  # noqa: E402

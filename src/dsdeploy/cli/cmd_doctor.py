@@ -15,6 +15,31 @@ def _fmt_gb(b) -> str:
     return "?" if b is None else f"{b / 1e9:,.1f} GB"
 
 
+def _isa_and_llama_lines(r: dict) -> list[str]:
+    """AMX / AVX-512 flags and what the llama.cpp build uses (issue #10)."""
+    L = []
+    isa = r["cpu"].get("isa")
+    if isa is not None and isa["known"]:
+        L.append(
+            f"  AMX: {', '.join(isa['amx']) or 'none'}; AVX-512: {', '.join(isa['avx512']) or 'none'} ({isa['source']})"
+        )
+    elif isa is not None:
+        L.append("  AMX / AVX-512: unknown (no CPU flags readable here, e.g. no /proc/cpuinfo)")
+    lc = r.get("llama_cpp")
+    if lc is None:
+        return L
+    if not lc["installed"]:
+        L.append("llama.cpp build: llama-cpp-python not installed")
+    elif lc["error"]:
+        L.append(f"llama.cpp build: could not ask it ({lc['error']})")
+    else:
+        on = [k for k, v in lc["features"].items() if v == "1"]
+        L.append(f"llama.cpp build (llama-cpp-python {lc['version']}): {' '.join(on) or lc['system_info']}")
+    if lc.get("note"):
+        L.append(f"  note: {lc['note']}")
+    return L
+
+
 def render_text(r: dict) -> str:
     L = [f"dsdeploy doctor — {r['date']} — {r['os']['pretty']}, Python {r['python']}", ""]
     g = r["gpu"]
@@ -32,25 +57,7 @@ def render_text(r: dict) -> str:
         f"CPU: {c['model']} — {c['physical_cores']} physical cores / {c['logical_cpus']} logical, {c['sockets']} socket(s), "
         f"{c['numa_nodes']} NUMA node(s), matrix ISA {c['matrix_isa']} ({', '.join(c['flags_of_note']) or 'no AVX2'})"
     )
-    isa = c.get("isa")
-    if isa is not None:
-        if isa["known"]:
-            L.append(
-                f"  AMX: {', '.join(isa['amx']) or 'none'}; AVX-512: {', '.join(isa['avx512']) or 'none'} ({isa['source']})"
-            )
-        else:
-            L.append("  AMX / AVX-512: unknown (no CPU flags readable here, e.g. no /proc/cpuinfo)")
-    lc = r.get("llama_cpp")
-    if lc is not None:
-        if not lc["installed"]:
-            L.append("llama.cpp build: llama-cpp-python not installed")
-        elif lc["error"]:
-            L.append(f"llama.cpp build: could not ask it ({lc['error']})")
-        else:
-            on = [k for k, v in lc["features"].items() if v == "1"]
-            L.append(f"llama.cpp build (llama-cpp-python {lc['version']}): {' '.join(on) or lc['system_info']}")
-        if lc.get("note"):
-            L.append(f"  note: {lc['note']}")
+    L += _isa_and_llama_lines(r)
     L.append(f"RAM: {_fmt_gb(r['ram']['total_bytes'])} total, {_fmt_gb(r['ram']['available_bytes'])} available")
     L.append(
         f"Disk: {_fmt_gb(r['disk']['free_bytes'])} free of {_fmt_gb(r['disk']['total_bytes'])} at {r['disk']['path']}"

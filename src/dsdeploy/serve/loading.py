@@ -173,16 +173,12 @@ def engine_error_line(text: str) -> str:
     llama.cpp's first error line, else the Python exception, else the last line that isn't
     debugger backtrace noise."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    hits = [line for line in lines if _ABORT.search(line)]
-    if hits:
-        line = hits[0]
-        return line[len("engine abort: ") :] if line.startswith("engine abort: ") else line
-    hits = [line for line in lines if _LLAMA_ERROR.search(line)]
-    if hits:
-        return hits[0]
-    hits = [line for line in lines if _PY_ERROR.search(line)]
-    if hits:
-        return hits[-1]
+    # (pattern, which hit): the first assert and the first llama.cpp error are the cause (what
+    # follows is fallout); of Python's exception lines, the last is the one raised
+    for pattern, index in ((_ABORT, 0), (_LLAMA_ERROR, 0), (_PY_ERROR, -1)):
+        hits = [line for line in lines if pattern.search(line)]
+        if hits:
+            return hits[index].removeprefix("engine abort: ")
     rest = [line for line in lines if not _NOISE.match(line)]
     return (rest or lines or [""])[-1]
 

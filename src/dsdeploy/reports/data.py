@@ -265,3 +265,12 @@ def gather(
         slo=slo,
     )
     return built, ctx
+
+
+def bench_report(doc: dict[str, Any], plan: dict[str, Any] | None, name: str, slo: dict[str, float | None]) -> str:
+    """`dsdeploy bench --report`'s page: the run's measured points, over the plan's prediction when
+    `--plan plan.json` was given (the plan file is `plan --json`'s dict, shown as is)."""
+    from dsdeploy.reports.html import context, render_report
+
+    ctx = context(plan, bench_runs=[bench_run(doc, name)], slo=slo)
+    return render_report(ctx, title=f"dsdeploy bench: {doc.get('model')} at {doc.get('endpoint')}")

@@ -244,7 +244,7 @@ def context(
     return {
         "plan": plan,
         "inputs": inputs or {},
-        "plan_cmd": "dsdeploy plan " + " ".join(plan_argv or []),
+        "plan_cmd": None if plan_argv is None else " ".join(["dsdeploy plan", *plan_argv]),
         "launch": launch,
         "bench_runs": bench_runs or [],
         "cost": cost,

@@ -111,7 +111,7 @@ class Bar:
 
 def stacked_bars(chart_id: str, title: str, bars: Sequence[Bar], unit_fmt: Callable[[float], str]) -> str:
     """Horizontal stacked bars, one per row; markers are vertical ticks (e.g. usable, capacity)."""
-    w, left, right, row_h, top = 760, 190, 20, 42, 46
+    w, left, right, row_h, top = 760, 190, 40, 42, 46
     h = top + row_h * len(bars) + 34
     scale_max = max([sum(s.value for s in b.segments) for b in bars] + [m[1] for b in bars for m in b.markers] + [1])
     ax = Axis(0.0, nice_ticks(0, scale_max * 1.02)[-1])
@@ -198,7 +198,16 @@ def xy_chart(
 ) -> str:
     """Points and lines of several series; optional shaded band per series, vertical reference lines
     (SLOs, break-even) and one highlighted point (the knee)."""
-    w, h, left, right, top, bottom = 600, 360, 64, 16, 40, 50
+    w, left, right, bottom = 600, 64, 16, 50
+    legend, lx, ly = [], left + 8, 12  # legend entries wrap onto more rows when the labels are long
+    for s in series:
+        width = 30 + 6.5 * len(s.label)
+        if lx + width > w - right and lx > left + 8:
+            lx, ly = left + 8, ly + 17
+        legend.append((lx, ly, s))
+        lx += width
+    top = ly + 28
+    h = top + 300 + bottom
     pw, ph = w - left - right, h - top - bottom
 
     def px(v: float) -> float:
@@ -269,10 +278,8 @@ def xy_chart(
             f'fill="none" stroke="#222" stroke-width="2"><title>{escape(text)}</title></circle>'
         )
         out.append(f'<text x="{_n(cx + 12)}" y="{_n(cy + 18)}" font-weight="bold">{escape(text)}</text>')
-    lx = left + 8
-    for s in series:
-        out.append(f'<rect x="{lx}" y="{top - 26}" width="12" height="12" fill="{s.color}"/>')
-        out.append(f'<text x="{lx + 16}" y="{top - 16}">{escape(s.label)}</text>')
-        lx += 30 + 7 * len(s.label)
+    for lx, ly, s in legend:
+        out.append(f'<rect x="{_n(lx)}" y="{ly}" width="12" height="12" fill="{s.color}"/>')
+        out.append(f'<text x="{_n(lx + 16)}" y="{ly + 10}">{escape(s.label)}</text>')
     out.append("</svg>")
     return "".join(out)

@@ -177,3 +177,13 @@ def test_ui_shows_bad_input_without_breaking(page, ui_url, allowed_console):
     expect(page.locator("#status")).to_contain_text("--nodes must be ≥ 1")
     page.fill("#nodes", "2")
     expect(page.locator("#status")).not_to_have_class("error")
+
+
+def test_ui_cost_checkbox_adds_the_cost_section(page, ui_url):
+    from playwright.sync_api import expect
+
+    page.goto(ui_url + "/?weights=fp8&accelerator=h200-sxm")
+    assert page.locator("#cost-section").count() == 0
+    page.check("#cost")
+    expect(page.locator("#demand-chart")).to_be_visible()
+    expect(page.locator("#bom-table")).to_contain_text("NVIDIA H200")

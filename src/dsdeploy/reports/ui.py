@@ -73,7 +73,9 @@ def choices() -> dict[str, list[str]]:
     }
 
 
-def form_values(inp: PlanInputs, plan: dict[str, Any], slo: dict[str, float | None]) -> dict[str, Any]:
+def form_values(
+    inp: PlanInputs, plan: dict[str, Any], slo: dict[str, float | None], cost: bool = False
+) -> dict[str, Any]:
     """What the form shows: the options as given, the defaults filled in from the plan."""
     hw = plan["hardware"]
     return {
@@ -83,6 +85,7 @@ def form_values(inp: PlanInputs, plan: dict[str, Any], slo: dict[str, float | No
         "accelerator": hw["accelerator"] or "none",
         "count": inp.count if inp.count is not None else hw["accelerators_per_node"],
         **slo,
+        "cost": cost,
     }
 
 
@@ -117,7 +120,7 @@ def create_app() -> FastAPI:
         except UserError as exc:
             inp, slo, built, ctx = _view_default()
             ctx["error"] = str(exc)
-        ctx["form"] = form_values(inp, built.plan, slo)
+        ctx["form"] = form_values(inp, built.plan, slo, cost=ctx.get("cost") is not None)
         return HTMLResponse(render_ui_page(ctx, choices()))
 
     return app

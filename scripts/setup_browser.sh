@@ -18,7 +18,12 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 chromium --version 2>/dev/null | grep -i chromium || true
 
-# Playwright (pinned in pyproject's test extra); never `playwright install`: it would download a browser.
+# Playwright (pinned in pyproject's test extra, so `python3 tasks.py test` installs it too); never
+# `playwright install`: it would try to download a browser.
+if [ ! -x "$PY" ]; then
+  echo "no $PY yet: playwright comes with the test extra (python3 tasks.py test installs it)"
+  exit 0
+fi
 if ! "$PY" -c "import playwright" >/dev/null 2>&1; then
   "$PY" -m pip install -q "playwright==1.65.3"
 fi

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from report_helpers import BENCH_FILES, Elements, cli
 
 from dsdeploy.planner.charts import cost_vs_demand, knee_index
@@ -225,3 +227,32 @@ def test_bench_report_against_tiny_model(monkeypatch, capsys, tmp_path, tiny_ser
     plan = json.loads(plan_out)
     assert len(page.find("circle", data_series="predicted")) == 2 * len(plan["performance_sweep"])
     assert page.find("line", data_line="slo-tpot_ms", data_value="500.0")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.1, 1e5), st.floats(0.1, 1e5)), min_size=0, max_size=12))
+def test_knee_is_a_point_furthest_above_the_diagonal(pts):
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    k = knee_index(xs, ys)
+    if k is None:
+        return
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+
+    def d(i):
+        return (ys[i] - y0) / (y1 - y0) - (xs[i] - x0) / (x1 - x0)
+
+    assert d(k) > 0 and all(d(k) >= d(i) for i in range(len(xs)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(-1e12, 1e12), st.floats(1e-3, 1e12))
+def test_axis_ticks_cover_the_data(lo, span):
+    from dsdeploy.reports.svg import Axis, nice_ticks
+
+    assume(span > abs(lo) * 1e-6)  # a chart's range is never a millionth of its values
+    ticks = nice_ticks(lo, lo + span)
+    tol = span * 1e-6
+    assert ticks[0] <= lo + tol and ticks[-1] >= lo + span - tol and len(ticks) <= 12
+    if lo > 0:
+        ax = Axis.fit([lo, lo + span], log=True)
+        assert ax.lo <= lo and ax.hi >= lo + span

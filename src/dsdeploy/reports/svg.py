@@ -199,11 +199,12 @@ def xy_chart(
     """Points and lines of several series; optional shaded band per series, vertical reference lines
     (SLOs, break-even) and one highlighted point (the knee)."""
     w, left, right, bottom = 600, 64, 16, 50
-    legend, lx, ly = [], left + 8, 12  # legend entries wrap onto more rows when the labels are long
+    legend: list[tuple[float, int, Series]] = []
+    lx, ly = float(left + 8), 12  # legend entries wrap onto more rows when the labels are long
     for s in series:
         width = 30 + 6.5 * len(s.label)
         if lx + width > w - right and lx > left + 8:
-            lx, ly = left + 8, ly + 17
+            lx, ly = float(left + 8), ly + 17
         legend.append((lx, ly, s))
         lx += width
     top = ly + 28

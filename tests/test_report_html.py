@@ -201,6 +201,9 @@ def test_ui_api_plan_is_plan_json(monkeypatch, capsys):
     assert bad.status_code == 400 and bad.json()["error"].startswith("unknown accelerator 'h1000'")
     assert client.get("/api/plan", params={"bogus": "1"}).json() == {"error": "unknown option(s): bogus"}
     assert client.get("/api/plan", params={"count": "x"}).json() == {"error": "count must be a number, got 'x'"}
+    # the UI takes catalog ids, never paths on the server
+    assert client.get("/api/plan", params={"model": "/etc/hostname"}).json()["error"].startswith("unknown model")
+    assert client.get("/api/plan", params={"config": "/etc/hostname"}).json() == {"error": "unknown option(s): config"}
     page = client.get("/", params={"count": "4", "accelerator": "h200-sxm"})
     assert page.status_code == 200 and 'id="count" name="count" type="number" min="1" max="64" value="4"' in page.text
 

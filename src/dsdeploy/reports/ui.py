@@ -49,6 +49,10 @@ def inputs_from_query(q: dict[str, str]) -> tuple[PlanInputs, dict[str, float | 
                 kw[k] = v
         except ValueError:
             raise UserError(f"{k} must be a number, got {v!r}") from None
+    if kw.get("model"):  # catalog ids only: the UI does not read files on the server
+        from dsdeploy.catalog import load_catalog
+
+        kw["model"] = load_catalog().model(kw["model"]).id
     slo: dict[str, float | None] = {}
     for k in SLO_KEYS:
         v = q.get(k, "")

@@ -259,3 +259,37 @@ def test_axis_ticks_cover_the_data(lo, span):
     if lo > 0:
         ax = Axis.fit([lo, lo + span], log=True)
         assert ax.lo <= lo and ax.hi >= lo + span
+
+
+def test_ui_command_serves_on_loopback(tmp_path):
+    """`dsdeploy ui --port 0` (a child process): prints its URL on 127.0.0.1 and answers /api/plan."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dsdeploy.cli.main", "ui", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("dsdeploy ui on http://127.0.0.1:"), line
+        url = line.split()[3]
+        for _ in range(100):
+            try:
+                r = httpx.get(url + "api/plan", params={"weights": "fp8", "accelerator": "h200-sxm"}, timeout=5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert r.status_code == 200 and r.json()["fits"] is True
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)

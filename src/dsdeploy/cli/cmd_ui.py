@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option("127.0.0.1", "--host", help="Listen address (loopback only by default)."),
         port: int = typer.Option(8765, "--port", min=0, max=65535, help="TCP port (0: any free port)."),
     ) -> None:
-        """Open a local web UI for planning: options on the left, plan, charts and launch command updating live."""
+        """Open a local web UI for planning: the plan, charts and launch command follow the options as you change them."""
         import socket
 
         import uvicorn

@@ -131,6 +131,9 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print JSON to stdout (no table, no progress)"),
         record: Path | None = typer.Option(None, help="Append scenario-schema rows to this CSV"),
         plan: Path | None = typer.Option(None, help="plan.json from `dsdeploy plan --json`: deployment + predictions"),
+        report: Path | None = typer.Option(
+            None, "--report", help="Also write a self-contained HTML report (measured points; over --plan's prediction)"
+        ),
         deploy_model: str | None = typer.Option(None, help="[record] model id, e.g. deepseek-r1"),
         weights: str | None = typer.Option(None, help="[record] weight format id"),
         kv_dtype: str | None = typer.Option(None, help="[record] KV-cache dtype id"),
@@ -239,6 +242,14 @@ def register(app: typer.Typer) -> None:
             rows = rec.scenario_rows(levels, deployment, source, "bench-" + today.strftime("%Y%m%dt%H%M%S"))
             rec.append_rows(record, rows)
             doc["recorded_rows"] = len(rows)
+
+        if report and levels:
+            from dsdeploy.cli.files import write_text
+            from dsdeploy.reports.data import bench_report
+
+            slo = {"ttft_ms": slo_ttft_ms, "tpot_ms": slo_tpot_ms}
+            write_text(report, bench_report(doc, plan_doc, "this run", slo))
+            Console(stderr=True).print(f"wrote {report}")
 
         if as_json:
             sys.stdout.write(json.dumps(doc, indent=2) + "\n")

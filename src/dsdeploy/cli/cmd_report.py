@@ -1,0 +1,86 @@
+"""`dsdeploy report`: one self-contained HTML file (inline CSS and SVG, no script, nothing fetched
+at view time) with the memory stack, throughput against latency, the alternatives, the launch
+command, the inputs and labels, and optionally measured bench runs and the cost. It takes
+`dsdeploy plan`'s options; the charts carry `plan --json`'s numbers for the same options.
+
+An edge: gathers the plan (`dsdeploy.reports.data`) and renders it (`dsdeploy.reports.html`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from dsdeploy.cli import options as opt
+
+Bench = typer.Option(
+    None,
+    "--bench",
+    help="A `dsdeploy bench --json` result: its measured points are overlaid. Repeat to compare several runs.",
+)
+TtftSlo = typer.Option(None, "--ttft-ms", min=0.0, help="SLO: time to first token, ms (drawn on the chart).")
+TpotSlo = typer.Option(None, "--tpot-ms", min=0.0, help="SLO: time per output token, ms (drawn on the chart).")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("report")
+    def report(
+        model: opt.Model = None,
+        config: Path | None = typer.Option(
+            None, "--config", help="Read the architecture from this config.json; --model then only names it."
+        ),
+        weights: opt.Weights = None,
+        kv_dtype: opt.KvDtype = "bf16",
+        accelerator: opt.Accelerator = None,
+        count: opt.Count = None,
+        nodes: opt.Nodes = 1,
+        engine: opt.Engine = None,
+        placement: opt.Placement = None,
+        tp: opt.Tp = None,
+        pp: opt.Pp = None,
+        ep: opt.Ep = None,
+        dp_attention: opt.DpAttention = None,
+        cpu: opt.Cpu = None,
+        cpu_sockets: opt.CpuSockets = 1,
+        dram: opt.Dram = None,
+        dram_gb: opt.DramGb = None,
+        mtp: opt.Mtp = False,
+        input_len: opt.InputLen = 1024,
+        output_len: opt.OutputLen = 1024,
+        concurrency: opt.Concurrency = 1,
+        calibration: opt.Calibration = None,
+        bench: list[Path] | None = Bench,
+        cost: bool = typer.Option(False, "--cost", help="Add the cost breakdown and the break-even against demand."),
+        currency: opt.Currency = "USD",
+        ttft_ms: float | None = TtftSlo,
+        tpot_ms: float | None = TpotSlo,
+        model_path: str | None = typer.Option(
+            None, "--model-path", help="Weights path for the launch command. Default: /models/MODEL."
+        ),
+        output: Path = typer.Option(Path("dsdeploy-report.html"), "-o", "--output", help="Write the HTML here."),
+    ) -> None:
+        """Write a self-contained HTML report of a plan (charts, alternatives, launch command, inputs)."""
+        from dsdeploy.cli.files import write_text
+        from dsdeploy.reports.data import PlanInputs, gather, load_bench
+        from dsdeploy.reports.html import render_report
+
+        inp = PlanInputs(
+            model=model, config=config, weights=weights, kv_dtype=kv_dtype, accelerator=accelerator,
+            count=count, nodes=nodes, engine=engine, placement=placement, tp=tp, pp=pp, ep=ep,
+            dp_attention=dp_attention, cpu=cpu, cpu_sockets=cpu_sockets, dram=dram, dram_gb=dram_gb,
+            mtp=mtp, input_len=input_len, output_len=output_len, concurrency=concurrency,
+            calibration=calibration,
+        )  # fmt: skip
+        runs = [load_bench(p) for p in bench or []]
+        _, ctx = gather(
+            inp,
+            bench_runs=runs,
+            cost=cost,
+            currency=currency,
+            slo={"ttft_ms": ttft_ms, "tpot_ms": tpot_ms},
+            model_path=model_path,
+        )
+        html = render_report(ctx)
+        write_text(output, html)
+        typer.echo(f"wrote {output} ({len(html.encode()) / 1e3:,.0f} kB)")

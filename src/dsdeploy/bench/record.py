@@ -94,7 +94,7 @@ def deployment_from_plan(plan: dict) -> dict[str, Any]:
     for key in ("parallelism", "hardware"):
         if isinstance(plan.get(key), dict):
             places.append(plan[key])
-    hw = plan.get("hardware") if isinstance(plan.get("hardware"), dict) else {}
+    hw = h if isinstance(h := plan.get("hardware"), dict) else {}
     acc = _id_of(hw.get("accelerator"))
     if isinstance(acc, str):
         d["accelerator"] = acc

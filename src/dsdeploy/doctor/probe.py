@@ -178,7 +178,7 @@ def probe_cpu(cpuinfo: str | None = None) -> CpuInfo:
 
 
 def probe_ram() -> dict:
-    out = {"total_bytes": None, "available_bytes": None}
+    out: dict[str, int | None] = {"total_bytes": None, "available_bytes": None}
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             k, _, v = line.partition(":")
@@ -215,7 +215,7 @@ def probe_packages(engine: str | None) -> dict:
     names = (
         ENGINE_PACKAGES.get(engine or "", []) if engine else sorted({p for v in ENGINE_PACKAGES.values() for p in v})
     )
-    pk = {}
+    pk: dict[str, str | None] = {}
     for n in names:
         try:
             pk[n] = metadata.version(n)

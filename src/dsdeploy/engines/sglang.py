@@ -99,7 +99,7 @@ def check(dep: Deployment) -> list[str]:
     refuse_nvfp4_off_blackwell(dep, "SGLang")
     if dep.placement == "gpu" and dep.weights.id == "fp8" and not has_compute(dep, "fp8"):
         notes.append(
-            f"{dep.accelerator.id} has no FP8 tensor cores: SGLang runs block-FP8 weights through its Triton/Marlin "
+            f"{dep.accelerator.id if dep.accelerator else 'the CPU'} has no FP8 tensor cores: SGLang runs block-FP8 weights through its Triton/Marlin "
             "W8A16 fallback; converting to BF16 (fp8_cast_bf16.py) doubles weight memory"
         )
     p = dep.par

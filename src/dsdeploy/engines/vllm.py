@@ -97,7 +97,7 @@ def check(dep: Deployment) -> list[str]:
     refuse_nvfp4_off_blackwell(dep, "vLLM")
     if dep.weights.id == "fp8" and not has_compute(dep, "fp8"):
         notes.append(
-            f"{dep.accelerator.id} has no FP8 tensor cores: vLLM runs the FP8 checkpoint weight-only (FP8 Marlin, W8A16); "
+            f"{dep.accelerator.id if dep.accelerator else 'the CPU'} has no FP8 tensor cores: vLLM runs the FP8 checkpoint weight-only (FP8 Marlin, W8A16); "
             "expect BF16-speed GEMMs"
         )
     p = dep.par

@@ -252,6 +252,7 @@ def _finish(dep, wl, W, devices, kv_tok_total, kv_capacity_tokens, notes, gpu_la
 def _plan_gpu(dep: Deployment, wl: Workload, W: dict[str, int]) -> MemoryPlan:
     m, p = dep.model, dep.par
     stage_gpus = p.tp * p.dp_attention
+    assert dep.accelerator is not None  # placement gpu has one (resolve_deployment)
     cap = int(dep.accelerator.memory_gb.value * GB)
     # per-device weights on the most loaded stage
     # the busiest stage: layers split as evenly as they go, so one stage holds ceil(layers / pp)
@@ -288,7 +289,7 @@ def _plan_gpu(dep: Deployment, wl: Workload, W: dict[str, int]) -> MemoryPlan:
     return _finish(dep, wl, W, [d], kv_tok, capacity, notes, kv_groups=p.dp_attention * dep.replicas)
 
 
-def _host_device(dep: Deployment, weights: int, kv_tok: float, name: str = "host DRAM") -> DeviceMemory:
+def _host_device(dep: Deployment, weights: float, kv_tok: float, name: str = "host DRAM") -> DeviceMemory:
     cap = host_capacity_bytes(dep)
     usable = int(max(0, cap - HOST_RESERVE_GB * GB))
     return DeviceMemory(
@@ -308,6 +309,7 @@ def _plan_experts_on_cpu(dep: Deployment, wl: Workload, W: dict[str, int]) -> Me
     """GPU(s): attention, dense and shared MLPs, embeddings, KV; host DRAM: routed experts
     (llama.cpp `-ot exps=CPU`, KTransformers)."""
     gpus = max(1, dep.devices)
+    assert dep.accelerator is not None  # placement experts-on-cpu has one (resolve_deployment)
     cap = int(dep.accelerator.memory_gb.value * GB)
     gpu_w = (W["attention"] + W["dense_mlp"] + W["shared_experts"] + W["embedding"] + W["lm_head"] + W["other"]) / gpus
     kv_tok = kv_bytes_per_token(dep)
@@ -341,6 +343,7 @@ def _plan_layer_split(dep: Deployment, wl: Workload, W: dict[str, int]) -> Memor
     We offload as many layers as fit after the KV for the requested workload, like a user tuning -ngl."""
     m = dep.model
     gpus = max(1, dep.devices)
+    assert dep.accelerator is not None  # placement layer-split has one (resolve_deployment)
     cap = int(dep.accelerator.memory_gb.value * GB)
     kv_tok = kv_bytes_per_token(dep)
     kv_tok_layer = kv_tok / m.layers
@@ -392,6 +395,7 @@ def _plan_cpu(dep: Deployment, wl: Workload, W: dict[str, int]) -> MemoryPlan:
 
 def _plan_unified(dep: Deployment, wl: Workload, W: dict[str, int]) -> MemoryPlan:
     acc = dep.accelerator
+    assert acc is not None  # placement unified has one (resolve_deployment)
     n = max(1, dep.devices)
     cap = int(acc.memory_gb.value * GB)
     frac = acc.max_unified_fraction.value if acc.max_unified_fraction else DEFAULT_UNIFIED_FRACTION

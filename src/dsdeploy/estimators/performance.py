@@ -118,6 +118,7 @@ def hw_class(dep: Deployment) -> str:
         return "cpu"
     if dep.placement == "unified":
         return "unified"
+    assert dep.accelerator is not None  # placement gpu has one (resolve_deployment)
     base = "datacenter-gpu" if dep.accelerator.hw_class == "datacenter-gpu" else "pcie-gpu"
     # ROCm and CUDA stacks differ in kernel maturity: AMD parts get their own group.
     return base + "-amd" if dep.accelerator.vendor == "amd" else base
@@ -125,6 +126,7 @@ def hw_class(dep: Deployment) -> str:
 
 def _acc_tflops(dep: Deployment) -> float:
     """Dense peak TFLOPS of one accelerator for the dtype the format actually computes in."""
+    assert dep.accelerator is not None  # only called for placements with an accelerator
     t = dep.accelerator.tflops
     fmt = dep.weights
     for dt in (fmt.compute, fmt.fallback, "bf16", "fp16", "fp32"):
@@ -202,6 +204,7 @@ def step_cost(dep: Deployment, p: GroupParams, tokens: float, seqs: float, conte
     if dep.placement == "gpu":
         par = dep.par
         stage = par.tp * par.dp_attention
+        assert dep.accelerator is not None  # placement gpu has one (resolve_deployment)
         bw = dep.accelerator.bandwidth_gbs.value * 1e9 * p.bw_eff
         peak = _acc_tflops(dep) * 1e12 * ce
         # bytes one device of each stage reads for the whole token; a token passes every stage in
@@ -237,6 +240,7 @@ def step_cost(dep: Deployment, p: GroupParams, tokens: float, seqs: float, conte
 
     if dep.placement == "unified":
         n = max(1, dep.devices)
+        assert dep.accelerator is not None  # placement unified has one (resolve_deployment)
         bw = dep.accelerator.bandwidth_gbs.value * 1e9 * p.bw_eff
         peak = _acc_tflops(dep) * 1e12 * ce
         total = dense_read + routed_read + kv_read
@@ -252,6 +256,7 @@ def step_cost(dep: Deployment, p: GroupParams, tokens: float, seqs: float, conte
         return StepCost(flops / cpu_peak, (dense_read + routed_read + kv_read) / cpu_bw, 0.0, overhead)
 
     gpus = max(1, dep.devices)
+    assert dep.accelerator is not None  # experts-on-cpu and layer-split have one (resolve_deployment)
     gpu_bw = dep.accelerator.bandwidth_gbs.value * 1e9 * p.bw_eff
     gpu_peak = _acc_tflops(dep) * 1e12 * ce
     pcie = (dep.host_link.uni_gbs.value if dep.host_link else DEFAULT_HOST_LINK_GBS) * 1e9

@@ -7,9 +7,10 @@ the edges render. It does no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from dsdeploy.catalog import Catalog
-from dsdeploy.catalog.schema import Sourced
+from dsdeploy.catalog.schema import Accelerator, Sourced
 from dsdeploy.errors import UserError
 from dsdeploy.estimators.memory import MemoryPlan, Workload, plan_memory
 from dsdeploy.specs.deployment import Deployment, default_engine, resolve_deployment
@@ -28,7 +29,7 @@ class Evaluated:
 
     def summary(self, wl: Workload) -> dict:
         d, m = self.deployment, self.memory
-        out = {
+        out: dict[str, Any] = {
             "label": self.label or d.describe(),
             "weights": d.weights.id,
             "engine": d.engine.id,
@@ -78,6 +79,12 @@ def unconfirmed_inputs(dep: Deployment) -> list[str]:
     chk(f"{e.id} context_overhead_gib", e.context_overhead_gib)
     chk(f"{e.id} graph_overhead_gib", e.graph_overhead_gib)
     return out
+
+
+def accelerator_of(ev: Evaluated) -> Accelerator:
+    """The accelerator of a GPU-placed candidate (min_count only builds those)."""
+    assert ev.deployment.accelerator is not None
+    return ev.deployment.accelerator
 
 
 def evaluate(dep: Deployment, wl: Workload, label: str = "") -> Evaluated:
@@ -245,22 +252,22 @@ def alternatives(catalog: Catalog, dep: Deployment, wl: Workload, limit: int = 8
     singles = [
         c
         for c in min_count_all(catalog, mid, spec, native, dep.kv.id, wl)
-        if c.deployment.nodes == 1 and c.deployment.accelerator.hw_class == "datacenter-gpu"
+        if c.deployment.nodes == 1 and accelerator_of(c).hw_class == "datacenter-gpu"
     ]
     # the smallest memory that fits first (usually the cheapest step up), then the fastest
     singles.sort(
         key=lambda c: (
             c.deployment.devices != 8,
-            c.deployment.accelerator.memory_gb.unconfirmed,
-            c.deployment.accelerator.memory_gb.value,
+            accelerator_of(c).memory_gb.unconfirmed,
+            accelerator_of(c).memory_gb.value,
         )
     )
     if len(singles) > 1:
-        rest = sorted(singles[1:], key=lambda c: -c.deployment.accelerator.bandwidth_gbs.value)
+        rest = sorted(singles[1:], key=lambda c: -accelerator_of(c).bandwidth_gbs.value)
         singles = [singles[0], rest[0]]
     for cand in singles[:2]:
         d = cand.deployment
-        add(cand, f"{native} on {d.devices}× {d.accelerator.id}")
+        add(cand, f"{native} on {d.devices}× {accelerator_of(cand).id}")
     # 4. a 4-bit format on the same accelerator count
     if acc and dep.placement == "gpu":
         ev = _try(

@@ -223,7 +223,7 @@ def min_count_result(
 ) -> dict[str, Any]:
     """`plan --min-count`: the fewest devices of each catalog accelerator that hold the workload."""
     found = planner.min_count_all(catalog, model_id, spec, weights, kv_dtype, wl)
-    fitting = {e.deployment.accelerator.id for e in found}
+    fitting = {planner.accelerator_of(e).id for e in found}
     skipped = []
     for acc in catalog.accelerators.values():
         if acc.unified_memory or acc.id in fitting:

@@ -107,6 +107,7 @@ class ServeSettings:
         ):
             if value is None or value < 1:
                 raise UserError(f"{name} must be a positive integer, got {value}")
+        assert self.max_prompt_tokens is not None  # filled in __post_init__, checked above
         if not (0 <= self.engine_nice <= 19):
             raise UserError(f"--engine-nice must be between 0 and 19, got {self.engine_nice}")
         if self.max_prompt_tokens >= self.n_ctx:

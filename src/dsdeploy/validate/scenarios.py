@@ -11,6 +11,7 @@ import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dsdeploy.catalog import Catalog
 from dsdeploy.errors import UserError
@@ -208,6 +209,7 @@ def row_deployment(cat: Catalog, row: Row) -> tuple[Deployment, Workload, list[s
         cap = plan_memory(dep, Workload(inp, out, 1)).max_concurrency
         conc = max(1, min(cap, int(dep.engine.max_num_seqs.value) * dep.par.dp_attention * dep.replicas))
         defaults.append(f"concurrency={conc} (saturated: KV capacity / max_num_seqs)")
+    assert conc is not None  # stated, 1 by default, or saturated above
     return dep, Workload(inp, out, conc), defaults
 
 
@@ -252,7 +254,7 @@ def evaluate_rows(cat: Catalog, rows: list[Row], cal: Calibration) -> list[RowRe
             measured = float(row.get("value"))
         except ValueError:
             measured = float("nan")
-        base = dict(
+        base: dict[str, Any] = dict(
             id=row.id,
             metric=metric,
             measured=measured,

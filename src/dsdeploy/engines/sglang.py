@@ -8,7 +8,7 @@ for FFN"), `--ep-size`, `--context-length`, `--mem-fraction-static`, `--kv-cache
 `--quantization` (modelopt_fp4, w8a8_int8, ...), `--device`, `--trust-remote-code`, and multi-node
 `--dist-init-addr HOST:PORT --nnodes N --node-rank R` (same command on every node).
 
-Engine-neutral parallelism (SCHEMA.md "Parallelism") maps as: SGLang `--tp` = tp × dp_attention
+Engine-neutral parallelism (data/reference/measurements/SCHEMA.md "Parallelism") maps as: SGLang `--tp` = tp × dp_attention
 (the whole group), `--dp` = dp_attention with `--enable-dp-attention`, `--ep-size` = ep,
 `--pp-size` = pp. E.g. `--tp 8 --dp 8 --enable-dp-attention` is tp 1, dp_attention 8.
 SGLang runs on CPU here only as generated commands: its CPU path failed for DeepSeek models on

@@ -5,7 +5,7 @@ Pure functions: they take a `Deployment` and a workload, and return a `MemoryPla
 Sources and formulas
 - Weight bytes = parameters per tensor class × bits per weight ÷ 8 (bpw per format in
   catalog/data/formats.toml, each with its source), or, for a GGUF, the tensors' own byte sizes.
-- Sharding (engine-neutral, SCHEMA.md "Parallelism"): attention is split over tp and replicated over
+- Sharding (engine-neutral, data/reference/measurements/SCHEMA.md "Parallelism"): attention is split over tp and replicated over
   dp_attention groups; routed experts are split over all GPUs of a pipeline stage (tp × dp_attention,
   whether by EP or by tensor sharding); dense and shared MLPs are split over tp × dp_attention
   (SGLang/TRT-LLM run the MLP as TP over the whole group when attention is data-parallel);

@@ -2,7 +2,7 @@
 
 `resolve_deployment` turns user-level ids into catalog objects, fills engine-neutral defaults, and
 rejects layouts that cannot run, saying what must divide what. Parallelism follows the engine-
-neutral definitions of the measurement schema (SCHEMA.md "Parallelism"): GPUs in one model
+neutral definitions of the measurement schema (data/reference/measurements/SCHEMA.md "Parallelism"): GPUs in one model
 instance = tp × dp_attention × pp; ep partitions the routed experts across the instance.
 """
 
@@ -23,7 +23,7 @@ _DRAM_RE = re.compile(r"^(ddr4|ddr5|mrdimm|lpddr5x|lpddr5)(?:-(\d{3,5}))?(?:x(\d
 
 @dataclass(frozen=True)
 class DramSpec:
-    """Host memory: `<type>[-<MT/s>][x<channels per socket>]` (SCHEMA.md `dram` column)."""
+    """Host memory: `<type>[-<MT/s>][x<channels per socket>]` (data/reference/measurements/SCHEMA.md `dram` column)."""
 
     type: str
     mts: float

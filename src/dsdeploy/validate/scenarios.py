@@ -1,4 +1,4 @@
-"""Read measurement files in the scenario schema (SCHEMA.md) and predict each row's metric.
+"""Read measurement files in the scenario schema (data/reference/measurements/SCHEMA.md) and predict each row's metric.
 
 Columns are matched by name; unknown extra columns are ignored. A row that cannot be predicted
 gets a reason instead (an unknown id, a missing field). Where a row lacks its workload, documented
@@ -107,7 +107,9 @@ def read_scenarios(path: str | Path) -> list[Row]:
                 raise UserError(f"{p}: empty file (expected a header row with {', '.join(REQUIRED)})")
             missing = [c for c in REQUIRED if c not in reader.fieldnames]
             if missing:
-                raise UserError(f"{p}: missing column(s) {', '.join(missing)} (see the scenario schema, SCHEMA.md)")
+                raise UserError(
+                    f"{p}: missing column(s) {', '.join(missing)} (see the scenario schema, data/reference/measurements/SCHEMA.md)"
+                )
             return [Row(r) for r in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise UserError(f"cannot read {p} as a UTF-8 CSV file: {exc}") from None
@@ -228,7 +230,9 @@ def predict_metric(dep: Deployment, wl: Workload, metric: str, row: Row, cal: Ca
         return wl.input_len * seqs * dep.replicas / t / max(1, dep.devices)
     pr = predict(dep, wl, cal)
     if metric == "decode_tok_s_per_user":
-        if dep.engine.id == "trtllm":  # TRT-LLM divides by the whole request latency (SCHEMA.md)
+        if (
+            dep.engine.id == "trtllm"
+        ):  # TRT-LLM divides by the whole request latency (data/reference/measurements/SCHEMA.md)
             return wl.output_len / (pr.e2e_ms / 1e3) if wl.output_len else pr.decode_tok_s_per_user
         return pr.decode_tok_s_per_user
     if metric == "output_tok_s_total":

@@ -8,13 +8,34 @@ prediction that rests on it says so.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# The read recorders active in this context (innermost last); empty outside `record_reads`.
+_RECORDERS: ContextVar[tuple[dict[int, Sourced], ...]] = ContextVar("dsdeploy_sourced_recorders", default=())
+
+
+@contextmanager
+def record_reads() -> Iterator[dict[int, Sourced]]:
+    """Record every `Sourced` whose `.value` is read inside the block, keyed by `id()`.
+
+    The planner activates it around an evaluation, so the plan lists the UNCONFIRMED figures it
+    actually used. A context variable, not global state: concurrent evaluations (threads, asyncio
+    tasks) each see only their own reads, and recorders nest."""
+    reads: dict[int, Sourced] = {}
+    token = _RECORDERS.set((*_RECORDERS.get(), reads))
+    try:
+        yield reads
+    finally:
+        _RECORDERS.reset(token)
+
 
 class Sourced(BaseModel):
-    """A number with its provenance."""
+    """A number with its provenance. Reading `.value` inside `record_reads()` is recorded."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -30,6 +51,12 @@ class Sourced(BaseModel):
         if not v:
             raise ValueError("source must not be empty")
         return v
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "value":
+            for reads in _RECORDERS.get():
+                reads[id(self)] = self
+        return super().__getattribute__(name)
 
     @property
     def label(self) -> str:

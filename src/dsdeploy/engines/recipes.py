@@ -148,7 +148,7 @@ def render_doc() -> str:
         )
         for n in mem.notes:
             out.append(f"- {n}")
-        unc = unconfirmed_inputs(dep)
+        unc = unconfirmed_inputs(dep, wl)
         if unc:
             out.append("- rests on unconfirmed figures: " + "; ".join(unc))
         out += ["", "Launch command:", "", "```bash"]

@@ -11,9 +11,20 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Fixed vocabularies (the measurement schema's, data/reference/measurements/SCHEMA.md). Ids that grow
+# with the catalog (accelerators, formats, engines) are data, not types.
+Placement = Literal["gpu", "experts-on-cpu", "layer-split", "cpu", "unified"]
+PLACEMENTS: tuple[Placement, ...] = get_args(Placement)
+HwClass = Literal["datacenter-gpu", "workstation-gpu", "consumer-gpu", "unified-soc"]
+
+
+def is_placement(value: object) -> TypeGuard[Placement]:
+    return value in PLACEMENTS
+
 
 # The read recorders active in this context (innermost last); empty outside `record_reads`.
 _RECORDERS: ContextVar[tuple[dict[int, Sourced], ...]] = ContextVar("dsdeploy_sourced_recorders", default=())
@@ -75,7 +86,7 @@ class Accelerator(BaseModel):
     name: str
     vendor: Literal["nvidia", "amd", "apple", "rockchip", "huawei", "intel", "other"]
     arch: str  # e.g. hopper, blackwell, ampere, ada, cdna3, apple-m3, grace-blackwell
-    hw_class: Literal["datacenter-gpu", "workstation-gpu", "consumer-gpu", "unified-soc"]
+    hw_class: HwClass
     unified_memory: bool = False  # True for Apple, GB10, RK3588: weights live in shared DRAM
     memory_gb: Sourced  # per device, GB = 1e9 bytes
     bandwidth_gbs: Sourced  # memory bandwidth, GB/s
@@ -222,7 +233,7 @@ class Engine(BaseModel):
     id: str
     name: str
     platforms: list[str]
-    placements: list[str]
+    placements: list[Placement]
     policy: Literal["fraction_of_total", "explicit"]
     memory_fraction: Sourced | None = None
     context_overhead_gib: Sourced

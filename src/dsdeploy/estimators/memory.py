@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 from dsdeploy.specs.deployment import Deployment
 from dsdeploy.specs.model import COMPONENTS
@@ -36,6 +37,8 @@ HOST_RESERVE_SOURCE = "estimate: OS, page tables and runtime on the host (unconf
 # wired limit is about three quarters of RAM (UNCONFIRMED; the M3 Ultra entry's 448/512 GB raised
 # limit is sourced in hardware.toml). The plan says when this default was used.
 DEFAULT_UNIFIED_FRACTION = 0.75
+
+Binding = Literal["weights", "kv", "none"]  # what limits the plan: weights do not fit, KV too small, nothing
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class Workload:
 @dataclass
 class DeviceMemory:
     name: str
-    kind: str  # "accelerator" | "host" | "unified"
+    kind: Literal["accelerator", "host", "unified"]
     capacity_bytes: int
     usable_bytes: int  # capacity under the engine's memory policy
     weights_bytes: int
@@ -93,7 +96,7 @@ class DeviceMemory:
 class MemoryPlan:
     fits: bool
     reason: str
-    binding: str  # "weights" | "kv" | "none"
+    binding: Binding
     weights_bytes_total: int
     weights_by_component: dict[str, int]
     devices: list[DeviceMemory]
@@ -207,6 +210,7 @@ def _finish(dep, wl, W, devices, kv_tok_total, kv_capacity_tokens, notes, gpu_la
     total = sum(W.values())
     need_tokens = wl.concurrency * wl.tokens_per_request
     worst_static = min(devices, key=lambda d: d.kv_space_bytes)
+    binding: Binding
     if worst_static.kv_space_bytes < 0 or kv_capacity_tokens <= 0:
         short = -worst_static.kv_space_bytes
         fits, binding = False, "weights"

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 from dsdeploy.estimators.calibration import Calibration, GroupParams
 from dsdeploy.estimators.memory import Workload, kv_bytes_per_token, kv_tp_split, plan_memory, weight_bytes_by_component
@@ -52,6 +53,8 @@ UNIFIED_HOP_GBS = 5.0
 # Host link when the accelerator entry names none: PCIe 4.0 x16, 31 GB/s per direction (facts.md §2a).
 DEFAULT_HOST_LINK_GBS = 31.0
 
+Bound = Literal["compute", "memory"]  # which roofline term sets a step's time
+
 
 @dataclass
 class StepCost:
@@ -65,7 +68,7 @@ class StepCost:
         return max(self.compute_s, self.memory_s) + self.comm_s + self.overhead_s
 
     @property
-    def bound(self) -> str:
+    def bound(self) -> Bound:
         return "compute" if self.compute_s > self.memory_s else "memory"
 
 
@@ -81,7 +84,7 @@ class PerfPrediction:
     prefill_tok_s: float
     band: float
     label: str
-    bound: str
+    bound: Bound
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:

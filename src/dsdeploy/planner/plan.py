@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from dsdeploy.catalog import Catalog
-from dsdeploy.catalog.schema import Accelerator, Sourced, record_reads
+from dsdeploy.catalog.schema import Accelerator, Placement, Sourced, record_reads
 from dsdeploy.errors import UserError
 from dsdeploy.estimators.memory import MemoryPlan, Workload, plan_memory
 from dsdeploy.specs.deployment import Deployment, default_engine, resolve_deployment
@@ -21,6 +21,31 @@ COUNTS_PER_NODE = (1, 2, 3, 4, 5, 6, 7, 8)
 MAX_NODES = 4
 
 
+class AlternativeSummary(TypedDict):
+    """One evaluated deployment in a plan's `alternatives` and `plan --min-count`'s `results`."""
+
+    label: str
+    weights: str
+    engine: str
+    placement: Placement
+    accelerator: str | None
+    accelerators_per_node: int
+    nodes: int
+    cpu: str | None
+    dram_gb: float | None
+    tp: int
+    pp: int
+    ep: int
+    dp_attention: int
+    fits: bool
+    weights_bytes_total: int
+    kv_capacity_tokens: int
+    max_concurrency: int
+    requests_at_context: int
+    context_tokens: int
+    performance: NotRequired[dict[str, Any]]
+
+
 @dataclass
 class Evaluated:
     deployment: Deployment
@@ -28,9 +53,9 @@ class Evaluated:
     label: str = ""
     performance: dict | None = None
 
-    def summary(self, wl: Workload) -> dict:
+    def summary(self, wl: Workload) -> AlternativeSummary:
         d, m = self.deployment, self.memory
-        out: dict[str, Any] = {
+        out: AlternativeSummary = {
             "label": self.label or d.describe(),
             "weights": d.weights.id,
             "engine": d.engine.id,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from dsdeploy.catalog import Catalog
 from dsdeploy.catalog.prices import PriceBook
@@ -94,9 +95,12 @@ class Demand:
         return self.output_tokens_per_day / 86400.0
 
 
+OptionKind = Literal["buy", "rent", "api", "hybrid", "article"]
+
+
 @dataclass
 class Option:
-    kind: str  # buy | rent | api | hybrid | article
+    kind: OptionKind
     label: str
     model: str
     cost_per_mtok_output: float
@@ -154,7 +158,7 @@ def cost_local(
     book: PriceBook,
     opts: CostOptions,
     label: str,
-    kind: str = "buy",
+    kind: OptionKind = "buy",
     calibration=None,
     share: float = 1.0,
     concurrency: int | None = None,

@@ -6,8 +6,9 @@
 - Measurement ids (`R086b`, `IX0001tt`) cited in src/, docs/ and bench/ are rows of
   data/reference/measurements/public.csv or inferencex-subset.csv (a bare `R075` names the rows
   R075a, R075b, ...).
-- `SCHEMA.md`, `public.csv` and `inferencex-subset.csv` are cited by their repository path,
-  `data/reference/measurements/...`, and those files exist.
+- `SCHEMA.md`, `public.csv`, `inferencex-subset.csv` and `cpu-engine-notes.md` are cited by their
+  repository path (`data/reference/measurements/SCHEMA.md`, ...), those files exist, and nothing
+  points at `shared/reference`.
 """
 
 from __future__ import annotations
@@ -34,8 +35,7 @@ KEY = re.compile(r"\[([^\]]+)\]")
 MEASUREMENT_ID = re.compile(r"\b(R\d{3}[a-z]?|IX\d{4}[a-z]{2})\b")
 # NVIDIA driver branches named in doctor/ (R570, R575): not measurement ids
 NOT_MEASUREMENTS = {"R570", "R575"}
-REFERENCE_FILE = re.compile(r"(SCHEMA\.md|public\.csv|inferencex-subset\.csv)")
-REPO_PREFIX = "data/reference/measurements/"
+REFERENCE_FILE = re.compile(r"(SCHEMA\.md|public\.csv|inferencex-subset\.csv|cpu-engine-notes\.md)")
 
 
 @cache
@@ -121,7 +121,13 @@ def citation_problems(where: str, text: str) -> list[str]:
 
 
 def test_reference_files_are_in_the_repository() -> None:
-    for p in (FACTS, MEASUREMENTS / "SCHEMA.md", MEASUREMENTS / "public.csv", MEASUREMENTS / "inferencex-subset.csv"):
+    for p in (
+        FACTS,
+        MEASUREMENTS / "SCHEMA.md",
+        MEASUREMENTS / "public.csv",
+        MEASUREMENTS / "inferencex-subset.csv",
+        REF / "cpu-engine-notes.md",
+    ):
         assert p.is_file(), f"{p.relative_to(ROOT)} is missing"
     # the parsers find what is there: otherwise every check below would pass on nothing
     assert {"1", "1a", "1b", "1f.7", "5c", "7"} <= facts_sections()
@@ -166,9 +172,12 @@ def test_reference_files_are_cited_by_repository_path() -> None:
     problems = []
     for where, text in repo_texts("src", "docs", "bench", "README.md"):
         for n, line in enumerate(text.splitlines(), 1):
+            if "shared/reference" in line:
+                problems.append(f"{where}:{n}: cite the repository's copy under data/reference/, not shared/reference")
             for m in REFERENCE_FILE.finditer(line):
-                if not line[: m.start()].endswith(REPO_PREFIX):
-                    problems.append(f"{where}:{n}: cite {m.group(1)} as {REPO_PREFIX}{m.group(1)}")
+                path = next(REF.rglob(m.group(1))).relative_to(ROOT).as_posix()
+                if not line[: m.end()].endswith(path):
+                    problems.append(f"{where}:{n}: cite {m.group(1)} as {path}")
     assert not problems, "\n".join(problems)
 
 

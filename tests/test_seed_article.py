@@ -1,6 +1,6 @@
 """The seed article's quantitative claims, against numbers worked out by hand from cited facts.
 
-Article: shared/seed/deepseek-local-deployment-article.zh.txt. Facts: shared/reference/facts.md.
+Article: shared/seed/deepseek-local-deployment-article.zh.txt. Facts: data/reference/facts.md.
 `dsdeploy.planner.seedcheck` computes our side from the catalog and the planner; these tests pin
 its results to hand arithmetic, and check the generated docs/seed-article-check.md is current.
 """

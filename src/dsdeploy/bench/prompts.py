@@ -48,7 +48,7 @@ class TokenizerFile:
         if not p.is_file():
             raise UserError(f"tokenizer file not found: {p}")
         try:
-            from tokenizers import Tokenizer  # type: ignore
+            from tokenizers import Tokenizer
         except ImportError as exc:
             raise UserError(
                 "--tokenizer needs the `tokenizers` package (pip install tokenizers); "

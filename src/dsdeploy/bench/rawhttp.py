@@ -26,15 +26,15 @@ class _Conn(asyncio.Protocol):
         "transport", "closed", "fut", "sse", "res", "head", "status", "headers_done", "chunked",
         "remaining", "need", "cbuf", "body_done", "keep_alive", "err_body", "got_bytes", "activity",
     )  # fmt: skip
+    transport: asyncio.Transport  # set by connection_made, before create_connection returns
 
     def __init__(self):
-        self.transport: asyncio.Transport | None = None
         self.closed = False
         self.fut: asyncio.Future | None = None
         self.activity = 0.0
 
     # -- per request -------------------------------------------------------------------------
-    def begin(self, fut: asyncio.Future, sse: SSEParser | None, res: RequestResult) -> None:
+    def begin(self, fut: asyncio.Future, sse: SSEParser, res: RequestResult) -> None:
         self.fut = fut
         self.sse = sse
         self.res = res
@@ -262,6 +262,7 @@ class RawClient:
                 res.error_type, res.error = "connect_error", f"{type(exc).__name__}: {exc}"[:300]
                 return res
             conn = self.conn
+            assert conn is not None  # reused or connected just above
             loop = asyncio.get_running_loop()
             fut = loop.create_future()
             res.start = st

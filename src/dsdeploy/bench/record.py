@@ -1,6 +1,6 @@
 """Benchmark results as rows of the measured-scenario schema, and deployments read from plans.
 
-The schema is `reference/measurements/SCHEMA.md` (26 columns; `prefill_basis` last). Every id
+The schema is `data/reference/measurements/SCHEMA.md` (26 columns; `prefill_basis` last). Every id
 written must be in that schema's closed vocabulary, so a recorded file passes its checker; an
 unknown id is a `UserError` naming the closest known ids.
 """
@@ -34,7 +34,7 @@ FIXED_VOCAB: dict[str, tuple[str, ...]] = {
 
 
 def vocabulary() -> dict[str, tuple[str, ...]]:
-    """Ids a recorded row may use: the catalog's (a superset of SCHEMA.md's vocabulary, plus the
+    """Ids a recorded row may use: the catalog's (a superset of data/reference/measurements/SCHEMA.md's vocabulary, plus the
     user's `local` hardware from `dsdeploy doctor --save` and the project's tiny model), so
     `dsdeploy validate` and `calibrate` can read every row back."""
     from dsdeploy.catalog import load_catalog
@@ -94,7 +94,7 @@ def deployment_from_plan(plan: dict) -> dict[str, Any]:
     for key in ("parallelism", "hardware"):
         if isinstance(plan.get(key), dict):
             places.append(plan[key])
-    hw = plan.get("hardware") if isinstance(plan.get("hardware"), dict) else {}
+    hw = h if isinstance(h := plan.get("hardware"), dict) else {}
     acc = _id_of(hw.get("accelerator"))
     if isinstance(acc, str):
         d["accelerator"] = acc

@@ -24,6 +24,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from time import perf_counter
+from typing import Any
 
 import httpx
 
@@ -124,8 +125,8 @@ class Runner:
         # one SSL context for every client: httpx would build one per client otherwise (slow)
         self._ssl = _shared_ssl_context()
         self._level_bases: list[int] = []
-        self._idle: list[httpx.AsyncClient] = []
-        self._all: list[httpx.AsyncClient] = []
+        self._idle: list[httpx.AsyncClient | RawClient] = []
+        self._all: list[httpx.AsyncClient | RawClient] = []
         self._timeout = httpx.Timeout(cfg.timeout_s, connect=min(cfg.timeout_s, 30.0))
 
     # -- connections -------------------------------------------------------------------------
@@ -266,7 +267,9 @@ class Runner:
         r = await self._send(client, body, self.cfg.input_len, text)
         if r.success and not r.usage_reported:
             # vLLM counts output tokens with the tokenizer when the stream has no usage.
-            r.output_tokens = self.tokenizer.count("".join(text)) if text is not None else r.events
+            r.output_tokens = (
+                self.tokenizer.count("".join(text)) if self.tokenizer is not None and text is not None else r.events
+            )
         if r.error_type != "cancelled":
             if r.success:
                 self.done += 1
@@ -408,7 +411,7 @@ class Runner:
             await self.calibrate()
             cfg = self.cfg
             if cfg.request_rates:
-                plan = [(cfg.max_concurrency, r) for r in cfg.request_rates]
+                plan: list[tuple[int | None, float | None]] = [(cfg.max_concurrency, r) for r in cfg.request_rates]
             else:
                 plan = [(c, None) for c in cfg.concurrencies]
             if not self.stopped:
@@ -442,7 +445,7 @@ class Runner:
 def level_to_json(lv: LevelRun, slo_ttft_ms: float | None, slo_tpot_ms: float | None) -> dict:
     """A level as in `--json`: the machine-interface keys first, then extras."""
     m = level_metrics(lv.results, lv.duration_s, slo_ttft_ms, slo_tpot_ms)
-    out = {"concurrency": lv.concurrency}
+    out: dict[str, Any] = {"concurrency": lv.concurrency}
     out.update(m)
     out["request_rate"] = lv.request_rate
     out["interrupted"] = lv.interrupted

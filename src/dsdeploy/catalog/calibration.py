@@ -1,5 +1,5 @@
 """Read and write calibration files (TOML). The shipped file, `data/calibration.toml`, is fitted by
-`dsdeploy calibrate` on `public.csv` only; `--calibration FILE` replaces it."""
+`dsdeploy calibrate` on `data/reference/measurements/public.csv` only; `--calibration FILE` replaces it."""
 
 from __future__ import annotations
 

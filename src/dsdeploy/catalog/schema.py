@@ -8,13 +8,45 @@ prediction that rests on it says so.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Literal, TypeGuard, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# Fixed vocabularies (the measurement schema's, data/reference/measurements/SCHEMA.md). Ids that grow
+# with the catalog (accelerators, formats, engines) are data, not types.
+Placement = Literal["gpu", "experts-on-cpu", "layer-split", "cpu", "unified"]
+PLACEMENTS: tuple[Placement, ...] = get_args(Placement)
+HwClass = Literal["datacenter-gpu", "workstation-gpu", "consumer-gpu", "unified-soc"]
+
+
+def is_placement(value: object) -> TypeGuard[Placement]:
+    return value in PLACEMENTS
+
+
+# The read recorders active in this context (innermost last); empty outside `record_reads`.
+_RECORDERS: ContextVar[tuple[dict[int, Sourced], ...]] = ContextVar("dsdeploy_sourced_recorders", default=())
+
+
+@contextmanager
+def record_reads() -> Iterator[dict[int, Sourced]]:
+    """Record every `Sourced` whose `.value` is read inside the block, keyed by `id()`.
+
+    The planner activates it around an evaluation, so the plan lists the UNCONFIRMED figures it
+    actually used. A context variable, not global state: concurrent evaluations (threads, asyncio
+    tasks) each see only their own reads, and recorders nest."""
+    reads: dict[int, Sourced] = {}
+    token = _RECORDERS.set((*_RECORDERS.get(), reads))
+    try:
+        yield reads
+    finally:
+        _RECORDERS.reset(token)
+
 
 class Sourced(BaseModel):
-    """A number with its provenance."""
+    """A number with its provenance. Reading `.value` inside `record_reads()` is recorded."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -30,6 +62,12 @@ class Sourced(BaseModel):
         if not v:
             raise ValueError("source must not be empty")
         return v
+
+    def __getattribute__(self, name: str) -> Any:
+        if name == "value":
+            for reads in _RECORDERS.get():
+                reads[id(self)] = self
+        return super().__getattribute__(name)
 
     @property
     def label(self) -> str:
@@ -48,7 +86,7 @@ class Accelerator(BaseModel):
     name: str
     vendor: Literal["nvidia", "amd", "apple", "rockchip", "huawei", "intel", "other"]
     arch: str  # e.g. hopper, blackwell, ampere, ada, cdna3, apple-m3, grace-blackwell
-    hw_class: Literal["datacenter-gpu", "workstation-gpu", "consumer-gpu", "unified-soc"]
+    hw_class: HwClass
     unified_memory: bool = False  # True for Apple, GB10, RK3588: weights live in shared DRAM
     memory_gb: Sourced  # per device, GB = 1e9 bytes
     bandwidth_gbs: Sourced  # memory bandwidth, GB/s
@@ -195,7 +233,7 @@ class Engine(BaseModel):
     id: str
     name: str
     platforms: list[str]
-    placements: list[str]
+    placements: list[Placement]
     policy: Literal["fraction_of_total", "explicit"]
     memory_fraction: Sourced | None = None
     context_overhead_gib: Sourced

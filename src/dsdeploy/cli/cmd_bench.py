@@ -9,6 +9,7 @@ import datetime as _dt
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -188,7 +189,7 @@ def register(app: typer.Typer) -> None:
             default_conc = str(workload.get("concurrency", 1))
             concs, cap = _ints(concurrency or default_conc, "--concurrency"), None
 
-        deployment = None
+        deployment: dict[str, Any] = {}  # the recorded rows' deployment columns (--record)
         if record:
             dep = rec.deployment_from_plan(plan_doc) if plan_doc else {}
             flags = dict(
@@ -287,7 +288,7 @@ async def _run(runner, show_progress: bool, err: Console):
         TextColumn("errors {task.fields[errors]}"), TimeElapsedColumn(),
         console=err, transient=True,
     )  # fmt: skip
-    state = {"task": None, "level": 0}
+    state: dict[str, Any] = {"task": None, "level": 0}
 
     def on_level(lv):
         state["level"] += 1

@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
             raise UserError("--port must be 1..65535")
         dep, mem, wl = resolve(
             PlanOptions(
-                model=model,
+                model=model or PlanOptions.model,
                 weights=weights,
                 kv_dtype=kv_dtype,
                 accelerator=accelerator,

@@ -51,7 +51,7 @@ def _summary_table(title: str, summ: dict) -> Table:
 def register(app: typer.Typer) -> None:
     @app.command("validate")
     def validate(
-        file: Path = typer.Argument(..., help="CSV in the scenario schema (SCHEMA.md)"),
+        file: Path = typer.Argument(..., help="CSV in the scenario schema (data/reference/measurements/SCHEMA.md)"),
         json_out: bool = typer.Option(False, "--json", help="machine-readable output"),
         scope: str | None = typer.Option(None, "--scope", help="keep rows of this scope (core, large)"),
         max_ambiguity: str | None = typer.Option(None, "--max-ambiguity", help="none, minor or major"),
@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
         all_rows = read_scenarios(file)
         rows = filter_rows(all_rows, scope, max_ambiguity)
         fill = [r for r in filter_rows(all_rows, scope, None) if r not in rows] if fill_major else None
-        new = calibrate(cat, rows, fitted_on=file.name, fill_rows=fill)
+        new = calibrate(cat, rows, fitted_on=file.name if file.is_absolute() else file.as_posix(), fill_rows=fill)
         if merge:
             shipped = load_calibration(None)
             keys = {(g.engine, g.hw_class) for g in new.groups}

@@ -26,8 +26,30 @@ app = typer.Typer(
 )
 
 
+def package_version() -> str:
+    """The installed distribution's version (package metadata); the source tree's when not installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("dsdeploy")
+    except metadata.PackageNotFoundError:
+        from dsdeploy import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"dsdeploy {package_version()}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
     """Plan, cost, launch and measure DeepSeek deployments on your own hardware."""
 
 

@@ -11,6 +11,7 @@ import datetime as _dt
 import platform
 import re
 from pathlib import Path
+from typing import Any
 
 from dsdeploy.doctor import bench, probe
 from dsdeploy.doctor.install import install_steps, requirement_notes
@@ -292,7 +293,7 @@ def _local_accelerator(report: dict, src: str) -> dict:
     except Exception:
         match = None
     mem_gb = g["memory_mib"] * 2**20 / 1e9
-    entry = {
+    entry: dict[str, Any] = {
         "id": "local",
         "name": f"{name} (this machine)",
         "vendor": "nvidia" if g.get("vendor", "nvidia") == "nvidia" else "amd",

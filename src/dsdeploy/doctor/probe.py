@@ -261,7 +261,7 @@ def llama_loading_note(cpu_amx: list[str], features: dict[str, str]) -> str | No
 
 
 def probe_ram() -> dict:
-    out = {"total_bytes": None, "available_bytes": None}
+    out: dict[str, int | None] = {"total_bytes": None, "available_bytes": None}
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             k, _, v = line.partition(":")
@@ -298,7 +298,7 @@ def probe_packages(engine: str | None) -> dict:
     names = (
         ENGINE_PACKAGES.get(engine or "", []) if engine else sorted({p for v in ENGINE_PACKAGES.values() for p in v})
     )
-    pk = {}
+    pk: dict[str, str | None] = {}
     for n in names:
         try:
             pk[n] = metadata.version(n)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from typing import Any
 
 from dsdeploy.engines.base import Launch, LaunchPlan
 from dsdeploy.errors import UserError
@@ -289,8 +290,8 @@ def emit_k8s(plan: LaunchPlan, title: str, summary: list[str]) -> str:
         {"name": f"model{i}", "hostPath": {"path": p, "type": "Directory" if not p.endswith(".gguf") else "File"}}
         for i, p in enumerate([plan.model_path, *plan.extra_mounts])
     ] + [{"name": "dshm", "emptyDir": {"medium": "Memory"}}]
-    pod = {"metadata": {"labels": labels}, "spec": {"containers": [container], "volumes": volumes}}
-    docs = []
+    pod: dict[str, Any] = {"metadata": {"labels": labels}, "spec": {"containers": [container], "volumes": volumes}}
+    docs: list[dict[str, Any]] = []
     if plan.nodes == 1:
         docs.append(
             {

@@ -99,7 +99,7 @@ def from_plan_json(path: str | Path) -> PlanOptions:
     kw = {k: v for k, v in raw.items() if k in fields and v is not None and not isinstance(v, (dict, list))}
     for k, v in deployment_from_plan(raw).items():
         kw.setdefault({"accelerators_per_node": "count"}.get(k, k), v)
-    hw = raw.get("hardware") if isinstance(raw.get("hardware"), dict) else {}
+    hw = h if isinstance(h := raw.get("hardware"), dict) else {}
     if hw.get("dram_gb") is not None:
         kw.setdefault("dram_gb", hw["dram_gb"])
     for k, v in workload_from_plan(raw).items():

@@ -8,11 +8,11 @@ for FFN"), `--ep-size`, `--context-length`, `--mem-fraction-static`, `--kv-cache
 `--quantization` (modelopt_fp4, w8a8_int8, ...), `--device`, `--trust-remote-code`, and multi-node
 `--dist-init-addr HOST:PORT --nnodes N --node-rank R` (same command on every node).
 
-Engine-neutral parallelism (SCHEMA.md "Parallelism") maps as: SGLang `--tp` = tp × dp_attention
+Engine-neutral parallelism (data/reference/measurements/SCHEMA.md "Parallelism") maps as: SGLang `--tp` = tp × dp_attention
 (the whole group), `--dp` = dp_attention with `--enable-dp-attention`, `--ep-size` = ep,
 `--pp-size` = pp. E.g. `--tp 8 --dp 8 --enable-dp-attention` is tp 1, dp_attention 8.
 SGLang runs on CPU here only as generated commands: its CPU path failed for DeepSeek models on
-this project's machines (cpu-engine-notes.md), so nothing here is launched locally.
+this project's machines (data/reference/cpu-engine-notes.md), so nothing here is launched locally.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def check(dep: Deployment) -> list[str]:
     refuse_nvfp4_off_blackwell(dep, "SGLang")
     if dep.placement == "gpu" and dep.weights.id == "fp8" and not has_compute(dep, "fp8"):
         notes.append(
-            f"{dep.accelerator.id} has no FP8 tensor cores: SGLang runs block-FP8 weights through its Triton/Marlin "
+            f"{dep.accelerator.id if dep.accelerator else 'the CPU'} has no FP8 tensor cores: SGLang runs block-FP8 weights through its Triton/Marlin "
             "W8A16 fallback; converting to BF16 (fp8_cast_bf16.py) doubles weight memory"
         )
     p = dep.par

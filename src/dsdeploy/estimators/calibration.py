@@ -17,8 +17,17 @@ facts.md §1b MAMF table [stas-acc]); no per-layer overhead.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypedDict
 
-ROOFLINE = {"bw_eff": 0.8, "compute_eff": 0.7, "layer_overhead_us": 0.0, "prefill_compute_eff": 0.7}
+
+class RooflineFactors(TypedDict):
+    bw_eff: float
+    compute_eff: float
+    layer_overhead_us: float
+    prefill_compute_eff: float
+
+
+ROOFLINE: RooflineFactors = {"bw_eff": 0.8, "compute_eff": 0.7, "layer_overhead_us": 0.0, "prefill_compute_eff": 0.7}
 ROOFLINE_SOURCE = "facts.md §1f note 6 (0.8 HBM factor, aiconfigurator) and §1b MAMF (51–87 % of peak)"
 
 # When an engine has no fitted group, borrow its family's (same kernels or same runtime).

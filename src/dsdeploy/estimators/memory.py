@@ -5,7 +5,7 @@ Pure functions: they take a `Deployment` and a workload, and return a `MemoryPla
 Sources and formulas
 - Weight bytes = parameters per tensor class × bits per weight ÷ 8 (bpw per format in
   catalog/data/formats.toml, each with its source), or, for a GGUF, the tensors' own byte sizes.
-- Sharding (engine-neutral, SCHEMA.md "Parallelism"): attention is split over tp and replicated over
+- Sharding (engine-neutral, data/reference/measurements/SCHEMA.md "Parallelism"): attention is split over tp and replicated over
   dp_attention groups; routed experts are split over all GPUs of a pipeline stage (tp × dp_attention,
   whether by EP or by tensor sharding); dense and shared MLPs are split over tp × dp_attention
   (SGLang/TRT-LLM run the MLP as TP over the whole group when attention is data-parallel);
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 from dsdeploy.specs.deployment import Deployment
 from dsdeploy.specs.model import COMPONENTS
@@ -36,6 +37,8 @@ HOST_RESERVE_SOURCE = "estimate: OS, page tables and runtime on the host (unconf
 # wired limit is about three quarters of RAM (UNCONFIRMED; the M3 Ultra entry's 448/512 GB raised
 # limit is sourced in hardware.toml). The plan says when this default was used.
 DEFAULT_UNIFIED_FRACTION = 0.75
+
+Binding = Literal["weights", "kv", "none"]  # what limits the plan: weights do not fit, KV too small, nothing
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class Workload:
 @dataclass
 class DeviceMemory:
     name: str
-    kind: str  # "accelerator" | "host" | "unified"
+    kind: Literal["accelerator", "host", "unified"]
     capacity_bytes: int
     usable_bytes: int  # capacity under the engine's memory policy
     weights_bytes: int
@@ -93,7 +96,7 @@ class DeviceMemory:
 class MemoryPlan:
     fits: bool
     reason: str
-    binding: str  # "weights" | "kv" | "none"
+    binding: Binding
     weights_bytes_total: int
     weights_by_component: dict[str, int]
     devices: list[DeviceMemory]
@@ -207,6 +210,7 @@ def _finish(dep, wl, W, devices, kv_tok_total, kv_capacity_tokens, notes, gpu_la
     total = sum(W.values())
     need_tokens = wl.concurrency * wl.tokens_per_request
     worst_static = min(devices, key=lambda d: d.kv_space_bytes)
+    binding: Binding
     if worst_static.kv_space_bytes < 0 or kv_capacity_tokens <= 0:
         short = -worst_static.kv_space_bytes
         fits, binding = False, "weights"
@@ -252,6 +256,7 @@ def _finish(dep, wl, W, devices, kv_tok_total, kv_capacity_tokens, notes, gpu_la
 def _plan_gpu(dep: Deployment, wl: Workload, W: dict[str, int]) -> MemoryPlan:
     m, p = dep.model, dep.par
     stage_gpus = p.tp * p.dp_attention
+    assert dep.accelerator is not None  # placement gpu has one (resolve_deployment)
     cap = int(dep.accelerator.memory_gb.value * GB)
     # per-device weights on the most loaded stage
     # the busiest stage: layers split as evenly as they go, so one stage holds ceil(layers / pp)
@@ -288,7 +293,7 @@ def _plan_gpu(dep: Deployment, wl: Workload, W: dict[str, int]) -> MemoryPlan:
     return _finish(dep, wl, W, [d], kv_tok, capacity, notes, kv_groups=p.dp_attention * dep.replicas)
 
 
-def _host_device(dep: Deployment, weights: int, kv_tok: float, name: str = "host DRAM") -> DeviceMemory:
+def _host_device(dep: Deployment, weights: float, kv_tok: float, name: str = "host DRAM") -> DeviceMemory:
     cap = host_capacity_bytes(dep)
     usable = int(max(0, cap - HOST_RESERVE_GB * GB))
     return DeviceMemory(
@@ -308,6 +313,7 @@ def _plan_experts_on_cpu(dep: Deployment, wl: Workload, W: dict[str, int]) -> Me
     """GPU(s): attention, dense and shared MLPs, embeddings, KV; host DRAM: routed experts
     (llama.cpp `-ot exps=CPU`, KTransformers)."""
     gpus = max(1, dep.devices)
+    assert dep.accelerator is not None  # placement experts-on-cpu has one (resolve_deployment)
     cap = int(dep.accelerator.memory_gb.value * GB)
     gpu_w = (W["attention"] + W["dense_mlp"] + W["shared_experts"] + W["embedding"] + W["lm_head"] + W["other"]) / gpus
     kv_tok = kv_bytes_per_token(dep)
@@ -341,6 +347,7 @@ def _plan_layer_split(dep: Deployment, wl: Workload, W: dict[str, int]) -> Memor
     We offload as many layers as fit after the KV for the requested workload, like a user tuning -ngl."""
     m = dep.model
     gpus = max(1, dep.devices)
+    assert dep.accelerator is not None  # placement layer-split has one (resolve_deployment)
     cap = int(dep.accelerator.memory_gb.value * GB)
     kv_tok = kv_bytes_per_token(dep)
     kv_tok_layer = kv_tok / m.layers
@@ -392,6 +399,7 @@ def _plan_cpu(dep: Deployment, wl: Workload, W: dict[str, int]) -> MemoryPlan:
 
 def _plan_unified(dep: Deployment, wl: Workload, W: dict[str, int]) -> MemoryPlan:
     acc = dep.accelerator
+    assert acc is not None  # placement unified has one (resolve_deployment)
     n = max(1, dep.devices)
     cap = int(acc.memory_gb.value * GB)
     frac = acc.max_unified_fraction.value if acc.max_unified_fraction else DEFAULT_UNIFIED_FRACTION

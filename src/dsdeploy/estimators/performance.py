@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 from dsdeploy.estimators.calibration import Calibration, GroupParams
 from dsdeploy.estimators.memory import Workload, kv_bytes_per_token, kv_tp_split, plan_memory, weight_bytes_by_component
@@ -52,6 +53,8 @@ UNIFIED_HOP_GBS = 5.0
 # Host link when the accelerator entry names none: PCIe 4.0 x16, 31 GB/s per direction (facts.md §2a).
 DEFAULT_HOST_LINK_GBS = 31.0
 
+Bound = Literal["compute", "memory"]  # which roofline term sets a step's time
+
 
 @dataclass
 class StepCost:
@@ -65,7 +68,7 @@ class StepCost:
         return max(self.compute_s, self.memory_s) + self.comm_s + self.overhead_s
 
     @property
-    def bound(self) -> str:
+    def bound(self) -> Bound:
         return "compute" if self.compute_s > self.memory_s else "memory"
 
 
@@ -81,7 +84,7 @@ class PerfPrediction:
     prefill_tok_s: float
     band: float
     label: str
-    bound: str
+    bound: Bound
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
@@ -118,6 +121,7 @@ def hw_class(dep: Deployment) -> str:
         return "cpu"
     if dep.placement == "unified":
         return "unified"
+    assert dep.accelerator is not None  # placement gpu has one (resolve_deployment)
     base = "datacenter-gpu" if dep.accelerator.hw_class == "datacenter-gpu" else "pcie-gpu"
     # ROCm and CUDA stacks differ in kernel maturity: AMD parts get their own group.
     return base + "-amd" if dep.accelerator.vendor == "amd" else base
@@ -125,6 +129,7 @@ def hw_class(dep: Deployment) -> str:
 
 def _acc_tflops(dep: Deployment) -> float:
     """Dense peak TFLOPS of one accelerator for the dtype the format actually computes in."""
+    assert dep.accelerator is not None  # only called for placements with an accelerator
     t = dep.accelerator.tflops
     fmt = dep.weights
     for dt in (fmt.compute, fmt.fallback, "bf16", "fp16", "fp32"):
@@ -202,6 +207,7 @@ def step_cost(dep: Deployment, p: GroupParams, tokens: float, seqs: float, conte
     if dep.placement == "gpu":
         par = dep.par
         stage = par.tp * par.dp_attention
+        assert dep.accelerator is not None  # placement gpu has one (resolve_deployment)
         bw = dep.accelerator.bandwidth_gbs.value * 1e9 * p.bw_eff
         peak = _acc_tflops(dep) * 1e12 * ce
         # bytes one device of each stage reads for the whole token; a token passes every stage in
@@ -237,6 +243,7 @@ def step_cost(dep: Deployment, p: GroupParams, tokens: float, seqs: float, conte
 
     if dep.placement == "unified":
         n = max(1, dep.devices)
+        assert dep.accelerator is not None  # placement unified has one (resolve_deployment)
         bw = dep.accelerator.bandwidth_gbs.value * 1e9 * p.bw_eff
         peak = _acc_tflops(dep) * 1e12 * ce
         total = dense_read + routed_read + kv_read
@@ -252,6 +259,7 @@ def step_cost(dep: Deployment, p: GroupParams, tokens: float, seqs: float, conte
         return StepCost(flops / cpu_peak, (dense_read + routed_read + kv_read) / cpu_bw, 0.0, overhead)
 
     gpus = max(1, dep.devices)
+    assert dep.accelerator is not None  # experts-on-cpu and layer-split have one (resolve_deployment)
     gpu_bw = dep.accelerator.bandwidth_gbs.value * 1e9 * p.bw_eff
     gpu_peak = _acc_tflops(dep) * 1e12 * ce
     pcie = (dep.host_link.uni_gbs.value if dep.host_link else DEFAULT_HOST_LINK_GBS) * 1e9

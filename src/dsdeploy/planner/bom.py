@@ -141,7 +141,9 @@ def build_bom(
     if (
         cls == "included"
     ):  # e.g. GB200/GB300 NVL: the per-GPU rack price includes Grace, its LPDDR5X and the trays' drives
-        notes.append(f"{acc.name}: host CPU, memory and local drives are in the rack price; no DRAM or NVMe lines")
+        notes.append(
+            f"{acc.name if acc else cls}: host CPU, memory and local drives are in the rack price; no DRAM or NVMe lines"
+        )
     if not unified and cls != "included":
         dram_gb, why = default_dram_gb(dep)
         dtype = dep.dram.type if dep.dram else (dep.cpu.default_dram.split("-")[0] if dep.cpu else "ddr5")

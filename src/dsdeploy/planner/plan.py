@@ -6,10 +6,12 @@ the edges render. It does no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any, NotRequired, TypedDict
 
 from dsdeploy.catalog import Catalog
-from dsdeploy.catalog.schema import Sourced
+from dsdeploy.catalog.schema import Accelerator, Placement, Sourced, record_reads
 from dsdeploy.errors import UserError
 from dsdeploy.estimators.memory import MemoryPlan, Workload, plan_memory
 from dsdeploy.specs.deployment import Deployment, default_engine, resolve_deployment
@@ -19,6 +21,31 @@ COUNTS_PER_NODE = (1, 2, 3, 4, 5, 6, 7, 8)
 MAX_NODES = 4
 
 
+class AlternativeSummary(TypedDict):
+    """One evaluated deployment in a plan's `alternatives` and `plan --min-count`'s `results`."""
+
+    label: str
+    weights: str
+    engine: str
+    placement: Placement
+    accelerator: str | None
+    accelerators_per_node: int
+    nodes: int
+    cpu: str | None
+    dram_gb: float | None
+    tp: int
+    pp: int
+    ep: int
+    dp_attention: int
+    fits: bool
+    weights_bytes_total: int
+    kv_capacity_tokens: int
+    max_concurrency: int
+    requests_at_context: int
+    context_tokens: int
+    performance: NotRequired[dict[str, Any]]
+
+
 @dataclass
 class Evaluated:
     deployment: Deployment
@@ -26,9 +53,9 @@ class Evaluated:
     label: str = ""
     performance: dict | None = None
 
-    def summary(self, wl: Workload) -> dict:
+    def summary(self, wl: Workload) -> AlternativeSummary:
         d, m = self.deployment, self.memory
-        out = {
+        out: AlternativeSummary = {
             "label": self.label or d.describe(),
             "weights": d.weights.id,
             "engine": d.engine.id,
@@ -54,30 +81,46 @@ class Evaluated:
         return out
 
 
-def unconfirmed_inputs(dep: Deployment) -> list[str]:
-    """Every UNCONFIRMED catalog figure that this deployment's numbers rest on."""
+def _catalog_inputs(dep: Deployment) -> Iterator[tuple[str, Sourced]]:
+    """(name, figure) for every catalog figure the deployment carries: 'h100-sxm memory_gb',
+    'fp8 bpw[attention]', 'vllm max_batched_tokens', ..."""
+    parts = (dep.accelerator, dep.cpu, dep.weights, dep.gpu_weights, dep.kv, dep.engine)
+    links = (dep.scale_up, dep.host_link, dep.scale_out)
+    for obj in (*parts, *links):
+        if obj is None:
+            continue
+        for field, v in obj.__dict__.items():
+            if isinstance(v, Sourced):
+                yield f"{obj.id} {field}", v
+            elif isinstance(v, dict):
+                for key, s in v.items():
+                    if isinstance(s, Sourced):
+                        yield f"{obj.id} {field}[{key}]", s
+
+
+def unconfirmed_inputs(dep: Deployment, wl: Workload, reads: Iterable[Sourced] = ()) -> list[str]:
+    """Every UNCONFIRMED catalog figure this deployment's plan reads: what its memory plan for `wl`
+    reads (run under `record_reads`; the estimators are pure, so it reads what the plan read), plus
+    `reads`, recorded by the caller around the other estimators it ran (plan_result: performance).
+    A bits-per-weight figure counts only for a tensor class holding more than 1 % of the parameters."""
+    with record_reads() as seen:
+        plan_memory(dep, wl)
+    seen.update((id(s), s) for s in reads)
+    params = dep.model.params_by_component()
     out: list[str] = []
+    for name, s in _catalog_inputs(dep):
+        if id(s) not in seen or not s.unconfirmed:
+            continue
+        if "bpw[" in name and params.get(name.split("[")[1].rstrip("]"), 0) <= 0.01 * dep.model.params_total:
+            continue
+        out.append(f"{name} = {s.value:g} ({s.source})")
+    return list(dict.fromkeys(out))
 
-    def chk(what: str, s: Sourced | None):
-        if s is not None and s.unconfirmed:
-            out.append(f"{what} = {s.value:g} ({s.source})")
 
-    if dep.accelerator:
-        a = dep.accelerator
-        chk(f"{a.id} memory_gb", a.memory_gb)
-        chk(f"{a.id} bandwidth_gbs", a.bandwidth_gbs)
-        chk(f"{a.id} max_unified_fraction", a.max_unified_fraction)
-    if dep.cpu:
-        chk(f"{dep.cpu.id} bandwidth_gbs", dep.cpu.bandwidth_gbs)
-        chk(f"{dep.cpu.id} memory_channels", dep.cpu.memory_channels)
-    for cls, s in dep.weights.bpw.items():
-        if dep.model.params_by_component().get(cls, 0) > 0.01 * dep.model.params_total:
-            chk(f"{dep.weights.id} bpw[{cls}]", s)
-    e = dep.engine
-    chk(f"{e.id} memory_fraction", e.memory_fraction)
-    chk(f"{e.id} context_overhead_gib", e.context_overhead_gib)
-    chk(f"{e.id} graph_overhead_gib", e.graph_overhead_gib)
-    return out
+def accelerator_of(ev: Evaluated) -> Accelerator:
+    """The accelerator of a GPU-placed candidate (min_count only builds those)."""
+    assert ev.deployment.accelerator is not None
+    return ev.deployment.accelerator
 
 
 def evaluate(dep: Deployment, wl: Workload, label: str = "") -> Evaluated:
@@ -245,22 +288,22 @@ def alternatives(catalog: Catalog, dep: Deployment, wl: Workload, limit: int = 8
     singles = [
         c
         for c in min_count_all(catalog, mid, spec, native, dep.kv.id, wl)
-        if c.deployment.nodes == 1 and c.deployment.accelerator.hw_class == "datacenter-gpu"
+        if c.deployment.nodes == 1 and accelerator_of(c).hw_class == "datacenter-gpu"
     ]
     # the smallest memory that fits first (usually the cheapest step up), then the fastest
     singles.sort(
         key=lambda c: (
             c.deployment.devices != 8,
-            c.deployment.accelerator.memory_gb.unconfirmed,
-            c.deployment.accelerator.memory_gb.value,
+            accelerator_of(c).memory_gb.unconfirmed,
+            accelerator_of(c).memory_gb.value,
         )
     )
     if len(singles) > 1:
-        rest = sorted(singles[1:], key=lambda c: -c.deployment.accelerator.bandwidth_gbs.value)
+        rest = sorted(singles[1:], key=lambda c: -accelerator_of(c).bandwidth_gbs.value)
         singles = [singles[0], rest[0]]
     for cand in singles[:2]:
         d = cand.deployment
-        add(cand, f"{native} on {d.devices}× {d.accelerator.id}")
+        add(cand, f"{native} on {d.devices}× {accelerator_of(cand).id}")
     # 4. a 4-bit format on the same accelerator count
     if acc and dep.placement == "gpu":
         ev = _try(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from dsdeploy.catalog import Catalog
 from dsdeploy.catalog.prices import PriceBook
@@ -94,9 +95,12 @@ class Demand:
         return self.output_tokens_per_day / 86400.0
 
 
+OptionKind = Literal["buy", "rent", "api", "hybrid", "article"]
+
+
 @dataclass
 class Option:
-    kind: str  # buy | rent | api | hybrid | article
+    kind: OptionKind
     label: str
     model: str
     cost_per_mtok_output: float
@@ -154,7 +158,7 @@ def cost_local(
     book: PriceBook,
     opts: CostOptions,
     label: str,
-    kind: str = "buy",
+    kind: OptionKind = "buy",
     calibration=None,
     share: float = 1.0,
     concurrency: int | None = None,
@@ -294,8 +298,8 @@ def _buy_candidates(
                         + f", {fmt.id}, {dd.engine.id}",
                     )
                 )
-    for label, acc, cpu, sockets, dram_gb, fmt, placement in HYBRID_CPU_BOXES:
-        if catalog.formats.get(fmt) is None or catalog.formats[fmt].quality_rank > d.max_quality_rank:
+    for label, box_acc, cpu, sockets, dram_gb, box_fmt, placement in HYBRID_CPU_BOXES:
+        if catalog.formats.get(box_fmt) is None or catalog.formats[box_fmt].quality_rank > d.max_quality_rank:
             continue
         if not spec.is_moe and placement == "experts-on-cpu":
             continue
@@ -304,10 +308,10 @@ def _buy_candidates(
             model_id,
             spec,
             wl,
-            weights=fmt,
+            weights=box_fmt,
             kv_dtype=kv,
-            accelerator=acc,
-            count=1 if acc else 0,
+            accelerator=box_acc,
+            count=1 if box_acc else 0,
             placement=placement,
             cpu=cpu,
             cpu_sockets=sockets,
@@ -315,7 +319,7 @@ def _buy_candidates(
             dram_gb=dram_gb,
         )
         if ev is not None and ev.memory.fits:
-            out.append((ev, f"buy {label}, {fmt}"))
+            out.append((ev, f"buy {label}, {box_fmt}"))
     return out
 
 
@@ -367,6 +371,7 @@ def recommend(
     # keep the cheapest option per accelerator (+ engine/placement) so the list spans the catalog
     seen, kept = set(), []
     for o in buys:
+        assert o.ev is not None  # cost_local's options carry their evaluation
         w = o.ev.deployment.weights
         low_bit = sum(s.value for s in w.bpw.values()) / len(w.bpw) < 7.5
         key = (o.label.split(",")[0].split("× ", 1)[-1], low_bit)
@@ -393,11 +398,11 @@ def recommend(
     # hybrid: the cheapest local option sized for (1 − overflow) of the peak, the rest to the API
     best_local = next((o for o in kept if o.feasible), None)
     if best_local is not None and d.overflow_share > 0:
-        ev = _ev_for(catalog, best_local, spec, d, kv_dtype, math.ceil(d.peak_concurrency * (1 - d.overflow_share)))
-        if ev is not None:
+        hev = _ev_for(catalog, best_local, spec, d, kv_dtype, math.ceil(d.peak_concurrency * (1 - d.overflow_share)))
+        if hev is not None:
             base = cost_local(
                 catalog,
-                ev,
+                hev,
                 d,
                 book,
                 opts,
@@ -475,6 +480,7 @@ def recommend(
 
 def _ev_for(catalog, o: Option, spec, d: Demand, kv: str, conc: int) -> Evaluated | None:
     """The hardware of option `o`, re-sized for a lower concurrency (the hybrid's local part)."""
+    assert o.ev is not None  # buy options carry their evaluation
     dep = o.ev.deployment
     wl = Workload(d.input_len, d.output_len, max(1, conc))
     if dep.placement == "gpu" and dep.accelerator is not None:
@@ -562,7 +568,7 @@ def article_options(
             continue
         o = _cheapest_small(catalog, mid, d, book, opts, kv, calibration, f"article: distilled model {mid}")
         if o:
-            o.label = f"article: distilled model {mid} on {o.deployment.split(' on ', 1)[-1]}"
+            o.label = f"article: distilled model {mid} on {(o.deployment or '').split(' on ', 1)[-1]}"
             o.reasons.insert(
                 0, "a different, smaller dense model distilled from R1: weaker than R1 (quality is not modelled)"
             )
@@ -571,9 +577,7 @@ def article_options(
     if LORA_BASE in catalog.models:
         o = _cheapest_small(catalog, LORA_BASE, d, book, opts, kv, calibration, "")
         if o:
-            o.label = (
-                f"article: LoRA-tuned smaller model ({LORA_BASE} + adapter) on {o.deployment.split(' on ', 1)[-1]}"
-            )
+            o.label = f"article: LoRA-tuned smaller model ({LORA_BASE} + adapter) on {(o.deployment or '').split(' on ', 1)[-1]}"
             o.reasons.insert(
                 0,
                 "article: 'LoRA cuts 671B to 10B trainable parameters, memory −98%' — LoRA shrinks what is "

@@ -20,6 +20,7 @@ from dataclasses import fields
 from typing import Any
 
 from dsdeploy.catalog import Catalog
+from dsdeploy.catalog.schema import record_reads
 from dsdeploy.errors import UserError
 from dsdeploy.estimators.memory import Workload
 from dsdeploy.planner import plan as planner
@@ -158,7 +159,7 @@ def plan_result(
 ) -> dict[str, Any]:
     """The full answer for one deployment: verdict, memory per device, alternatives, performance."""
     dep, m = ev.deployment, ev.memory
-    unconfirmed = planner.unconfirmed_inputs(dep)
+    unconfirmed: list[str] = []  # filled below, from what the memory and performance models read
     out: dict[str, Any] = {
         "fits": m.fits,
         "reason": m.reason,
@@ -187,10 +188,14 @@ def plan_result(
     }
     perf_dict = None
     mod = performance_module() if with_performance else None
-    if mod is not None and m.fits:
-        perf_dict = mod.predict(dep, wl, calibration=calibration).to_dict()
-        out["performance"] = perf_dict
-        out["performance_sweep"] = [p.to_dict() for p in mod.sweep(dep, wl, m.max_concurrency, calibration=calibration)]
+    with record_reads() as perf_reads:
+        if mod is not None and m.fits:
+            perf_dict = mod.predict(dep, wl, calibration=calibration).to_dict()
+            out["performance"] = perf_dict
+            out["performance_sweep"] = [
+                p.to_dict() for p in mod.sweep(dep, wl, m.max_concurrency, calibration=calibration)
+            ]
+    unconfirmed += planner.unconfirmed_inputs(dep, wl, perf_reads.values())
     out["labels"] = _labels(dep, unconfirmed, perf_dict)
     return out
 
@@ -223,7 +228,7 @@ def min_count_result(
 ) -> dict[str, Any]:
     """`plan --min-count`: the fewest devices of each catalog accelerator that hold the workload."""
     found = planner.min_count_all(catalog, model_id, spec, weights, kv_dtype, wl)
-    fitting = {e.deployment.accelerator.id for e in found}
+    fitting = {planner.accelerator_of(e).id for e in found}
     skipped = []
     for acc in catalog.accelerators.values():
         if acc.unified_memory or acc.id in fitting:

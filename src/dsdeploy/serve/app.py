@@ -141,6 +141,7 @@ class Server:
         mt = _num(body, "max_tokens", None, 1, None, integer=True)
         param = "max_completion_tokens" if mct is not None else "max_tokens"
         requested = mct if mct is not None else mt
+        assert self.s.max_prompt_tokens is not None  # ServeSettings.__post_init__ fills it
         if n_prompt > self.s.max_prompt_tokens:
             raise too_large(
                 f"the prompt is {n_prompt} tokens; this server accepts at most {self.s.max_prompt_tokens}",

@@ -185,7 +185,7 @@ class EnginePool:
         self.closed = True
         for slot in self.slots:
             proc = slot.proc
-            if proc and proc.returncode is None:
+            if proc and proc.returncode is None and proc.stdin is not None:  # stdin=PIPE: always set
                 try:
                     proc.stdin.write(b'{"op":"exit"}\n')
                     proc.stdin.close()
@@ -384,7 +384,7 @@ class EnginePool:
             job.done = True
             return
         proc = slot.proc
-        if proc and proc.returncode is None:
+        if proc and proc.returncode is None and proc.stdin is not None:  # stdin=PIPE: always set
             try:
                 proc.stdin.write(b'{"op":"cancel","id":' + json.dumps(job.id).encode() + b"}\n")
             except (ConnectionError, RuntimeError):
@@ -403,6 +403,7 @@ class EnginePool:
             job.started = time.perf_counter()
             self.running += 1
             msg = dict(job.payload, op="gen", id=job.id)
+            assert slot.proc is not None and slot.proc.stdin is not None  # an idle slot has a live worker
             try:
                 slot.proc.stdin.write(json.dumps(msg, separators=(",", ":")).encode() + b"\n")
             except (ConnectionError, RuntimeError):

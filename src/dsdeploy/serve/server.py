@@ -130,7 +130,8 @@ def run(s: ServeSettings, announce=print) -> None:
         app,
         log_level=s.log_level,
         access_log=False,
-        timeout_graceful_shutdown=s.drain_timeout,
+        # uvicorn annotates int but only hands it to asyncio.wait_for, which takes seconds as a float
+        timeout_graceful_shutdown=s.drain_timeout,  # type: ignore[arg-type]
         # uvicorn's default (5 s) drops an idle keep-alive connection between a client's
         # requests more often than needed; 30 s, like nginx's default keepalive_timeout of 75 s,
         # is a judgement call, not a measured optimum

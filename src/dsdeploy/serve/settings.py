@@ -130,6 +130,7 @@ class ServeSettings:
                 f"--n-ctx {self.n_ctx} is more than {self.model_path.name}'s training context "
                 f"({n_ctx_train} tokens, its GGUF context_length): pass at most {n_ctx_train}"
             )
+        assert self.max_prompt_tokens is not None  # filled in __post_init__, checked above
         if not (0 <= self.engine_nice <= 19):
             raise UserError(f"--engine-nice must be between 0 and 19, got {self.engine_nice}")
         if self.max_prompt_tokens >= self.n_ctx:

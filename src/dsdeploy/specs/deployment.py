@@ -2,7 +2,7 @@
 
 `resolve_deployment` turns user-level ids into catalog objects, fills engine-neutral defaults, and
 rejects layouts that cannot run, saying what must divide what. Parallelism follows the engine-
-neutral definitions of the measurement schema (SCHEMA.md "Parallelism"): GPUs in one model
+neutral definitions of the measurement schema (data/reference/measurements/SCHEMA.md "Parallelism"): GPUs in one model
 instance = tp × dp_attention × pp; ep partitions the routed experts across the instance.
 """
 
@@ -12,18 +12,26 @@ import re
 from dataclasses import dataclass, field
 
 from dsdeploy.catalog import Catalog
-from dsdeploy.catalog.schema import Accelerator, Cpu, Engine, KvDtype, Link, WeightFormat
+from dsdeploy.catalog.schema import (
+    PLACEMENTS,
+    Accelerator,
+    Cpu,
+    Engine,
+    KvDtype,
+    Link,
+    Placement,
+    WeightFormat,
+    is_placement,
+)
 from dsdeploy.errors import UserError
 from dsdeploy.specs.model import ModelSpec
-
-PLACEMENTS = ("gpu", "experts-on-cpu", "layer-split", "cpu", "unified")
 
 _DRAM_RE = re.compile(r"^(ddr4|ddr5|mrdimm|lpddr5x|lpddr5)(?:-(\d{3,5}))?(?:x(\d{1,2}))?$")
 
 
 @dataclass(frozen=True)
 class DramSpec:
-    """Host memory: `<type>[-<MT/s>][x<channels per socket>]` (SCHEMA.md `dram` column)."""
+    """Host memory: `<type>[-<MT/s>][x<channels per socket>]` (data/reference/measurements/SCHEMA.md `dram` column)."""
 
     type: str
     mts: float
@@ -82,7 +90,7 @@ class Deployment:
     weights: WeightFormat
     kv: KvDtype
     engine: Engine
-    placement: str
+    placement: Placement
     accelerator: Accelerator | None
     per_node: int
     nodes: int
@@ -179,7 +187,7 @@ def resolve_deployment(
             placement = "unified"
         else:
             placement = "gpu"
-    if placement not in PLACEMENTS:
+    if not is_placement(placement):
         raise UserError(f"unknown placement '{placement}'; choose one of {', '.join(PLACEMENTS)}")
     if placement in ("gpu", "experts-on-cpu", "layer-split", "unified") and acc is None:
         raise UserError(f"placement '{placement}' needs --accelerator")

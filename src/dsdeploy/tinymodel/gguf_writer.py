@@ -293,12 +293,12 @@ def _write_vocab(w: gguf.GGUFWriter, hf_dir: Path, vocab_size: int) -> None:
             v = v.get("content")
         return vocab.get(v) if v is not None else None
 
-    if (i := tok_id("bos_token")) is not None:
-        w.add_bos_token_id(i)
-    if (i := tok_id("eos_token")) is not None:
-        w.add_eos_token_id(i)
-    if (i := tok_id("pad_token")) is not None:
-        w.add_pad_token_id(i)
+    if (tid := tok_id("bos_token")) is not None:
+        w.add_bos_token_id(tid)
+    if (tid := tok_id("eos_token")) is not None:
+        w.add_eos_token_id(tid)
+    if (tid := tok_id("pad_token")) is not None:
+        w.add_pad_token_id(tid)
     w.add_add_bos_token(bool(tcfg.get("add_bos_token", True)))
     w.add_add_eos_token(bool(tcfg.get("add_eos_token", False)))
     template = tcfg.get("chat_template")

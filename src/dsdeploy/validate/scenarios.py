@@ -1,4 +1,4 @@
-"""Read measurement files in the scenario schema (SCHEMA.md) and predict each row's metric.
+"""Read measurement files in the scenario schema (data/reference/measurements/SCHEMA.md) and predict each row's metric.
 
 Columns are matched by name; unknown extra columns are ignored. A row that cannot be predicted
 gets a reason instead (an unknown id, a missing field). Where a row lacks its workload, documented
@@ -11,6 +11,7 @@ import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dsdeploy.catalog import Catalog
 from dsdeploy.errors import UserError
@@ -106,7 +107,9 @@ def read_scenarios(path: str | Path) -> list[Row]:
                 raise UserError(f"{p}: empty file (expected a header row with {', '.join(REQUIRED)})")
             missing = [c for c in REQUIRED if c not in reader.fieldnames]
             if missing:
-                raise UserError(f"{p}: missing column(s) {', '.join(missing)} (see the scenario schema, SCHEMA.md)")
+                raise UserError(
+                    f"{p}: missing column(s) {', '.join(missing)} (see the scenario schema, data/reference/measurements/SCHEMA.md)"
+                )
             return [Row(r) for r in reader]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise UserError(f"cannot read {p} as a UTF-8 CSV file: {exc}") from None
@@ -208,6 +211,7 @@ def row_deployment(cat: Catalog, row: Row) -> tuple[Deployment, Workload, list[s
         cap = plan_memory(dep, Workload(inp, out, 1)).max_concurrency
         conc = max(1, min(cap, int(dep.engine.max_num_seqs.value) * dep.par.dp_attention * dep.replicas))
         defaults.append(f"concurrency={conc} (saturated: KV capacity / max_num_seqs)")
+    assert conc is not None  # stated, 1 by default, or saturated above
     return dep, Workload(inp, out, conc), defaults
 
 
@@ -226,7 +230,9 @@ def predict_metric(dep: Deployment, wl: Workload, metric: str, row: Row, cal: Ca
         return wl.input_len * seqs * dep.replicas / t / max(1, dep.devices)
     pr = predict(dep, wl, cal)
     if metric == "decode_tok_s_per_user":
-        if dep.engine.id == "trtllm":  # TRT-LLM divides by the whole request latency (SCHEMA.md)
+        if (
+            dep.engine.id == "trtllm"
+        ):  # TRT-LLM divides by the whole request latency (data/reference/measurements/SCHEMA.md)
             return wl.output_len / (pr.e2e_ms / 1e3) if wl.output_len else pr.decode_tok_s_per_user
         return pr.decode_tok_s_per_user
     if metric == "output_tok_s_total":
@@ -252,7 +258,7 @@ def evaluate_rows(cat: Catalog, rows: list[Row], cal: Calibration) -> list[RowRe
             measured = float(row.get("value"))
         except ValueError:
             measured = float("nan")
-        base = dict(
+        base: dict[str, Any] = dict(
             id=row.id,
             metric=metric,
             measured=measured,

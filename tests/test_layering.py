@@ -10,7 +10,8 @@ imports and `importlib.import_module("dsdeploy...")` with a literal (or f-string
 - `base` modules import nothing of dsdeploy but base; every layer may import them.
 - Edges (cli, reports, engines, serve, bench, validate, doctor, tinymodel) are siblings: an edge
   imports another edge only where EDGE_IMPORTS allows it (cli composes all of them; serve launches
-  engines through the engine adapters). Nothing imports cli.
+  engines through the engine adapters; reports show the adapters' launch command; doctor reports
+  serve's loading path). Nothing imports cli.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ EDGES = {k for k, v in LAYER_OF.items() if v == "edge"}
 EDGE_IMPORTS: dict[str, set[str]] = {
     "cli": EDGES - {"cli"},
     "serve": {"engines"},  # `serve --engine vllm|sglang` runs engines.<engine>.local_launch
+    "reports": {"engines"},  # the report shows the launch command the adapters write
+    "doctor": {"serve"},  # doctor reports which llama.cpp loading path `serve` takes (serve.loading)
 }
 
 # Imports that break the rules today, each being removed by issue #11 on another branch. Do not add

@@ -187,6 +187,8 @@ class CatalogModel(BaseModel):
     max_context: Sourced
     published_params_total_b: Sourced
     published_params_active_b: Sourced
+    # reasoning models: the generation budget their makers evaluate with (thinking + answer)
+    reasoning_tokens: Sourced | None = None
 
 
 class Engine(BaseModel):

@@ -25,7 +25,11 @@ from dsdeploy.specs.deployment import Deployment
 CHECKED = "llama.cpp tools/server/README.md @00dc805"
 IMAGE_GPU = "ghcr.io/ggml-org/llama.cpp:server-cuda"
 IMAGE_CPU = "ghcr.io/ggml-org/llama.cpp:server"
+IMAGE_ROCM = "ghcr.io/ggml-org/llama.cpp:server-rocm"  # llama.cpp docs/docker.md: server-rocm (AMD GPUs)
 CACHE = {"bf16": "bf16", "fp16": "f16", "q4_0": "q4_0"}
+# llama-server allocates the KV of every slot (-c) at start, so the context limit stays what the
+# memory plan counted (engines.with_max_model_len)
+STATIC_KV = True
 
 
 def check(dep: Deployment) -> list[str]:
@@ -45,6 +49,12 @@ def check(dep: Deployment) -> list[str]:
     return notes
 
 
+def _image(dep: Deployment) -> str:
+    if dep.placement == "cpu" or dep.accelerator is None:
+        return IMAGE_CPU
+    return IMAGE_ROCM if dep.accelerator.vendor == "amd" else IMAGE_GPU
+
+
 def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -> LaunchPlan:
     notes = check(dep)
     m = dep.model
@@ -60,7 +70,7 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
         "--port",
         str(opts.port),
         "-c",
-        str(context_len(wl) * slots),
+        str(context_len(wl, opts) * slots),
         "-np",
         str(slots),
     ]
@@ -100,7 +110,7 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
         gpus_per_node=max(dep.per_node, 0),
         port=opts.port,
         model_path=opts.model_path,
-        image=opts.image or (IMAGE_CPU if dep.placement == "cpu" else IMAGE_GPU),
+        image=opts.image or _image(dep),
         checked_against=CHECKED,
         notes=notes,
         uses_gpu=dep.placement != "cpu" and dep.accelerator is not None and not dep.accelerator.unified_memory,

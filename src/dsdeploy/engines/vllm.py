@@ -36,6 +36,8 @@ from dsdeploy.specs.deployment import Deployment
 
 CHECKED = "vLLM docs (parallelism_scaling.md @096bd6a, expert_parallel_deployment latest, CacheConfig v0.10.2)"
 IMAGE = "vllm/vllm-openai:latest"
+# AMD Instinct: AMD's ROCm build of vLLM, as pinned in rocm.docs.amd.com/projects/ai-ecosystem/en/latest/inference/vllm.html
+IMAGE_AMD = "rocm/vllm:rocm7.14.0_cdna_ubuntu24.04_py3.14_pytorch_2.11.0_vllm_0.23.0"
 RAY_PORT = 6379
 DP_RPC_PORT = 13345
 REPO = Path(__file__).resolve().parents[3]
@@ -74,6 +76,27 @@ def local_launch(
     ]
     env = {"LD_PRELOAD": str(v / "lib" / "libiomp5.so"), "VLLM_CPU_KVCACHE_SPACE": "1"}
     return Launch(argv=argv, env=env)
+
+
+RAY_WAIT_S = 1800
+
+
+def ray_wait_argv(nodes: int, timeout_s: int = RAY_WAIT_S, python: str = "python3") -> list[str]:
+    """Block until `nodes` Ray nodes are alive (vLLM places its workers on the nodes present when it
+    starts, and fails if there are too few GPUs), or exit 1 after `timeout_s`."""
+    code = "\n".join(
+        [
+            "import sys, time, ray",
+            'ray.init(address="auto", logging_level="ERROR")',
+            f"n, end = {int(nodes)}, time.time() + {int(timeout_s)}",
+            'alive = lambda: sum(1 for x in ray.nodes() if x["Alive"])',
+            "while alive() < n:",
+            '    if time.time() > end: sys.exit(f"only {alive()} of {n} Ray nodes joined")',
+            "    time.sleep(5)",
+            'print(f"{n} Ray nodes alive")',
+        ]
+    )
+    return [python, "-c", code]
 
 
 def _kv_flag(dep: Deployment) -> list[str]:
@@ -130,7 +153,7 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
         common += ["--enable-expert-parallel"]
     common += [
         "--max-model-len",
-        str(context_len(wl)),
+        str(context_len(wl, opts)),
         "--gpu-memory-utilization",
         f"{frac:g}",
         *_kv_flag(dep),
@@ -191,6 +214,7 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
                 setup=True,
             )
         )
+        launches.append(Launch(argv=ray_wait_argv(dep.nodes), env=env, node_rank=0, role="ray-wait", setup=True))
         launches.append(
             Launch(
                 argv=["vllm", "serve", opts.model_path, *common, "--distributed-executor-backend", "ray"],
@@ -204,11 +228,13 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
                 Launch(argv=["ray", "start", "--block", f"--address={head}:{port}"], node_rank=r, role="ray-worker")
             )
         notes.append(
-            "Ray cluster: start the workers (nodes 1..) before or while node 0 starts; every node needs the same "
-            "model path and vLLM version; set VLLM_HOST_IP to each worker's own IP if it has several interfaces"
+            f"Ray cluster: node 0 starts the head, waits (up to {RAY_WAIT_S} s) until all {dep.nodes} nodes have joined, "
+            "then starts vLLM; every node needs the same model path and vLLM version; set VLLM_HOST_IP to each "
+            "worker's own IP if it has several interfaces"
         )
-    if dep.accelerator and dep.accelerator.vendor == "amd":
-        notes.append("AMD GPUs: use the ROCm build of vLLM (e.g. the rocm/vllm image), not vllm/vllm-openai")
+    amd = dep.accelerator is not None and dep.accelerator.vendor == "amd"
+    if amd:
+        notes.append("AMD GPUs: the ROCm build of vLLM (rocm/vllm image), not vllm/vllm-openai")
     return LaunchPlan(
         engine="vllm",
         launches=launches,
@@ -216,7 +242,7 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
         gpus_per_node=dep.per_node,
         port=opts.port,
         model_path=opts.model_path,
-        image=opts.image or IMAGE,
+        image=opts.image or (IMAGE_AMD if amd else IMAGE),
         checked_against=CHECKED,
         notes=notes,
     )

@@ -217,3 +217,15 @@ class Engine(BaseModel):
     cpu_kernels_source: str = (
         "llama.cpp ggml-cpu quantized dot products use AVX-512 VNNI / AVX2 / NEON (ggml/src/ggml-cpu)"
     )
+
+
+class Checkpoint(BaseModel):
+    """A published pre-quantized checkpoint of a catalog model in a catalog weight format."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    weights: str
+    repo: str
+    source: str
+    note: str = ""

@@ -14,10 +14,12 @@ from dsdeploy.engines.base import (
     DeployOptions,
     Launch,
     LaunchPlan,
+    WeightSource,
     check_max_model_len,
     default_max_model_len,
     mem_summary,
     require_fits,
+    weight_source,
 )
 from dsdeploy.engines.emit import EMITS, emit
 from dsdeploy.errors import UserError
@@ -51,8 +53,10 @@ def build_launch_plan(
     # one request lives in one attention group of one replica: its share of the planned KV capacity
     per_group = mem.kv_capacity_tokens // max(1, dep.par.dp_attention * dep.replicas)
     opts = with_max_model_len(dep, wl, opts, per_group, static_kv=getattr(mod, "STATIC_KV", False))
+    src = weights_of(dep)
+    opts = dataclasses.replace(opts, weights_flags=src.flags)
     plan = mod.build(dep, mem, wl, opts)
-    plan.notes = list(dep.notes) + plan.notes
+    plan.notes = list(dep.notes) + list(src.notes) + plan.notes
     if dep.accelerator is not None and plan.uses_gpu:
         plan.gpu_vendor = dep.accelerator.vendor
     if dep.nodes > 1:
@@ -69,6 +73,17 @@ def fabric_line(dep: Deployment) -> str:
         "Check `ibv_devinfo` on every node and set NCCL_IB_HCA (InfiniBand/RoCE) or NCCL_SOCKET_IFNAME; "
         "over plain TCP, NCCL falls back to sockets and inter-node steps are many times slower"
     )
+
+
+def weights_of(dep: Deployment) -> WeightSource:
+    """`weight_source` with the catalog's native format and published checkpoint for this model."""
+    from dsdeploy.catalog import load_catalog, load_checkpoints
+
+    m = load_catalog().models.get(dep.model_id)
+    if m is None:  # a config.json outside the catalog: its own checkpoint is what it is
+        return WeightSource()
+    ck = load_checkpoints().get((dep.model_id, dep.weights.id))
+    return weight_source(dep, m.native_weights, ck.repo if ck else "", ck.source if ck else "")
 
 
 def reasoning_tokens(model_id: str) -> int:

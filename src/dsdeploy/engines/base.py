@@ -45,6 +45,9 @@ class DeployOptions:
     # the engine's per-request context limit (--max-model-len / --context-length / llama.cpp's
     # per-slot -c); None = `default_max_model_len`, set by `engines.build_launch_plan`
     max_model_len: int | None = None
+    # flags that make the engine load the checkpoint in the planned format (`weight_source`), set by
+    # `engines.build_launch_plan`
+    weights_flags: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not str(self.model_path).strip():
@@ -134,6 +137,58 @@ def replica_note(dep: Deployment) -> list[str]:
         f"{dep.replicas} replicas of a {inst}-GPU instance: start this command {per_node}× per node, once per GPU set "
         f"(CUDA_VISIBLE_DEVICES={' / '.join(sets)}) on its own --port, and balance requests across them"
     ]
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """Where the planned weight format comes from: flags for vLLM/SGLang and what to tell the user."""
+
+    flags: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+def weight_source(dep: Deployment, native: str, checkpoint_repo: str = "", checkpoint_source: str = "") -> WeightSource:
+    """The checkpoint behind `dep.weights` when it is not the model's official format `native`.
+
+    - FP8 from a BF16/FP16 checkpoint: vLLM and SGLang quantize at load with `--quantization fp8`
+      (docs.vllm.ai features/quantization/fp8 "online dynamic quantization"; SGLang's
+      `--quantization fp8`), so the download is the BF16 checkpoint, twice the FP8 size.
+    - BF16/FP16 from DeepSeek's FP8 checkpoint: convert first with DeepSeek-V3's
+      `inference/fp8_cast_bf16.py`.
+    - Other formats (AWQ, NVFP4, INT8...): a pre-quantized checkpoint (catalog checkpoints.toml), or
+      how to make one with llm-compressor."""
+    w = dep.weights.id
+    if w == native or w.startswith("gguf-") or dep.engine.id not in ("vllm", "sglang"):
+        return WeightSource()
+    if w == "fp8" and native in ("bf16", "fp16"):
+        return WeightSource(
+            flags=("--quantization", "fp8"),
+            notes=(
+                f"{dep.model_id}'s official checkpoint is {native.upper()}: --model-path points at it and the engine "
+                "quantizes to FP8 at load (--quantization fp8); the download and disk need the BF16 size, twice the FP8 weights",
+            ),
+        )
+    if w in ("bf16", "fp16") and native == "fp8":
+        return WeightSource(
+            notes=(
+                f"{dep.model_id}'s official checkpoint is FP8: convert it to {w.upper()} first with fp8_cast_bf16.py "
+                "from deepseek-ai/DeepSeek-V3 (inference/), and point --model-path at the converted folder",
+            )
+        )
+    if checkpoint_repo:
+        return WeightSource(
+            notes=(
+                f"--model-path: a local copy of the pre-quantized {w} checkpoint {checkpoint_repo} ({checkpoint_source})",
+            )
+        )
+    return WeightSource(
+        notes=(
+            f"no published {w} checkpoint of {dep.model_id} is in dsdeploy's catalog: make one from the official "
+            f"{native.upper()} checkpoint with llm-compressor (github.com/vllm-project/llm-compressor, e.g. its "
+            "W4A16/AWQ or W8A8 recipes) and point --model-path at the result; the engine reads the quantization from "
+            "the checkpoint's config",
+        )
+    )
 
 
 def model_limit(dep: Deployment) -> int:

@@ -49,6 +49,17 @@ def check(dep: Deployment) -> list[str]:
     return notes
 
 
+MIB = 1024**2
+
+
+def wired_limit_launch(mem: MemoryPlan) -> Launch:
+    """`sudo sysctl iogpu.wired_limit_mb=N` (macOS 14+): lets the GPU wire the unified memory the plan
+    counted as usable (https://ark.marianposaceanu.com/apple_silicon_gpu_memory_blog.html; the
+    catalog's max_unified_fraction). N is in MiB."""
+    usable_mib = mem.devices[0].usable_bytes // MIB
+    return Launch(argv=["sudo", "sysctl", f"iogpu.wired_limit_mb={usable_mib}"], role="setup", setup=True)
+
+
 def _image(dep: Deployment) -> str:
     if dep.placement == "cpu" or dep.accelerator is None:
         return IMAGE_CPU
@@ -103,9 +114,16 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
         notes.append(
             "`-ot exps=CPU` keeps every routed-expert tensor (ffn_*_exps) in host RAM; newer builds spell it --cpu-moe"
         )
+    launches = [Launch(argv=argv)]
+    if dep.placement == "unified" and dep.accelerator is not None and dep.accelerator.vendor == "apple":
+        launches.insert(0, wired_limit_launch(mem))
+        notes.append(
+            "macOS wires at most about three quarters of RAM for the GPU by default; the sysctl before the server raises "
+            "it to what the memory plan assumed (it resets at reboot)"
+        )
     return LaunchPlan(
         engine="llama.cpp",
-        launches=[Launch(argv=argv)],
+        launches=launches,
         nodes=1,
         gpus_per_node=max(dep.per_node, 0),
         port=opts.port,

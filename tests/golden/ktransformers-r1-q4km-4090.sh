@@ -19,7 +19,7 @@ exec python3 -m sglang.launch_server \
   --port 8000 \
   --trust-remote-code \
   --tp 1 \
-  --context-length 2048 \
+  --context-length 28652 \
   --mem-fraction-static 0.87 \
   --max-running-requests 1 \
   --kv-cache-dtype bf16 \

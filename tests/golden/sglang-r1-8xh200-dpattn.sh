@@ -16,6 +16,6 @@ exec python3 -m sglang.launch_server \
   --dp 8 \
   --enable-dp-attention \
   --ep-size 8 \
-  --context-length 3072 \
+  --context-length 34816 \
   --mem-fraction-static 0.81 \
   --kv-cache-dtype fp8_e4m3

@@ -11,6 +11,6 @@ exec vllm serve /models/DeepSeek-R1 \
   --host 127.0.0.1 \
   --port 8000 \
   --tensor-parallel-size 8 \
-  --max-model-len 6144 \
+  --max-model-len 36864 \
   --gpu-memory-utilization 0.9 \
   --kv-cache-dtype fp8

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from dsdeploy.catalog.schema import (
     Accelerator,
     CatalogModel,
+    Checkpoint,
     Cpu,
     DramType,
     Engine,
@@ -150,3 +151,10 @@ def load_catalog(home: str | None = None) -> Catalog:
         kv_dtypes=_by_id(kv),
         engines=_by_id(engines),
     )
+
+
+@lru_cache(maxsize=1)
+def load_checkpoints() -> dict[tuple[str, str], Checkpoint]:
+    """data/checkpoints.toml: published pre-quantized checkpoints, by (model id, weight format)."""
+    rows = _validate("checkpoint", Checkpoint, _read_toml(DATA / "checkpoints.toml")["checkpoint"])
+    return {(c.model, c.weights): c for c in rows}

@@ -225,6 +225,8 @@ class CatalogModel(BaseModel):
     max_context: Sourced
     published_params_total_b: Sourced
     published_params_active_b: Sourced
+    # reasoning models: the generation budget their makers evaluate with (thinking + answer)
+    reasoning_tokens: Sourced | None = None
 
 
 class Engine(BaseModel):
@@ -253,3 +255,15 @@ class Engine(BaseModel):
     cpu_kernels_source: str = (
         "llama.cpp ggml-cpu quantized dot products use AVX-512 VNNI / AVX2 / NEON (ggml/src/ggml-cpu)"
     )
+
+
+class Checkpoint(BaseModel):
+    """A published pre-quantized checkpoint of a catalog model in a catalog weight format."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str
+    weights: str
+    repo: str
+    source: str
+    note: str = ""

@@ -57,6 +57,13 @@ def register(app: typer.Typer) -> None:
             None, "--threads", min=1, help="CPU threads (default: the CPU's physical cores)."
         ),
         image: str | None = typer.Option(None, "--image", help="Container image for compose/k8s."),
+        max_model_len: int | None = typer.Option(
+            None,
+            "--max-model-len",
+            min=1,
+            help="Per-request context limit (default: prompt + the larger of output and the model's reasoning budget, "
+            "within the model's limit and the planned KV).",
+        ),
         force: bool = typer.Option(False, "--force", help="Emit even if the memory plan says it does not fit."),
         output: Path | None = typer.Option(None, "-o", "--output", help="Write to FILE instead of stdout."),
     ) -> None:
@@ -106,6 +113,7 @@ def register(app: typer.Typer) -> None:
             threads=threads,
             dist_port=dist_port,
             image=image,
+            max_model_len=max_model_len,
         )
         text = render(dep, mem, wl, opts, emit_fmt, force=force)
         if output is not None:

@@ -25,7 +25,7 @@ class Launch:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     node_rank: int = 0
-    role: str = "server"  # server | worker | ray-head | ray-worker
+    role: str = "server"  # server | worker | ray-head | ray-worker | ray-wait
     # True for a process that daemonizes and returns (e.g. `ray start --head`) and must run
     # before the next one on the same node.
     setup: bool = False
@@ -42,6 +42,21 @@ class DeployOptions:
     threads: int | None = None
     dist_port: int | None = None  # multi-node rendezvous port (Ray / SGLang dist-init)
     image: str | None = None
+    # the engine's per-request context limit (--max-model-len / --context-length / llama.cpp's
+    # per-slot -c); None = `default_max_model_len`, set by `engines.build_launch_plan`
+    max_model_len: int | None = None
+    # flags that make the engine load the checkpoint in the planned format (`weight_source`), set by
+    # `engines.build_launch_plan`
+    weights_flags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not str(self.model_path).strip():
+            raise UserError(
+                "--model-path is empty: give the checkpoint folder (or the GGUF file) the engine should load, "
+                "as it is on the serving machine"
+            )
+        if self.max_model_len is not None and self.max_model_len < 1:
+            raise UserError(f"--max-model-len must be at least 1; got {self.max_model_len}")
 
 
 @dataclass
@@ -57,6 +72,9 @@ class LaunchPlan:
     notes: list[str] = field(default_factory=list)
     extra_mounts: list[str] = field(default_factory=list)
     uses_gpu: bool = True
+    gpu_vendor: str = "nvidia"  # nvidia | amd | apple: which devices a container must be given
+    # the inter-node fabric a multi-node plan expects (named in its header and k8s resources)
+    fabric: str | None = None
 
     def for_node(self, rank: int) -> list[Launch]:
         return [l for l in self.launches if l.node_rank == rank]
@@ -121,7 +139,98 @@ def replica_note(dep: Deployment) -> list[str]:
     ]
 
 
-def context_len(wl: Workload) -> int:
+@dataclass(frozen=True)
+class WeightSource:
+    """Where the planned weight format comes from: flags for vLLM/SGLang and what to tell the user."""
+
+    flags: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+def weight_source(dep: Deployment, native: str, checkpoint_repo: str = "", checkpoint_source: str = "") -> WeightSource:
+    """The checkpoint behind `dep.weights` when it is not the model's official format `native`.
+
+    - FP8 from a BF16/FP16 checkpoint: vLLM and SGLang quantize at load with `--quantization fp8`
+      (docs.vllm.ai features/quantization/fp8 "online dynamic quantization"; SGLang's
+      `--quantization fp8`), so the download is the BF16 checkpoint, twice the FP8 size.
+    - BF16/FP16 from DeepSeek's FP8 checkpoint: convert first with DeepSeek-V3's
+      `inference/fp8_cast_bf16.py`.
+    - Other formats (AWQ, NVFP4, INT8...): a pre-quantized checkpoint (catalog checkpoints.toml), or
+      how to make one with llm-compressor."""
+    w = dep.weights.id
+    if w == native or w.startswith("gguf-") or dep.engine.id not in ("vllm", "sglang"):
+        return WeightSource()
+    if w == "fp8" and native in ("bf16", "fp16"):
+        return WeightSource(
+            flags=("--quantization", "fp8"),
+            notes=(
+                f"{dep.model_id}'s official checkpoint is {native.upper()}: --model-path points at it and the engine "
+                "quantizes to FP8 at load (--quantization fp8); the download and disk need the BF16 size, twice the FP8 weights",
+            ),
+        )
+    if w in ("bf16", "fp16") and native == "fp8":
+        return WeightSource(
+            notes=(
+                f"{dep.model_id}'s official checkpoint is FP8: convert it to {w.upper()} first with fp8_cast_bf16.py "
+                "from deepseek-ai/DeepSeek-V3 (inference/), and point --model-path at the converted folder",
+            )
+        )
+    if checkpoint_repo:
+        return WeightSource(
+            notes=(
+                f"--model-path: a local copy of the pre-quantized {w} checkpoint {checkpoint_repo} ({checkpoint_source})",
+            )
+        )
+    return WeightSource(
+        notes=(
+            f"no published {w} checkpoint of {dep.model_id} is in dsdeploy's catalog: make one from the official "
+            f"{native.upper()} checkpoint with llm-compressor (github.com/vllm-project/llm-compressor, e.g. its "
+            "W4A16/AWQ or W8A8 recipes) and point --model-path at the result; the engine reads the quantization from "
+            "the checkpoint's config",
+        )
+    )
+
+
+def model_limit(dep: Deployment) -> int:
+    """The longest sequence the model's position encoding covers: config `max_position_embeddings`
+    (R1: 163,840; deepseek-ai/DeepSeek-R1 config.json)."""
+    return int(dep.model.max_position)
+
+
+def default_max_model_len(dep: Deployment, wl: Workload, reasoning_tokens: int = 0, kv_capacity: int = 0) -> int:
+    """The context limit to launch with: the workload's prompt plus the larger of its output and the
+    model's reasoning budget (a reasoning model thinks before it answers: DeepSeek-R1's README sets
+    "the maximum generation length ... to 32,768 tokens"), never more than the model's limit nor
+    than the KV capacity of one instance (`kv_capacity` tokens; vLLM refuses a max-model-len its KV
+    cache cannot hold). A workload longer than the model's limit is refused."""
+    limit = model_limit(dep)
+    need = int(wl.tokens_per_request)
+    if limit and need > limit:
+        raise UserError(
+            f"the workload needs {need:,} tokens per request ({wl.input_len:,} in + {wl.output_len:,} out), more than "
+            f"{dep.model_id}'s limit of {limit:,} (config max_position_embeddings); shorten --input-len/--output-len"
+        )
+    want = int(wl.input_len) + max(int(wl.output_len), int(reasoning_tokens))
+    if limit:
+        want = min(limit, want)
+    if kv_capacity:
+        want = min(want, max(need, int(kv_capacity)))
+    return want
+
+
+def check_max_model_len(dep: Deployment, wl: Workload, value: int) -> int:
+    limit = model_limit(dep)
+    if limit and value > limit:
+        raise UserError(
+            f"--max-model-len {value:,} is beyond {dep.model_id}'s limit of {limit:,} (config max_position_embeddings)"
+        )
+    return value
+
+
+def context_len(wl: Workload, opts: DeployOptions | None = None) -> int:
+    """Per-request context limit: the one `build_launch_plan` chose, else the workload's own length."""
+    if opts is not None and opts.max_model_len:
+        return int(opts.max_model_len)
     return int(wl.tokens_per_request)
 
 

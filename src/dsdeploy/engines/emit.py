@@ -83,6 +83,8 @@ def _node_oneliner(launches: list[Launch]) -> str:
 def _header(plan: LaunchPlan, title: str, summary: list[str]) -> list[str]:
     lines = [f"# {title}", f"# engine: {plan.engine}; flags checked against {plan.checked_against}"]
     lines += [f"# {s}" for s in summary]
+    if plan.fabric:
+        lines.append(f"# fabric: {plan.fabric}")
     lines += [f"# note: {n}" for n in plan.notes]
     return lines
 
@@ -153,6 +155,33 @@ def _container_argv(plan: LaunchPlan, launches: list[Launch]) -> list[str]:
     return ["bash", "-c", _node_oneliner(launches)]
 
 
+def _compose_gpu(plan: LaunchPlan) -> dict:
+    """How a compose service gets its GPUs. NVIDIA: a device reservation for the NVIDIA container
+    toolkit (docs.docker.com/compose/how-tos/gpu-support). AMD: the ROCm device nodes, the video
+    group and an unconfined seccomp profile, as AMD's ROCm vLLM/SGLang pages run their images
+    (rocm.docs.amd.com/projects/ai-ecosystem/en/latest/inference/vllm.html)."""
+    if not plan.uses_gpu:
+        return {}
+    if plan.gpu_vendor == "amd":
+        return {
+            "devices": ["/dev/kfd", "/dev/dri"],
+            "group_add": ["video"],
+            "cap_add": ["SYS_PTRACE"],
+            "security_opt": ["seccomp=unconfined"],
+        }
+    return {
+        "deploy": {
+            "resources": {"reservations": {"devices": [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]}}
+        }
+    }
+
+
+# Kubernetes extended resources: NVIDIA's and AMD's GPU device plugins, and the RDMA shared-device
+# plugin that NVIDIA's network operator deploys for InfiniBand/RoCE (docs.nvidia.com/networking/display/cokan10/network+operator)
+K8S_GPU_RESOURCE = {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu"}
+K8S_RDMA_RESOURCE = "rdma/rdma_shared_device_a"
+
+
 def emit_compose(plan: LaunchPlan, title: str, summary: list[str]) -> str:
     services = {}
     for r in range(plan.nodes):
@@ -173,12 +202,7 @@ def emit_compose(plan: LaunchPlan, title: str, summary: list[str]) -> str:
             svc["network_mode"] = "host"
         else:
             svc["ports"] = [f"{plan.port}:{plan.port}"]
-        if plan.uses_gpu:
-            svc["deploy"] = {
-                "resources": {
-                    "reservations": {"devices": [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]}
-                }
-            }
+        svc.update(_compose_gpu(plan))
         svc["ulimits"] = {"memlock": -1}
         svc["restart"] = "unless-stopped"
         services[name] = svc
@@ -275,7 +299,10 @@ def emit_k8s(plan: LaunchPlan, title: str, summary: list[str]) -> str:
     container["ports"] = [{"containerPort": plan.port, "name": "http"}]
     res: dict = {}
     if plan.uses_gpu:
-        res = {"limits": {"nvidia.com/gpu": plan.gpus_per_node}}
+        res = {"limits": {K8S_GPU_RESOURCE.get(plan.gpu_vendor, "nvidia.com/gpu"): plan.gpus_per_node}}
+        if plan.nodes > 1:  # GPUDirect RDMA between nodes: the HCA and locked memory
+            res["limits"][K8S_RDMA_RESOURCE] = 1
+            container["securityContext"] = {"capabilities": {"add": ["IPC_LOCK"]}}
     if res:
         container["resources"] = res
     container["volumeMounts"] = [
@@ -286,11 +313,37 @@ def emit_k8s(plan: LaunchPlan, title: str, summary: list[str]) -> str:
     if plan.nodes == 1:
         container["startupProbe"] = probe
         container["readinessProbe"] = {"httpGet": {"path": "/health", "port": plan.port}, "periodSeconds": 10}
+        container["livenessProbe"] = {
+            "httpGet": {"path": "/health", "port": plan.port},
+            "periodSeconds": 30,
+            "failureThreshold": 5,
+        }
+    else:
+        # only pod 0 serves HTTP; the others are alive while their engine process runs. A shell
+        # probe that passes on workers and checks /health on the head keeps one template for all.
+        check = (
+            f'[ "${{HOSTNAME##*-}}" != 0 ] || python3 -c "import urllib.request;'
+            f"urllib.request.urlopen('http://127.0.0.1:{plan.port}/health', timeout=5)\""
+        )
+        container["startupProbe"] = {
+            "exec": {"command": ["bash", "-c", check]},
+            "periodSeconds": 10,
+            "failureThreshold": 180,
+        }
+        container["readinessProbe"] = {"exec": {"command": ["bash", "-c", check]}, "periodSeconds": 10}
     volumes = [
         {"name": f"model{i}", "hostPath": {"path": p, "type": "Directory" if not p.endswith(".gguf") else "File"}}
         for i, p in enumerate([plan.model_path, *plan.extra_mounts])
     ] + [{"name": "dshm", "emptyDir": {"medium": "Memory"}}]
     pod: dict[str, Any] = {"metadata": {"labels": labels}, "spec": {"containers": [container], "volumes": volumes}}
+    if plan.nodes > 1:  # one pod per node: never two of this set's pods on one host
+        pod["spec"]["affinity"] = {
+            "podAntiAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": [
+                    {"labelSelector": {"matchLabels": labels}, "topologyKey": "kubernetes.io/hostname"}
+                ]
+            }
+        }
     docs: list[dict[str, Any]] = []
     if plan.nodes == 1:
         docs.append(
@@ -352,7 +405,8 @@ def emit_k8s(plan: LaunchPlan, title: str, summary: list[str]) -> str:
     head = _header(plan, title, summary)
     if plan.nodes > 1:
         head.append(
-            "# one pod per node: schedule them on distinct GPU nodes (pod anti-affinity or node selectors as your cluster needs)"
+            "# one pod per node (required pod anti-affinity on kubernetes.io/hostname); each pod asks for one RDMA device "
+            f"({K8S_RDMA_RESOURCE}, from NVIDIA's network operator): rename it to your cluster's RDMA resource"
         )
     return "\n".join(head) + "\n" + "\n---\n".join(to_yaml(d) for d in docs) + "\n"
 

@@ -89,7 +89,7 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
         "--tp",
         str(max(1, dep.devices)),
         "--context-length",
-        str(context_len(wl)),
+        str(context_len(wl, opts)),
         "--mem-fraction-static",
         f"{frac:g}",
         "--max-running-requests",

@@ -25,7 +25,11 @@ from dsdeploy.specs.deployment import Deployment
 CHECKED = "llama.cpp tools/server/README.md @00dc805"
 IMAGE_GPU = "ghcr.io/ggml-org/llama.cpp:server-cuda"
 IMAGE_CPU = "ghcr.io/ggml-org/llama.cpp:server"
+IMAGE_ROCM = "ghcr.io/ggml-org/llama.cpp:server-rocm"  # llama.cpp docs/docker.md: server-rocm (AMD GPUs)
 CACHE = {"bf16": "bf16", "fp16": "f16", "q4_0": "q4_0"}
+# llama-server allocates the KV of every slot (-c) at start, so the context limit stays what the
+# memory plan counted (engines.with_max_model_len)
+STATIC_KV = True
 
 
 def check(dep: Deployment) -> list[str]:
@@ -45,6 +49,23 @@ def check(dep: Deployment) -> list[str]:
     return notes
 
 
+MIB = 1024**2
+
+
+def wired_limit_launch(mem: MemoryPlan) -> Launch:
+    """`sudo sysctl iogpu.wired_limit_mb=N` (macOS 14+): lets the GPU wire the unified memory the plan
+    counted as usable (https://ark.marianposaceanu.com/apple_silicon_gpu_memory_blog.html; the
+    catalog's max_unified_fraction). N is in MiB."""
+    usable_mib = mem.devices[0].usable_bytes // MIB
+    return Launch(argv=["sudo", "sysctl", f"iogpu.wired_limit_mb={usable_mib}"], role="setup", setup=True)
+
+
+def _image(dep: Deployment) -> str:
+    if dep.placement == "cpu" or dep.accelerator is None:
+        return IMAGE_CPU
+    return IMAGE_ROCM if dep.accelerator.vendor == "amd" else IMAGE_GPU
+
+
 def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -> LaunchPlan:
     notes = check(dep)
     m = dep.model
@@ -60,7 +81,7 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
         "--port",
         str(opts.port),
         "-c",
-        str(context_len(wl) * slots),
+        str(context_len(wl, opts) * slots),
         "-np",
         str(slots),
     ]
@@ -93,14 +114,21 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
         notes.append(
             "`-ot exps=CPU` keeps every routed-expert tensor (ffn_*_exps) in host RAM; newer builds spell it --cpu-moe"
         )
+    launches = [Launch(argv=argv)]
+    if dep.placement == "unified" and dep.accelerator is not None and dep.accelerator.vendor == "apple":
+        launches.insert(0, wired_limit_launch(mem))
+        notes.append(
+            "macOS wires at most about three quarters of RAM for the GPU by default; the sysctl before the server raises "
+            "it to what the memory plan assumed (it resets at reboot)"
+        )
     return LaunchPlan(
         engine="llama.cpp",
-        launches=[Launch(argv=argv)],
+        launches=launches,
         nodes=1,
         gpus_per_node=max(dep.per_node, 0),
         port=opts.port,
         model_path=opts.model_path,
-        image=opts.image or (IMAGE_CPU if dep.placement == "cpu" else IMAGE_GPU),
+        image=opts.image or _image(dep),
         checked_against=CHECKED,
         notes=notes,
         uses_gpu=dep.placement != "cpu" and dep.accelerator is not None and not dep.accelerator.unified_memory,

@@ -36,6 +36,8 @@ from dsdeploy.specs.deployment import Deployment
 
 CHECKED = "SGLang docs/advanced_features/server_arguments.md @004813e"
 IMAGE = "lmsysorg/sglang:latest"
+# AMD Instinct: the ROCm SGLang image pinned in rocm.docs.amd.com/projects/ai-ecosystem/en/latest/inference/sglang.html
+IMAGE_AMD = "rocm/sgl-dev:v0.5.13.post1-ubuntu24.04-py3.14-rocm7.14"
 DIST_PORT = 20000
 KV = {"fp8": "fp8_e4m3", "bf16": "bf16"}
 
@@ -135,7 +137,7 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
         argv += ["--ep-size", str(p.ep)]
     if p.pp > 1:
         argv += ["--pp-size", str(p.pp)]
-    argv += ["--context-length", str(context_len(wl))]
+    argv += ["--context-length", str(context_len(wl, opts))]
     if dep.placement == "cpu":
         argv += ["--device", "cpu"]
         notes.append(
@@ -144,7 +146,7 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
     else:
         frac = memory_fraction(dep)  # the fraction the memory plan assumed
         argv += ["--mem-fraction-static", f"{frac:g}"]
-    argv += kv_flags(dep) + quant_flags(dep)
+    argv += kv_flags(dep) + quant_flags(dep) + list(opts.weights_flags)
     launches = []
     if dep.nodes == 1:
         launches.append(Launch(argv=argv))
@@ -175,7 +177,7 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
         gpus_per_node=dep.per_node,
         port=opts.port,
         model_path=opts.model_path,
-        image=opts.image or IMAGE,
+        image=opts.image or (IMAGE_AMD if dep.accelerator is not None and dep.accelerator.vendor == "amd" else IMAGE),
         checked_against=CHECKED,
         notes=notes,
         uses_gpu=dep.placement != "cpu",

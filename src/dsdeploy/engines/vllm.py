@@ -36,6 +36,8 @@ from dsdeploy.specs.deployment import Deployment
 
 CHECKED = "vLLM docs (parallelism_scaling.md @096bd6a, expert_parallel_deployment latest, CacheConfig v0.10.2)"
 IMAGE = "vllm/vllm-openai:latest"
+# AMD Instinct: AMD's ROCm build of vLLM, as pinned in rocm.docs.amd.com/projects/ai-ecosystem/en/latest/inference/vllm.html
+IMAGE_AMD = "rocm/vllm:rocm7.14.0_cdna_ubuntu24.04_py3.14_pytorch_2.11.0_vllm_0.23.0"
 RAY_PORT = 6379
 DP_RPC_PORT = 13345
 REPO = Path(__file__).resolve().parents[3]
@@ -76,6 +78,27 @@ def local_launch(
     return Launch(argv=argv, env=env)
 
 
+RAY_WAIT_S = 1800
+
+
+def ray_wait_argv(nodes: int, timeout_s: int = RAY_WAIT_S, python: str = "python3") -> list[str]:
+    """Block until `nodes` Ray nodes are alive (vLLM places its workers on the nodes present when it
+    starts, and fails if there are too few GPUs), or exit 1 after `timeout_s`."""
+    code = "\n".join(
+        [
+            "import sys, time, ray",
+            'ray.init(address="auto", logging_level="ERROR")',
+            f"n, end = {int(nodes)}, time.time() + {int(timeout_s)}",
+            'alive = lambda: sum(1 for x in ray.nodes() if x["Alive"])',
+            "while alive() < n:",
+            '    if time.time() > end: sys.exit(f"only {alive()} of {n} Ray nodes joined")',
+            "    time.sleep(5)",
+            'print(f"{n} Ray nodes alive")',
+        ]
+    )
+    return [python, "-c", code]
+
+
 def _kv_flag(dep: Deployment) -> list[str]:
     refuse_mla_kv(dep, "vLLM", ("bf16", "fp16", "fp8"))
     return ["--kv-cache-dtype", "fp8"] if dep.kv.id == "fp8" else []
@@ -109,14 +132,12 @@ def check(dep: Deployment) -> list[str]:
     return notes
 
 
-def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -> LaunchPlan:
-    notes = check(dep) + replica_note(dep)
+def _common_flags(dep: Deployment, wl: Workload, opts: DeployOptions) -> list[str]:
+    """Flags every `vllm serve` of this plan shares: name, address, parallelism, context, memory, dtypes."""
     p = dep.par
-    name = opts.served_name or dep.model_id
-    frac = memory_fraction(dep)  # the fraction the memory plan assumed
-    common = [
+    flags = [
         "--served-model-name",
-        name,
+        opts.served_name or dep.model_id,
         "--host",
         opts.host,
         "--port",
@@ -125,90 +146,108 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
         str(p.tp),
     ]
     if p.pp > 1:
-        common += ["--pipeline-parallel-size", str(p.pp)]
+        flags += ["--pipeline-parallel-size", str(p.pp)]
     if p.ep > 1:
-        common += ["--enable-expert-parallel"]
-    common += [
+        flags += ["--enable-expert-parallel"]
+    return flags + [
         "--max-model-len",
-        str(context_len(wl)),
+        str(context_len(wl, opts)),
         "--gpu-memory-utilization",
-        f"{frac:g}",
+        f"{memory_fraction(dep):g}",  # the fraction the memory plan assumed
         *_kv_flag(dep),
         *_dtype_flag(dep),
+        *opts.weights_flags,
     ]
-    launches: list[Launch] = []
+
+
+def _insert_before_context(argv: list[str], flags: list[str]) -> list[str]:
+    at = argv.index("--max-model-len")
+    return argv[:at] + flags + argv[at:]
+
+
+def _single_node(dep: Deployment, opts: DeployOptions, common: list[str]) -> tuple[list[Launch], list[str]]:
+    argv = ["vllm", "serve", opts.model_path, *common]
+    if dep.par.dp_attention > 1:
+        argv = _insert_before_context(argv, ["--data-parallel-size", str(dep.par.dp_attention)])
+    return [Launch(argv=argv)], []
+
+
+def _multi_node_dp(
+    dep: Deployment, opts: DeployOptions, common: list[str], head: str
+) -> tuple[list[Launch], list[str]]:
+    """Multi-node data parallel with vLLM's own launcher (no Ray): one DP rank group per node."""
+    p = dep.par
+    if p.pp > 1 or dep.per_node % p.tp:
+        raise UserError(
+            "vLLM multi-node data parallel needs pp=1 and tp dividing the GPUs per node "
+            f"(tp={p.tp}, pp={p.pp}, {dep.per_node} GPUs per node)"
+        )
+    local = dep.per_node // p.tp
+    if local * dep.nodes != p.dp_attention:
+        raise UserError(
+            f"dp-attention={p.dp_attention} must equal (GPUs per node ÷ tp) × nodes = {local} × {dep.nodes} for vLLM multi-node DP"
+        )
+    rpc = str(opts.dist_port or DP_RPC_PORT)
+    launches = []
+    for r in range(dep.nodes):
+        dpflags = [
+            "--data-parallel-size",
+            str(p.dp_attention),
+            "--data-parallel-size-local",
+            str(local),
+            "--data-parallel-address",
+            head,
+            "--data-parallel-rpc-port",
+            rpc,
+        ]
+        if r > 0:
+            dpflags += ["--data-parallel-start-rank", str(r * local), "--headless"]
+        argv = _insert_before_context(["vllm", "serve", opts.model_path, *common], dpflags)
+        launches.append(Launch(argv=argv, node_rank=r, role="server" if r == 0 else "worker"))
+    return launches, ["only node 0 serves HTTP; nodes 1.. run headless DP ranks"]
+
+
+def _multi_node_ray(
+    dep: Deployment, opts: DeployOptions, common: list[str], head: str
+) -> tuple[list[Launch], list[str]]:
+    """A Ray cluster: node 0 starts the head, waits for every node, then `vllm serve` on Ray."""
+    port = str(opts.dist_port or RAY_PORT)
+    is_ip = head == HEAD_PLACEHOLDER or all(c.isdigit() or c in ".:" for c in head)
+    # Ray's --node-ip-address and VLLM_HOST_IP take an IP; with a DNS name (k8s) Ray picks the pod IP itself
+    env = {"VLLM_HOST_IP": head} if is_ip else {}
+    head_argv = ["ray", "start", "--head", f"--port={port}", *([f"--node-ip-address={head}"] if is_ip else [])]
+    serve_argv = ["vllm", "serve", opts.model_path, *common, "--distributed-executor-backend", "ray"]
+    launches = [
+        Launch(argv=head_argv, env=env, node_rank=0, role="ray-head", setup=True),
+        Launch(argv=ray_wait_argv(dep.nodes), env=env, node_rank=0, role="ray-wait", setup=True),
+        Launch(argv=serve_argv, env=env, node_rank=0, role="server"),
+    ]
+    launches += [
+        Launch(argv=["ray", "start", "--block", f"--address={head}:{port}"], node_rank=r, role="ray-worker")
+        for r in range(1, dep.nodes)
+    ]
+    note = (
+        f"Ray cluster: node 0 starts the head, waits (up to {RAY_WAIT_S} s) until all {dep.nodes} nodes have joined, "
+        "then starts vLLM; every node needs the same model path and vLLM version; set VLLM_HOST_IP to each "
+        "worker's own IP if it has several interfaces"
+    )
+    return launches, [note]
+
+
+def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -> LaunchPlan:
+    notes = check(dep) + replica_note(dep)
+    common = _common_flags(dep, wl, opts)
     head = opts.head_addr or HEAD_PLACEHOLDER
     if dep.nodes == 1:
-        argv = ["vllm", "serve", opts.model_path, *common]
-        if p.dp_attention > 1:
-            argv[argv.index("--max-model-len") : argv.index("--max-model-len")] = [
-                "--data-parallel-size",
-                str(p.dp_attention),
-            ]
-        launches.append(Launch(argv=argv))
-    elif p.dp_attention > 1:
-        # multi-node data parallel (vLLM's own launcher, no Ray): one DP rank group per node
-        if p.pp > 1 or dep.per_node % p.tp:
-            raise UserError(
-                "vLLM multi-node data parallel needs pp=1 and tp dividing the GPUs per node "
-                f"(tp={p.tp}, pp={p.pp}, {dep.per_node} GPUs per node)"
-            )
-        local = dep.per_node // p.tp
-        if local * dep.nodes != p.dp_attention:
-            raise UserError(
-                f"dp-attention={p.dp_attention} must equal (GPUs per node ÷ tp) × nodes = {local} × {dep.nodes} for vLLM multi-node DP"
-            )
-        rpc = str(opts.dist_port or DP_RPC_PORT)
-        for r in range(dep.nodes):
-            argv = ["vllm", "serve", opts.model_path, *common]
-            at = argv.index("--max-model-len")
-            dpflags = [
-                "--data-parallel-size",
-                str(p.dp_attention),
-                "--data-parallel-size-local",
-                str(local),
-                "--data-parallel-address",
-                head,
-                "--data-parallel-rpc-port",
-                rpc,
-            ]
-            if r > 0:
-                dpflags += ["--data-parallel-start-rank", str(r * local), "--headless"]
-            argv[at:at] = dpflags
-            launches.append(Launch(argv=argv, node_rank=r, role="server" if r == 0 else "worker"))
-        notes.append("only node 0 serves HTTP; nodes 1.. run headless DP ranks")
+        launches, more = _single_node(dep, opts, common)
+    elif dep.par.dp_attention > 1:
+        launches, more = _multi_node_dp(dep, opts, common, head)
     else:
-        port = str(opts.dist_port or RAY_PORT)
-        is_ip = head == HEAD_PLACEHOLDER or all(c.isdigit() or c in ".:" for c in head)
-        # Ray's --node-ip-address and VLLM_HOST_IP take an IP; with a DNS name (k8s) Ray picks the pod IP itself
-        env = {"VLLM_HOST_IP": head} if is_ip else {}
-        launches.append(
-            Launch(
-                argv=["ray", "start", "--head", f"--port={port}", *([f"--node-ip-address={head}"] if is_ip else [])],
-                env=env,
-                node_rank=0,
-                role="ray-head",
-                setup=True,
-            )
-        )
-        launches.append(
-            Launch(
-                argv=["vllm", "serve", opts.model_path, *common, "--distributed-executor-backend", "ray"],
-                env=env,
-                node_rank=0,
-                role="server",
-            )
-        )
-        for r in range(1, dep.nodes):
-            launches.append(
-                Launch(argv=["ray", "start", "--block", f"--address={head}:{port}"], node_rank=r, role="ray-worker")
-            )
-        notes.append(
-            "Ray cluster: start the workers (nodes 1..) before or while node 0 starts; every node needs the same "
-            "model path and vLLM version; set VLLM_HOST_IP to each worker's own IP if it has several interfaces"
-        )
-    if dep.accelerator and dep.accelerator.vendor == "amd":
-        notes.append("AMD GPUs: use the ROCm build of vLLM (e.g. the rocm/vllm image), not vllm/vllm-openai")
+        launches, more = _multi_node_ray(dep, opts, common, head)
+    notes += more
+    amd = dep.accelerator is not None and dep.accelerator.vendor == "amd"
+    if amd:
+        notes.append("AMD GPUs: the ROCm build of vLLM (rocm/vllm image), not vllm/vllm-openai")
     return LaunchPlan(
         engine="vllm",
         launches=launches,
@@ -216,7 +255,7 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
         gpus_per_node=dep.per_node,
         port=opts.port,
         model_path=opts.model_path,
-        image=opts.image or IMAGE,
+        image=opts.image or (IMAGE_AMD if amd else IMAGE),
         checked_against=CHECKED,
         notes=notes,
     )

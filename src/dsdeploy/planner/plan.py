@@ -12,7 +12,8 @@ from dsdeploy.catalog import Catalog
 from dsdeploy.catalog.schema import Sourced
 from dsdeploy.errors import UserError
 from dsdeploy.estimators.memory import MemoryPlan, Workload, plan_memory
-from dsdeploy.specs.deployment import Deployment, default_engine, resolve_deployment
+from dsdeploy.planner.options import DeploymentOptions, build
+from dsdeploy.specs.deployment import Deployment, default_engine
 from dsdeploy.specs.model import ModelSpec
 
 COUNTS_PER_NODE = (1, 2, 3, 4, 5, 6, 7, 8)
@@ -85,25 +86,30 @@ def evaluate(dep: Deployment, wl: Workload, label: str = "") -> Evaluated:
 
 
 def _try(catalog: Catalog, model_id: str, spec: ModelSpec, wl: Workload, **kw) -> Evaluated | None:
+    """A search candidate through the one options → deployment path; None if it cannot run.
+    Candidates state their hardware in full: no accelerator means CPU only, not the default."""
+    if kw.get("accelerator") is None:
+        kw["accelerator"] = "none"
     try:
-        dep = resolve_deployment(catalog, model_id, spec, **kw)
+        dep = build(DeploymentOptions(model=model_id, **kw), catalog, (model_id, spec))
     except UserError:
         return None
     return evaluate(dep, wl)
 
 
 def format_runs_on(catalog: Catalog, fmt_id: str, accelerator_id: str | None, placement: str) -> bool:
-    """Whether the format's compute dtype (or its fallback) exists on the hardware."""
+    """Whether the format runs on the hardware (catalog data, formats.toml: `only_vendor`,
+    `only_placement`, `on_cpu`, `on_unified`; else its compute dtype or its fallback exists there)."""
     fmt = catalog.format(fmt_id)
-    if fmt_id == "mlx-4bit":
-        return accelerator_id is not None and accelerator_id.startswith("apple-")
-    if fmt_id == "amx-int4":
-        return placement == "experts-on-cpu"
-    if accelerator_id is None or placement == "cpu":
-        return fmt_id not in ("nvfp4", "awq-int4")
-    acc = catalog.accelerator(accelerator_id)
+    acc = catalog.accelerator(accelerator_id) if accelerator_id is not None else None
+    if fmt.only_vendor is not None:
+        return acc is not None and acc.vendor == fmt.only_vendor
+    if fmt.only_placement is not None:
+        return placement == fmt.only_placement
+    if acc is None or placement == "cpu":
+        return fmt.on_cpu
     if acc.unified_memory:
-        return fmt_id.startswith("gguf-") or fmt_id in ("mlx-4bit", "bf16", "fp16", "int8")
+        return fmt.on_unified
     if fmt.compute in acc.tflops:
         return True
     return fmt.fallback is not None and fmt.fallback in acc.tflops
@@ -183,9 +189,7 @@ def best_format(
             continue  # multi-GPU servers: tensor-parallel engines (llama.cpp only splits layers)
         kw = dict(hw)
         kw.pop("engine", None)
-        ev = _try(
-            catalog, model_id, spec, wl, weights=fmt.id, kv_dtype=kv_dtype, engine=default_engine(fmt.id, pl), **kw
-        )
+        ev = _try(catalog, model_id, spec, wl, weights=fmt.id, kv_dtype=kv_dtype, engine=default_engine(fmt, pl), **kw)
         if ev is not None and ev.memory.fits:
             return ev
     return None

@@ -22,10 +22,10 @@ from dsdeploy.errors import UserError
 from dsdeploy.estimators import cost as C
 from dsdeploy.estimators.memory import Workload
 from dsdeploy.planner.bom import CostOptions, api_model_for, cost_report, predict_throughput
+from dsdeploy.planner.demand import MAX_BUSY, Demand, copies_and_utilization  # noqa: F401
 from dsdeploy.planner.plan import Evaluated, _try, format_runs_on, min_count
 from dsdeploy.specs.model import ModelSpec
 
-MAX_BUSY = 0.8  # size so that the average load keeps one copy ≤ 80 % busy
 HYBRID_CPU_BOXES = (  # (label, accelerator, cpu, sockets, dram_gb, format, placement)
     (
         "1× rtx-4090 + 2× xeon-6980p, 1 TB DDR5 (KTransformers AMX)",
@@ -50,48 +50,6 @@ HYBRID_CPU_BOXES = (  # (label, accelerator, cpu, sockets, dram_gb, format, plac
 DISTILLS = ("r1-distill-qwen-32b", "r1-distill-llama-70b")
 LORA_BASE = "r1-distill-qwen-14b"
 SMALL_HW = ("rtx-4090", "rtx-5090", "l40s", "a100-sxm-80g", "h100-sxm", "h200-sxm")
-
-
-@dataclass(frozen=True)
-class Demand:
-    requests_per_day: float
-    input_len: int
-    output_len: int
-    peak_concurrency: int
-    ttft_ms: float | None = None
-    tpot_ms: float | None = None
-    on_prem: bool = False
-    budget: float | None = None  # capex limit, book currency
-    max_quality_rank: int = 7  # 7 = 4-bit (gguf-q4_k_m / awq-int4); higher = lower-bit quants
-    overflow_share: float = 0.2  # hybrid: share of tokens sent to the API at peaks
-    finetune_gpu_hours: float = 800.0  # cloud–edge split: rented GPU-hours per year for fine-tuning
-
-    @classmethod
-    def build(cls, requests_per_day=None, tokens_per_day=None, **kw) -> Demand:
-        il, ol = kw.get("input_len", 1024), kw.get("output_len", 1024)
-        if il < 0 or ol < 1:
-            raise UserError("--input-len must be ≥ 0 and --output-len ≥ 1")
-        if (requests_per_day is None) == (tokens_per_day is None):
-            raise UserError("give exactly one of --requests-per-day and --tokens-per-day (input + output tokens)")
-        rpd = requests_per_day if requests_per_day is not None else tokens_per_day / (il + ol)
-        if rpd <= 0:
-            raise UserError("the daily volume must be > 0")
-        if kw.get("peak_concurrency", 1) < 1:
-            raise UserError("--peak-concurrency must be ≥ 1")
-        for k in ("ttft_ms", "tpot_ms", "budget"):
-            if kw.get(k) is not None and kw[k] <= 0:
-                raise UserError(f"--{k.replace('_', '-')} must be > 0")
-        if not 0 <= kw.get("overflow_share", 0.2) < 1:
-            raise UserError("--overflow-share must be in [0, 1)")
-        return cls(requests_per_day=rpd, **kw)
-
-    @property
-    def output_tokens_per_day(self) -> float:
-        return self.requests_per_day * self.output_len
-
-    @property
-    def avg_output_tok_s(self) -> float:
-        return self.output_tokens_per_day / 86400.0
 
 
 @dataclass
@@ -169,8 +127,7 @@ def cost_local(
     if perf.output_tok_s_total <= 0:
         return None
     need = d.avg_output_tok_s * share
-    copies = max(1, math.ceil(need / (MAX_BUSY * perf.output_tok_s_total)))
-    util = min(1.0, max(need / (copies * perf.output_tok_s_total), 1e-9))
+    copies, util = copies_and_utilization(need, perf.output_tok_s_total)
     rep = cost_report(catalog, dep, wl, ev.memory, book, replace(opts, utilization=util), perf=perf)
     ok, why = _slo(d, perf.ttft_ms, perf.tpot_ms)
     capex = rep["capex"] * copies
@@ -277,7 +234,7 @@ def _buy_candidates(
                         accelerator=acc.id,
                         count=n,
                         placement="unified",
-                        engine=default_engine(fmt.id, "unified") if n == 1 else "exo",
+                        engine=default_engine(fmt, "unified") if n == 1 else "exo",
                     )
                     if ev is not None and ev.memory.fits:
                         out.append((ev, f"buy {n}× {acc.id}, {fmt.id}"))
@@ -636,7 +593,6 @@ def cost_doc() -> str:
     """docs/cost.md, generated from the code and the catalogs (python -m dsdeploy.cli.cmd_cost --write-doc)."""
     from dsdeploy.catalog import load_catalog
     from dsdeploy.catalog.prices import PriceBook, load_prices
-    from dsdeploy.cli.cmd_cost import build_cost
     from dsdeploy.estimators.cost import (
         SEED_BOM,
         SEED_FTE,
@@ -646,6 +602,7 @@ def cost_doc() -> str:
         seed_table,
     )
     from dsdeploy.estimators.power import annual_energy, gpu_server_power
+    from dsdeploy.planner.costing import build_cost
     from dsdeploy.specs.model import load_model_spec
 
     f0 = lambda x: "n/a" if x is None else f"{x:,.0f}"  # noqa: E731
@@ -708,6 +665,7 @@ def cost_doc() -> str:
         weights="fp16",
         accelerator="h100-sxm",
         count=8,
+        concurrency=16,
         currency="CNY",
         throughput=1.0,
         opts=CostOptions(region="seed", utilization=1.0),

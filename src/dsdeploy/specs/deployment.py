@@ -123,20 +123,13 @@ class Deployment:
         return f"{self.model_id} {self.weights.id} on {' + '.join(hw) or 'no hardware'} ({self.placement}, {self.engine.id})"
 
 
-def default_engine(weights: str, placement: str) -> str:
-    """What a local deployer would reach for: GGUF → llama.cpp, AMX INT4 → KTransformers,
-    MLX → mlx, safetensors on GPUs → vLLM, INT8/FP8 on CPU → SGLang's CPU backend."""
-    if weights.startswith("gguf-"):
-        return "ik_llama.cpp" if weights == "gguf-iq1_s_r4" else "llama.cpp"
-    if weights == "amx-int4":
-        return "ktransformers"
-    if weights == "mlx-4bit":
-        return "mlx"
-    if placement == "cpu":
-        return "sglang"
-    if weights == "nvfp4":
-        return "trtllm"
-    return "vllm"
+def default_engine(fmt: WeightFormat, placement: str) -> str:
+    """What a local deployer would reach for (catalog data, formats.toml `default_engine` and
+    `default_engine_cpu`): GGUF → llama.cpp, AMX INT4 → KTransformers, MLX → mlx, safetensors on
+    GPUs → vLLM, on the CPU → SGLang's CPU backend."""
+    if placement == "cpu" and fmt.default_engine_cpu:
+        return fmt.default_engine_cpu
+    return fmt.default_engine
 
 
 def resolve_deployment(
@@ -191,7 +184,7 @@ def resolve_deployment(
         raise UserError(f"placement 'experts-on-cpu' needs an MoE model; {model_id} is dense (use layer-split)")
     if placement == "cpu":
         count, acc = 0, None
-    eng = catalog.engine(engine or default_engine(fmt.id, placement))
+    eng = catalog.engine(engine or default_engine(fmt, placement))
     if placement not in eng.placements:
         raise UserError(
             f"engine {eng.id} does not support placement '{placement}' (it supports {', '.join(eng.placements)})"

@@ -95,7 +95,10 @@ def render(rep: dict) -> None:
     if rep.get("copies", 1) > 1:
         con.print(f"Copies needed for the demand: {rep['copies']} (figures above are per copy)")
     be = rep["breakeven_tokens_per_day"]
-    con.print(f"Break-even vs the API: {'never' if be is None else f'{be:,.0f} output tokens/day'}")
+    if rep["throughput_output_tok_s"] is None:
+        con.print("Break-even vs the API: n/a (no speed)")
+    else:
+        con.print(f"Break-even vs the API: {'never' if be is None else f'{be:,.0f} output tokens/day'}")
     for n in rep["notes"]:
         con.print(f"[yellow]note:[/yellow] {n}")
     if rep["unconfirmed"]:

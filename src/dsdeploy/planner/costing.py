@@ -37,13 +37,12 @@ def cost_answer(
     dep = build(o, catalog)
     mem = plan_memory(dep, wl)
     if not mem.fits:
-        why = f"it does not fit ({mem.reason})"
         rep = cost_report(
             catalog, dep, wl, mem, book, replace(opts, utilization=NO_FIT_UTILIZATION), no_speed="does not fit"
         )
         rep["notes"].insert(
             0,
-            f"this deployment does not run as given: {why}; it has no speed, so no cost per token, "
+            f"this deployment does not run as given ({mem.reason}); it has no speed, so no cost per token, "
             f"utilization or break-even is priced (capex, and energy at {NO_FIT_UTILIZATION:.0%} busy, are shown)",
         )
         return rep

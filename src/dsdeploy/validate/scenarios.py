@@ -18,7 +18,7 @@ from dsdeploy.estimators.calibration import Calibration
 from dsdeploy.estimators.memory import Workload
 from dsdeploy.estimators.performance import predict, prefill_time
 from dsdeploy.planner.options import DeploymentOptions, build
-from dsdeploy.specs.deployment import Deployment
+from dsdeploy.specs.deployment import Deployment, gpu_layout
 from dsdeploy.specs.model import ModelSpec, load_model_spec
 
 REQUIRED = ("id", "model", "weights", "placement", "metric", "value")
@@ -117,20 +117,15 @@ _spec_cache: dict[str, ModelSpec] = {}
 
 
 def _row_parallelism(row: Row, spec: ModelSpec, placement: str) -> tuple[dict, list[str]]:
-    """tp/pp/ep/dp_attention as the row states them. GPU rows that state none get the plan's
-    layout (TP inside a node, PP across nodes: `resolve_deployment`); other placements run one
-    instance without tensor or expert parallelism (layer split: the stated pipeline stages)."""
+    """tp/pp/ep/dp_attention as the row states them; what it leaves out is the plan's (GPU rows:
+    TP inside a node, PP across nodes; other placements: 1), as `resolve_deployment` fills it."""
     defaults: list[str] = []
     tp, pp, ep, dp = (row.int_or_none(k) for k in ("tp", "pp", "ep", "dp_attention"))
-    if placement == "layer-split":
-        return {"tp": 1, "pp": pp or 1, "ep": 1, "dp_attention": 1}, defaults
-    if placement != "gpu":
-        return {"tp": 1, "pp": 1, "ep": 1, "dp_attention": 1}, defaults
-    if tp is None and pp is None and dp is None:
+    if placement == "gpu" and tp is None and pp is None and dp is None:
         defaults.append("tp, pp: the plan's layout (TP inside a node, PP across nodes)")
-    stage = tp * (dp or 1) if tp else (row.int_or_none("accelerators_per_node") or 1)  # GPUs of one stage
-    if ep and ep > stage:
-        ep = stage
+    if placement == "gpu" and ep:  # a published ep beyond one stage's GPUs: sharded over the stage
+        stage_tp, _ = gpu_layout(row.int_or_none("accelerators_per_node") or 1, 1, tp, pp, dp)
+        ep = min(ep, stage_tp * (dp or 1))
     if ep and ep > 1 and spec.n_routed_experts % ep:
         defaults.append(f"ep={ep} uses redundant experts; modelled as experts sharded over all GPUs")
         ep = 1
@@ -166,8 +161,12 @@ def row_options(row: Row, spec: ModelSpec) -> tuple[DeploymentOptions, bool, lis
     placement = row.get("placement")
     acc = row.get("accelerator") or None
     par, defaults = _row_parallelism(row, spec, placement)
-    if acc and not row.int_or_none("accelerators_per_node"):
-        defaults.append("accelerators_per_node: the plan's default")
+    per_node = row.int_or_none("accelerators_per_node") or 0
+    if acc and not per_node:
+        # a measurement that names the accelerator but not how many: read as one (and reported), so a
+        # row whose tp × dp needs more says so instead of being predicted for a guessed server
+        per_node = 1
+        defaults.append("accelerators_per_node=1")
     if not row.get("engine"):
         defaults.append("engine=default for the format")
     dram = row.get("dram") or None
@@ -179,7 +178,7 @@ def row_options(row: Row, spec: ModelSpec) -> tuple[DeploymentOptions, bool, lis
         weights=row.get("weights"),
         kv_dtype=row.get("kv_dtype") or "bf16",
         accelerator=acc or "none",
-        count=(row.int_or_none("accelerators_per_node") or None) if acc else 0,
+        count=per_node if acc else 0,
         nodes=row.int_or_none("nodes") or 1,
         engine=row.get("engine") or None,
         placement=placement,

@@ -1,23 +1,20 @@
 """One options → deployment path (issue #11): every plan-taking command builds the identical
-`Deployment` for the same options, and the inconsistencies that the five copies of that step
-caused stay fixed.
+`Deployment` for the same options (the regressions for the inconsistencies that the five copies
+of that step caused are in test_one_path_regressions.py).
 
 The property test runs the real commands (Typer's CliRunner, in process) and records every
 Deployment they build at the one place all of them now pass through
-(`dsdeploy.planner.options.resolve_deployment`); the regression tests read the commands' own
-outputs (JSON, launch-script headers), so they also describe what a user sees.
+(`dsdeploy.planner.options.resolve_deployment`).
 """
 
 from __future__ import annotations
 
-import ast
 import csv
 import json
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -26,7 +23,6 @@ import dsdeploy.planner.options as po
 from dsdeploy.cli.main import app
 from dsdeploy.planner.options import DeploymentOptions
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "dsdeploy"
 CPU_SIDE = ("cpu", "experts-on-cpu", "layer-split")
 
 
@@ -211,105 +207,3 @@ def test_seed_check_builds_what_plan_builds(weights, acc, count, nodes):
         except UserError:  # pragma: no cover - plan built it, so seed-check must too
             pass
     assert calls and calls[0] == plan_dep
-
-
-# ---------------------------------------------------------------------------------- regressions
-def _described(args: list[str]) -> str:
-    r = CliRunner().invoke(app, args)
-    assert r.exit_code == 0, r.output
-    if args[0] == "deploy":
-        return r.output.splitlines()[1].removeprefix("# dsdeploy deploy: ")
-    d = json.loads(r.output)
-    return {"plan": lambda: d["description"], "cost": lambda: d["deployment"], "doctor": lambda: d["plan"]["describe"]}[
-        args[0]
-    ]()
-
-
-def test_defaults_agree_plan_cost_deploy_doctor():
-    """plan and cost defaulted to FP16 ('does not fit'), deploy and doctor to FP8 ('fits')."""
-    got = {
-        "plan": _described(["plan", "--json"]),
-        "cost": _described(["cost", "--requests-per-day", "1000", "--json"]),
-        "deploy": _described(["deploy", "--model-path", "/m", "--force"]),
-        "doctor": _described(["doctor", "--no-measure", "--json", "--model", "deepseek-r1"]),
-    }
-    assert set(got.values()) == {"deepseek-r1 fp16 on 8× h100-sxm (gpu, vllm)"}, got
-
-
-def test_deploy_defaults_to_the_seed_accelerator_not_the_cpu():
-    """`deploy` with no --accelerator planned a CPU deployment; the default is plan's 8× H100."""
-    head = _described(["deploy", "--model-path", "/m", "-w", "fp8", "--force"])
-    assert head == "deepseek-r1 fp8 on 8× h100-sxm (gpu, vllm)"
-
-
-def test_validate_lays_out_multi_node_rows_as_plan_does(tmp_path):
-    """A 2 × 8 H100 row without tp/pp: validate made it TP=16 across nodes, plan makes it TP=8
-    inside each node and PP=2 across them."""
-    o = DeploymentOptions(weights="fp8", accelerator="h100-sxm", count=8, nodes=2)
-    plan_dep, _ = run(["plan", *flags(o), "--json"])
-    rows = write_row(tmp_path / "r.csv", synthetic_row(o, plan_dep))
-    validate_dep, _ = run(["validate", str(rows), "--json"])
-    assert (plan_dep.par.tp, plan_dep.par.pp) == (8, 2)
-    assert (validate_dep.par.tp, validate_dep.par.pp) == (8, 2)
-
-
-HOSPITAL = ["--requests-per-day", "1200", "--input-len", "1500", "--output-len", "1000", "--currency", "CNY"]
-
-
-def test_cost_and_recommend_price_the_same_box_the_same():
-    """cost assumed 50 % utilization, recommend derived it from the demand: 110.67 vs 1,084.94 CNY
-    per 1M output tokens for the same 8× H200. Both now derive it from the demand."""
-    rec = CliRunner().invoke(
-        app, ["recommend", *HOSPITAL, "--peak-concurrency", "16", "--on-prem", "--max-quality-rank", "1", "--json"]
-    )
-    assert rec.exit_code == 0, rec.output
-    box = next(o for o in json.loads(rec.output)["options"] if o["label"].startswith("buy 8× h200-sxm, fp8"))
-    cost = CliRunner().invoke(app, ["cost", "-w", "fp8", "-a", "h200-sxm", *HOSPITAL, "--concurrency", "16", "--json"])
-    assert cost.exit_code == 0, cost.output
-    c = json.loads(cost.output)
-    assert c["deployment"] == box["deployment"]
-    assert c["utilization"] == pytest.approx(box["utilization"], rel=1e-3)
-    assert c["cost_per_mtok_output"] == pytest.approx(box["cost_per_mtok_output"], rel=1e-6)
-    # hand check: utilization = demand ÷ box speed; 1,200 × 1,000 tokens a day = 13.89 tok/s
-    assert c["utilization"] == pytest.approx((1200 * 1000 / 86400) / c["throughput_output_tok_s"], rel=1e-3)
-
-
-def test_cost_prices_no_speed_for_a_deployment_that_does_not_fit():
-    """cost printed a 'calibrated' speed for FP16 R1 on 8× H100, which does not load."""
-    r = CliRunner().invoke(app, ["cost", "--requests-per-day", "1000", "--json"])
-    assert r.exit_code == 0, r.output
-    d = json.loads(r.output)
-    assert d["fits"] is False
-    assert d["throughput_output_tok_s"] is None and d["performance"] is None
-    assert d["cost_per_mtok_output"] is None and d["breakeven_tokens_per_day"] is None
-    assert "calibrated" not in d["labels"]["throughput"] and d["labels"]["throughput"].startswith("none")
-    said = [n for n in d["notes"] if "does not run as given" in n]
-    assert len(said) == 1 and "no speed" in said[0]
-
-
-def test_cost_takes_the_demand_as_recommend_does():
-    from dsdeploy.errors import UserError
-
-    r = CliRunner().invoke(app, ["cost", "-w", "fp8", "-a", "h200-sxm", "--json"])
-    assert isinstance(r.exception, UserError) and "--requests-per-day" in str(r.exception)
-
-
-def _imports(path: Path) -> set[str]:
-    """Every module a source file imports, at the top or inside a function."""
-    out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            out.add(node.module)
-        elif isinstance(node, ast.Import):
-            out.update(a.name for a in node.names)
-    return out
-
-
-def test_recommend_does_not_import_the_cli():
-    """planner/recommend.py imported cli/cmd_cost.py (an edge) for the cost doc."""
-    assert not {m for m in _imports(SRC / "planner" / "recommend.py") if m.startswith("dsdeploy.cli")}
-
-
-def test_engines_do_not_import_the_bench_client():
-    """engines/options.py imported the bench client's plan readers; both now use planner/planfile.py."""
-    assert not {m for m in _imports(SRC / "engines" / "options.py") if m.startswith("dsdeploy.bench")}

@@ -109,100 +109,101 @@ def default_dram_gb(dep: Deployment) -> tuple[float, str]:
     return gb, "estimate: ≥ 2 × GPU memory per node (DGX H100: 2 TB for 640 GB), unconfirmed"
 
 
+def _accelerator_lines(dep: Deployment, book: PriceBook, acc) -> list[BomLine]:
+    if acc is None:
+        return []
+    whole = " (whole computer)" if acc.unified_memory else ""
+    return [_line(book, "accelerator", acc.name + whole, book.accelerator(acc.id).purchase, max(1, dep.devices))]
+
+
+def _server_lines(dep: Deployment, book: PriceBook, cls: str, servers: int) -> list[BomLine]:
+    if cls == "cpu-server":
+        sp = book.catalog.server["cpu-server"]
+        cpu_id = dep.cpu.id if dep.cpu else "default"
+        cpu_name = dep.cpu.name if dep.cpu else "server CPU (not specified)"
+        return [
+            _line(book, "server", "CPU server chassis, board, PSUs (excl. CPUs, DRAM)", sp.purchase, servers),
+            _line(book, "cpu", cpu_name, book.cpu(cpu_id), dep.cpu_sockets * servers),
+        ]
+    if cls == "included":
+        return []
+    sp = book.catalog.server[cls]
+    return [_line(book, "server", f"{cls} host (chassis, CPUs, board, PSUs)", sp.purchase, servers)]
+
+
+def _dram_line(dep: Deployment, book: PriceBook, servers: int) -> tuple[BomLine, float]:
+    dram_gb, why = default_dram_gb(dep)
+    dtype = dep.dram.type if dep.dram else (dep.cpu.default_dram.split("-")[0] if dep.cpu else "ddr5")
+    dp = book.catalog.dram.get(dtype)
+    if dp is None:  # no price for this memory type: price it as DDR5 and say so
+        dp = book.catalog.dram["ddr5"]
+        why += f"; no {dtype} price, priced as DDR5"
+    line = _line(
+        book, "dram", f"{dtype.upper()} host memory, {dram_gb:g} GB per server ({why})", dp.per_gb, dram_gb * servers
+    )
+    return line, dram_gb
+
+
+def _nvme_line(book: PriceBook, weights_bytes: int, storage_class: str, servers: int) -> tuple[BomLine, int]:
+    """Room for 2 copies of the weights + 1 TB, in whole drives, per server."""
+    nv = book.catalog.nvme.get(storage_class)
+    if nv is None:
+        raise UserError(
+            f"no NVMe price for storage class '{storage_class}' (known: {', '.join(sorted(book.catalog.nvme))})"
+        )
+    need_tb = 2 * weights_bytes / 1e12 + 1.0
+    drives = max(1, math.ceil(need_tb / nv.drive_tb.value))
+    drive_price = Price(
+        value=nv.per_tb.value * nv.drive_tb.value,
+        currency=nv.per_tb.currency,
+        date=nv.per_tb.date,
+        source=f"derived: {nv.drive_tb.value:g} TB × {nv.per_tb.value:g} {nv.per_tb.currency}/TB ({nv.per_tb.source})",
+        unconfirmed=nv.per_tb.unconfirmed or nv.drive_tb.unconfirmed,
+    )
+    spec = f"{storage_class} {nv.drive_tb.value:g} TB drive (2 copies of {weights_bytes / GB:,.0f} GB weights + 1 TB)"
+    return _line(book, "nvme", spec, drive_price, drives * servers), drives
+
+
+def _network_lines(dep: Deployment, book: PriceBook, acc) -> list[BomLine]:
+    """Multi-node: one scale-out NIC per accelerator and ⌈ports / switch ports⌉ switches."""
+    if dep.nodes <= 1:
+        return []
+    link = dep.scale_out.id if dep.scale_out else "ib-ndr"
+    nic = book.catalog.nic.get(link)
+    sw = book.catalog.switch.get(link)
+    if nic is None or sw is None:
+        raise UserError(
+            f'no NIC/switch price for scale-out link \'{link}\'; add [nic."{link}"] and [switch."{link}"] to --prices'
+        )
+    ports = max(1, dep.per_node) * dep.nodes if acc is not None else dep.nodes
+    return [
+        _line(book, "nic", f"{link} adapter, one per accelerator", nic.purchase, ports),
+        _line(book, "switch", f"{link} switch, {sw.ports} ports", sw.purchase, math.ceil(ports / sw.ports)),
+    ]
+
+
 def build_bom(
     dep: Deployment, weights_bytes: int, book: PriceBook, cooling_kind: str = "air", storage_class: str = "nvme-gen4"
 ) -> Bom:
-    lines: list[BomLine] = []
     notes: list[str] = []
     cls, servers = server_layout(dep, book)
     acc = dep.accelerator if dep.placement != "cpu" else None
     unified = acc is not None and acc.unified_memory
-    if acc is not None:
-        ap = book.accelerator(acc.id)
-        lines.append(
-            _line(
-                book,
-                "accelerator",
-                acc.name + (" (whole computer)" if unified else ""),
-                ap.purchase,
-                max(1, dep.devices),
-            )
-        )
-    if cls == "cpu-server":
-        sp = book.catalog.server["cpu-server"]
-        lines.append(_line(book, "server", "CPU server chassis, board, PSUs (excl. CPUs, DRAM)", sp.purchase, servers))
-        cpu_id = dep.cpu.id if dep.cpu else "default"
-        cpu_name = dep.cpu.name if dep.cpu else "server CPU (not specified)"
-        lines.append(_line(book, "cpu", cpu_name, book.cpu(cpu_id), dep.cpu_sockets * servers))
-    elif cls != "included":
-        sp = book.catalog.server[cls]
-        lines.append(_line(book, "server", f"{cls} host (chassis, CPUs, board, PSUs)", sp.purchase, servers))
-    dram_gb = 0.0
+    lines = _accelerator_lines(dep, book, acc) + _server_lines(dep, book, cls, servers)
+    dram_gb, drives = 0.0, 0
     if (
         cls == "included"
     ):  # e.g. GB200/GB300 NVL: the per-GPU rack price includes Grace, its LPDDR5X and the trays' drives
         notes.append(f"{acc.name}: host CPU, memory and local drives are in the rack price; no DRAM or NVMe lines")
-    if not unified and cls != "included":
-        dram_gb, why = default_dram_gb(dep)
-        dtype = dep.dram.type if dep.dram else (dep.cpu.default_dram.split("-")[0] if dep.cpu else "ddr5")
-        dp = book.catalog.dram.get(dtype)
-        if dp is None:  # no price for this memory type: price it as DDR5 and say so
-            dp = book.catalog.dram["ddr5"]
-            why += f"; no {dtype} price, priced as DDR5"
-        lines.append(
-            _line(
-                book,
-                "dram",
-                f"{dtype.upper()} host memory, {dram_gb:g} GB per server ({why})",
-                dp.per_gb,
-                dram_gb * servers,
-            )
-        )
-    drives = 0
-    if not unified and cls != "included":
-        nv = book.catalog.nvme.get(storage_class)
-        if nv is None:
-            raise UserError(
-                f"no NVMe price for storage class '{storage_class}' (known: {', '.join(sorted(book.catalog.nvme))})"
-            )
-        need_tb = 2 * weights_bytes / 1e12 + 1.0
-        drives = max(1, math.ceil(need_tb / nv.drive_tb.value))
-        drive_price = Price(
-            value=nv.per_tb.value * nv.drive_tb.value,
-            currency=nv.per_tb.currency,
-            date=nv.per_tb.date,
-            source=f"derived: {nv.drive_tb.value:g} TB × {nv.per_tb.value:g} {nv.per_tb.currency}/TB ({nv.per_tb.source})",
-            unconfirmed=nv.per_tb.unconfirmed or nv.drive_tb.unconfirmed,
-        )
-        lines.append(
-            _line(
-                book,
-                "nvme",
-                f"{storage_class} {nv.drive_tb.value:g} TB drive (2 copies of {weights_bytes / GB:,.0f} GB weights + 1 TB)",
-                drive_price,
-                drives * servers,
-            )
-        )
-    if dep.nodes > 1:
-        link = dep.scale_out.id if dep.scale_out else "ib-ndr"
-        nic = book.catalog.nic.get(link)
-        sw = book.catalog.switch.get(link)
-        if nic is None or sw is None:
-            raise UserError(
-                f'no NIC/switch price for scale-out link \'{link}\'; add [nic."{link}"] and [switch."{link}"] to --prices'
-            )
-        ports = max(1, dep.per_node) * dep.nodes if acc is not None else dep.nodes
-        lines.append(_line(book, "nic", f"{link} adapter, one per accelerator", nic.purchase, ports))
-        lines.append(
-            _line(book, "switch", f"{link} switch, {sw.ports} ports", sw.purchase, math.ceil(ports / sw.ports))
-        )
+    elif not unified:
+        dram_line, dram_gb = _dram_line(dep, book, servers)
+        nvme_line, drives = _nvme_line(book, weights_bytes, storage_class, servers)
+        lines += [dram_line, nvme_line]
+    lines += _network_lines(dep, book, acc)
     if cooling_kind.startswith("liquid"):
         cp = book.catalog.cooling["liquid"].purchase
-        lines.append(
-            _line(
-                book, "cooling", "direct-to-chip liquid cooling per server (+ facility loop, not costed)", cp, servers
-            )
-        )
+        spec = "direct-to-chip liquid cooling per server (+ facility loop, not costed)"
+        lines.append(_line(book, "cooling", spec, cp, servers))
     return Bom(
         lines=lines,
         currency=book.currency,

@@ -109,26 +109,16 @@ def check(dep: Deployment) -> list[str]:
     return notes
 
 
-def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -> LaunchPlan:
-    notes = check(dep) + replica_note(dep)
+def _common_flags(dep: Deployment, wl: Workload, opts: DeployOptions) -> list[str]:
     p = dep.par
-    name = opts.served_name or dep.model_id
-    frac = memory_fraction(dep)  # the fraction the memory plan assumed
-    common = [
-        "--served-model-name",
-        name,
-        "--host",
-        opts.host,
-        "--port",
-        str(opts.port),
-        "--tensor-parallel-size",
-        str(p.tp),
-    ]
+    common = ["--served-model-name", opts.served_name or dep.model_id, "--host", opts.host, "--port", str(opts.port)]
+    common += ["--tensor-parallel-size", str(p.tp)]
     if p.pp > 1:
         common += ["--pipeline-parallel-size", str(p.pp)]
     if p.ep > 1:
         common += ["--enable-expert-parallel"]
-    common += [
+    frac = memory_fraction(dep)  # the fraction the memory plan assumed
+    return common + [
         "--max-model-len",
         str(context_len(wl)),
         "--gpu-memory-utilization",
@@ -136,77 +126,89 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
         *_kv_flag(dep),
         *_dtype_flag(dep),
     ]
-    launches: list[Launch] = []
+
+
+def _before_max_len(argv: list[str], flags: list[str]) -> list[str]:
+    at = argv.index("--max-model-len")
+    return argv[:at] + flags + argv[at:]
+
+
+def _single_node(dep: Deployment, opts: DeployOptions, common: list[str]) -> list[Launch]:
+    argv = ["vllm", "serve", opts.model_path, *common]
+    if dep.par.dp_attention > 1:
+        argv = _before_max_len(argv, ["--data-parallel-size", str(dep.par.dp_attention)])
+    return [Launch(argv=argv)]
+
+
+def _multi_node_dp(
+    dep: Deployment, opts: DeployOptions, common: list[str], head: str, notes: list[str]
+) -> list[Launch]:
+    """Multi-node data parallel (vLLM's own launcher, no Ray): one DP rank group per node."""
+    p = dep.par
+    if p.pp > 1 or dep.per_node % p.tp:
+        raise UserError(
+            "vLLM multi-node data parallel needs pp=1 and tp dividing the GPUs per node "
+            f"(tp={p.tp}, pp={p.pp}, {dep.per_node} GPUs per node)"
+        )
+    local = dep.per_node // p.tp
+    if local * dep.nodes != p.dp_attention:
+        raise UserError(
+            f"dp-attention={p.dp_attention} must equal (GPUs per node ÷ tp) × nodes = {local} × {dep.nodes} for vLLM multi-node DP"
+        )
+    rpc = str(opts.dist_port or DP_RPC_PORT)
+    launches = []
+    for r in range(dep.nodes):
+        dpflags = ["--data-parallel-size", str(p.dp_attention), "--data-parallel-size-local", str(local)]
+        dpflags += ["--data-parallel-address", head, "--data-parallel-rpc-port", rpc]
+        if r > 0:
+            dpflags += ["--data-parallel-start-rank", str(r * local), "--headless"]
+        argv = _before_max_len(["vllm", "serve", opts.model_path, *common], dpflags)
+        launches.append(Launch(argv=argv, node_rank=r, role="server" if r == 0 else "worker"))
+    notes.append("only node 0 serves HTTP; nodes 1.. run headless DP ranks")
+    return launches
+
+
+def _ray_cluster(dep: Deployment, opts: DeployOptions, common: list[str], head: str, notes: list[str]) -> list[Launch]:
+    port = str(opts.dist_port or RAY_PORT)
+    is_ip = head == HEAD_PLACEHOLDER or all(c.isdigit() or c in ".:" for c in head)
+    # Ray's --node-ip-address and VLLM_HOST_IP take an IP; with a DNS name (k8s) Ray picks the pod IP itself
+    env = {"VLLM_HOST_IP": head} if is_ip else {}
+    launches = [
+        Launch(
+            argv=["ray", "start", "--head", f"--port={port}", *([f"--node-ip-address={head}"] if is_ip else [])],
+            env=env,
+            node_rank=0,
+            role="ray-head",
+            setup=True,
+        ),
+        Launch(
+            argv=["vllm", "serve", opts.model_path, *common, "--distributed-executor-backend", "ray"],
+            env=env,
+            node_rank=0,
+            role="server",
+        ),
+    ]
+    for r in range(1, dep.nodes):
+        launches.append(
+            Launch(argv=["ray", "start", "--block", f"--address={head}:{port}"], node_rank=r, role="ray-worker")
+        )
+    notes.append(
+        "Ray cluster: start the workers (nodes 1..) before or while node 0 starts; every node needs the same "
+        "model path and vLLM version; set VLLM_HOST_IP to each worker's own IP if it has several interfaces"
+    )
+    return launches
+
+
+def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -> LaunchPlan:
+    notes = check(dep) + replica_note(dep)
+    common = _common_flags(dep, wl, opts)
     head = opts.head_addr or HEAD_PLACEHOLDER
     if dep.nodes == 1:
-        argv = ["vllm", "serve", opts.model_path, *common]
-        if p.dp_attention > 1:
-            argv[argv.index("--max-model-len") : argv.index("--max-model-len")] = [
-                "--data-parallel-size",
-                str(p.dp_attention),
-            ]
-        launches.append(Launch(argv=argv))
-    elif p.dp_attention > 1:
-        # multi-node data parallel (vLLM's own launcher, no Ray): one DP rank group per node
-        if p.pp > 1 or dep.per_node % p.tp:
-            raise UserError(
-                "vLLM multi-node data parallel needs pp=1 and tp dividing the GPUs per node "
-                f"(tp={p.tp}, pp={p.pp}, {dep.per_node} GPUs per node)"
-            )
-        local = dep.per_node // p.tp
-        if local * dep.nodes != p.dp_attention:
-            raise UserError(
-                f"dp-attention={p.dp_attention} must equal (GPUs per node ÷ tp) × nodes = {local} × {dep.nodes} for vLLM multi-node DP"
-            )
-        rpc = str(opts.dist_port or DP_RPC_PORT)
-        for r in range(dep.nodes):
-            argv = ["vllm", "serve", opts.model_path, *common]
-            at = argv.index("--max-model-len")
-            dpflags = [
-                "--data-parallel-size",
-                str(p.dp_attention),
-                "--data-parallel-size-local",
-                str(local),
-                "--data-parallel-address",
-                head,
-                "--data-parallel-rpc-port",
-                rpc,
-            ]
-            if r > 0:
-                dpflags += ["--data-parallel-start-rank", str(r * local), "--headless"]
-            argv[at:at] = dpflags
-            launches.append(Launch(argv=argv, node_rank=r, role="server" if r == 0 else "worker"))
-        notes.append("only node 0 serves HTTP; nodes 1.. run headless DP ranks")
+        launches = _single_node(dep, opts, common)
+    elif dep.par.dp_attention > 1:
+        launches = _multi_node_dp(dep, opts, common, head, notes)
     else:
-        port = str(opts.dist_port or RAY_PORT)
-        is_ip = head == HEAD_PLACEHOLDER or all(c.isdigit() or c in ".:" for c in head)
-        # Ray's --node-ip-address and VLLM_HOST_IP take an IP; with a DNS name (k8s) Ray picks the pod IP itself
-        env = {"VLLM_HOST_IP": head} if is_ip else {}
-        launches.append(
-            Launch(
-                argv=["ray", "start", "--head", f"--port={port}", *([f"--node-ip-address={head}"] if is_ip else [])],
-                env=env,
-                node_rank=0,
-                role="ray-head",
-                setup=True,
-            )
-        )
-        launches.append(
-            Launch(
-                argv=["vllm", "serve", opts.model_path, *common, "--distributed-executor-backend", "ray"],
-                env=env,
-                node_rank=0,
-                role="server",
-            )
-        )
-        for r in range(1, dep.nodes):
-            launches.append(
-                Launch(argv=["ray", "start", "--block", f"--address={head}:{port}"], node_rank=r, role="ray-worker")
-            )
-        notes.append(
-            "Ray cluster: start the workers (nodes 1..) before or while node 0 starts; every node needs the same "
-            "model path and vLLM version; set VLLM_HOST_IP to each worker's own IP if it has several interfaces"
-        )
+        launches = _ray_cluster(dep, opts, common, head, notes)
     if dep.accelerator and dep.accelerator.vendor == "amd":
         notes.append("AMD GPUs: use the ROCm build of vLLM (e.g. the rocm/vllm image), not vllm/vllm-openai")
     return LaunchPlan(

@@ -8,6 +8,7 @@ tests/test_engines_recipes.py checks that the committed file equals this output.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 from dsdeploy.engines import ADAPTERS, DeployOptions, build_launch_plan, summary_lines
 from dsdeploy.engines.emit import emit
@@ -16,7 +17,7 @@ from dsdeploy.estimators.memory import GB
 from dsdeploy.planner.options import DEFAULT_MODEL
 from dsdeploy.planner.plan import unconfirmed_inputs
 
-HOST_4090 = dict(cpu="xeon-gold-6454s", dram="ddr5-4800x8", dram_gb=512)
+HOST_4090: dict[str, Any] = dict(cpu="xeon-gold-6454s", dram="ddr5-4800x8", dram_gb=512)
 
 RECIPES = [
     (

@@ -135,9 +135,9 @@ def _corrections(cat: Catalog, t: SeedTable) -> list[str]:
     return L + _comparison(t)
 
 
-_COMPARED = (
-    ("FP8, 8× H200", dict(accelerator="h200-sxm", count=8, nodes=1)),
-    ("FP8, 16× H100 (2 nodes)", dict(accelerator="h100-sxm", count=8, nodes=2)),
+_COMPARED = (  # (label, accelerator, nodes of 8)
+    ("FP8, 8× H200", "h200-sxm", 1),
+    ("FP8, 16× H100 (2 nodes)", "h100-sxm", 2),
 )
 
 
@@ -187,14 +187,16 @@ def _comparison(t: SeedTable) -> list[str]:
     """The seed article's FP16 box against two that run R1 (FP8), priced at 50 % busy, and the
     first one's BOM lines."""
     cols = []
-    for label, kw in _COMPARED:
+    for label, acc, nodes in _COMPARED:
         r = build_cost(
             model="deepseek-r1",
             weights="fp8",
+            accelerator=acc,
+            count=8,
+            nodes=nodes,
             currency="CNY",
             concurrency=16,
             opts=CostOptions(region="seed", utilization=0.5),
-            **kw,
         )
         cols.append((label, r))
     L = [

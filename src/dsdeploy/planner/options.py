@@ -218,7 +218,7 @@ def options_from_plan(raw: dict, where: str = "plan") -> DeploymentOptions:
     kw = {k: v for k, v in raw.items() if k in names and v is not None and not isinstance(v, (dict, list))}
     for k, v in deployment_from_plan(raw).items():
         kw.setdefault({"accelerators_per_node": "count"}.get(k, k), v)
-    hw = raw.get("hardware") if isinstance(raw.get("hardware"), dict) else {}
+    hw: dict[str, Any] = raw["hardware"] if isinstance(raw.get("hardware"), dict) else {}
     if hw.get("dram_gb") is not None:
         kw.setdefault("dram_gb", hw["dram_gb"])
     if "accelerator" in hw and hw["accelerator"] is None:

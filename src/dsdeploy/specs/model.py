@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from dsdeploy.errors import UserError
 
@@ -444,7 +445,7 @@ class _GgufHeader:
         return int((v[0] if isinstance(v, list) else v) or 0)
 
 
-def _gguf_common(h: _GgufHeader) -> dict:
+def _gguf_common(h: _GgufHeader) -> tuple[dict[str, Any], set[str]]:
     """The fields every architecture shares, and the weight bytes per component from the tensors."""
     layers = h.arch_int("block_count")
     heads = h.arch_int("attention.head_count")

@@ -7,9 +7,10 @@ the edges render. It does no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from dsdeploy.catalog import Catalog
-from dsdeploy.catalog.schema import Sourced
+from dsdeploy.catalog.schema import Accelerator, Sourced
 from dsdeploy.errors import UserError
 from dsdeploy.estimators.memory import MemoryPlan, Workload, plan_memory
 from dsdeploy.planner.options import DeploymentOptions, build
@@ -29,7 +30,7 @@ class Evaluated:
 
     def summary(self, wl: Workload) -> dict:
         d, m = self.deployment, self.memory
-        out = {
+        out: dict[str, Any] = {
             "label": self.label or d.describe(),
             "weights": d.weights.id,
             "engine": d.engine.id,
@@ -241,19 +242,20 @@ def _bigger_accelerator(
     singles = [
         c
         for c in min_count_all(catalog, dep.model_id, dep.model, native, dep.kv.id, wl)
-        if c.deployment.nodes == 1 and c.deployment.accelerator.hw_class == "datacenter-gpu"
+        if c.deployment.nodes == 1 and _acc(c).hw_class == "datacenter-gpu"
     ]
-    singles.sort(
-        key=lambda c: (
-            c.deployment.devices != 8,
-            c.deployment.accelerator.memory_gb.unconfirmed,
-            c.deployment.accelerator.memory_gb.value,
-        )
-    )
+    singles.sort(key=lambda c: (c.deployment.devices != 8, _acc(c).memory_gb.unconfirmed, _acc(c).memory_gb.value))
     if len(singles) > 1:
-        rest = sorted(singles[1:], key=lambda c: -c.deployment.accelerator.bandwidth_gbs.value)
+        rest = sorted(singles[1:], key=lambda c: -_acc(c).bandwidth_gbs.value)
         singles = [singles[0], rest[0]]
-    return [(c, f"{native} on {c.deployment.devices}× {c.deployment.accelerator.id}") for c in singles[:2]]
+    return [(c, f"{native} on {c.deployment.devices}× {_acc(c).id}") for c in singles[:2]]
+
+
+def _acc(ev: Evaluated) -> Accelerator:
+    """The accelerator of a GPU search result (min_count only returns deployments that have one)."""
+    acc = ev.deployment.accelerator
+    assert acc is not None
+    return acc
 
 
 def _four_bit(catalog: Catalog, dep: Deployment, wl: Workload) -> list[tuple[Evaluated | None, str]]:

@@ -47,7 +47,7 @@ def deployment_from_plan(plan: dict) -> dict[str, Any]:
     for key in ("parallelism", "hardware"):
         if isinstance(plan.get(key), dict):
             places.append(plan[key])
-    hw = plan.get("hardware") if isinstance(plan.get("hardware"), dict) else {}
+    hw: dict[str, Any] = plan["hardware"] if isinstance(plan.get("hardware"), dict) else {}
     acc = _id_of(hw.get("accelerator"))
     if isinstance(acc, str):
         d["accelerator"] = acc

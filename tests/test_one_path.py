@@ -207,3 +207,53 @@ def test_seed_check_builds_what_plan_builds(weights, acc, count, nodes):
         except UserError:  # pragma: no cover - plan built it, so seed-check must too
             pass
     assert calls and calls[0] == plan_dep
+
+
+# ---------------------------------------------------------------------------------- rules as data
+def test_format_and_engine_rules_are_catalog_data():
+    """default_engine, format_runs_on, the GGUF file types and the engine families read the catalog
+    (formats.toml, engines.toml); the cases below follow from the formats' kernels."""
+    from dsdeploy.catalog import load_catalog
+    from dsdeploy.estimators.calibration import ENGINE_FAMILY
+    from dsdeploy.planner.plan import format_runs_on
+    from dsdeploy.specs.deployment import default_engine
+
+    cat = load_catalog()
+    eng = {
+        (f, pl): default_engine(cat.format(f), pl)
+        for f, pl in [
+            ("gguf-q4_k_m", "gpu"),
+            ("gguf-q4_k_m", "cpu"),
+            ("gguf-iq1_s_r4", "experts-on-cpu"),
+            ("amx-int4", "experts-on-cpu"),
+            ("mlx-4bit", "unified"),
+            ("nvfp4", "gpu"),
+            ("fp8", "gpu"),
+            ("fp8", "cpu"),
+        ]
+    }
+    assert eng == {
+        ("gguf-q4_k_m", "gpu"): "llama.cpp",
+        ("gguf-q4_k_m", "cpu"): "llama.cpp",
+        ("gguf-iq1_s_r4", "experts-on-cpu"): "ik_llama.cpp",
+        ("amx-int4", "experts-on-cpu"): "ktransformers",
+        ("mlx-4bit", "unified"): "mlx",
+        ("nvfp4", "gpu"): "trtllm",
+        ("fp8", "gpu"): "vllm",
+        ("fp8", "cpu"): "sglang",
+    }
+    assert format_runs_on(cat, "mlx-4bit", "apple-m3-ultra", "unified")
+    assert not format_runs_on(cat, "mlx-4bit", "h100-sxm", "gpu")
+    assert format_runs_on(cat, "amx-int4", "rtx-4090", "experts-on-cpu")
+    assert not format_runs_on(cat, "amx-int4", "rtx-4090", "gpu")
+    assert not format_runs_on(cat, "awq-int4", None, "cpu") and format_runs_on(cat, "gguf-q4_k_m", None, "cpu")
+    assert not format_runs_on(cat, "nvfp4", "h100-sxm", "gpu")  # Hopper has no FP4 tensor cores
+    assert format_runs_on(cat, "fp8", "a100-sxm-80g", "gpu")  # no FP8 cores: the BF16 fallback
+    assert format_runs_on(cat, "bf16", "apple-m3-ultra", "unified")
+    assert not format_runs_on(cat, "fp8", "apple-m3-ultra", "unified")
+    # llama.cpp's llama_ftype: MOSTLY_F16 = 1, MOSTLY_Q8_0 = 7, MOSTLY_Q4_K_M = 15, MOSTLY_BF16 = 32
+    types = cat.gguf_file_types()
+    assert (types["1"], types["7"], types["15"], types["32"]) == ("fp16", "gguf-q8_0", "gguf-q4_k_m", "bf16")
+    assert "0" not in types  # all F32: no catalog format
+    # the calibration's family table is the catalog's (until estimators/calibration.py reads it)
+    assert {e.id: e.family for e in cat.engines.values() if e.family} == ENGINE_FAMILY

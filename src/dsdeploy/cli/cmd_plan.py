@@ -99,7 +99,7 @@ def plan_answer(o: DeploymentOptions, mode: str = "plan", calibration: str | Non
     cat = load_catalog()
     wl = workload(o)
     model_id, spec = resolve_model(o.model, o.config, cat)
-    w = default_weights(spec, o.weights)
+    w = default_weights(spec, o.weights, cat)
     cat.format(w)  # unknown id → one message with close matches
     cat.kv_dtype(o.kv_dtype)
     if mode == "min-count":

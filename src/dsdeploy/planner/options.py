@@ -88,26 +88,24 @@ def resolve_model(model: str | None, config: Path | None, catalog: Catalog | Non
     return spec.name, spec
 
 
-def gguf_file_types() -> dict[str, str]:
-    """GGUF general.file_type (llama.cpp's LlamaFileType) → catalog weight format (catalog data)."""
-    from dsdeploy.catalog import load_catalog
-
-    return load_catalog().gguf_file_types()
-
-
-def default_weights(spec: Any, weights: str | None, fallback: str = DEFAULT_WEIGHTS) -> str:
-    """--weights if given; a GGUF's own type; else `fallback` (fp16, the seed article's)."""
+def default_weights(spec: Any, weights: str | None, catalog: Catalog | None = None) -> str:
+    """--weights if given; a GGUF's own type (catalog formats' `gguf_file_types`); else fp16, the
+    seed article's."""
     if weights:
         return weights
-    if spec.gguf_file_type is not None:
-        try:
-            return gguf_file_types()[str(spec.gguf_file_type)]
-        except KeyError:  # e.g. 0 = all F32: no catalog format has its size
-            raise UserError(
-                f"this GGUF's file type ({spec.gguf_file_type}) has no weight format in the catalog; "
-                "pass --weights with the closest one (e.g. --weights gguf-q4_k_m)"
-            ) from None
-    return fallback
+    if spec.gguf_file_type is None:
+        return DEFAULT_WEIGHTS
+    if catalog is None:
+        from dsdeploy.catalog import load_catalog
+
+        catalog = load_catalog()
+    try:
+        return catalog.gguf_file_types()[str(spec.gguf_file_type)]
+    except KeyError:  # e.g. 0 = all F32: no catalog format has its size
+        raise UserError(
+            f"this GGUF's file type ({spec.gguf_file_type}) has no weight format in the catalog; "
+            "pass --weights with the closest one (e.g. --weights gguf-q4_k_m)"
+        ) from None
 
 
 def default_accelerator(catalog: Catalog, accelerator: str | None, placement: str | None) -> str | None:
@@ -144,7 +142,7 @@ def build(o: DeploymentOptions, catalog: Catalog, model: tuple[str, ModelSpec] |
         catalog,
         model_id,
         spec,
-        default_weights(spec, o.weights),
+        default_weights(spec, o.weights, catalog),
         kv_dtype=o.kv_dtype,
         accelerator=acc,
         count=default_count(catalog, acc, o.count),

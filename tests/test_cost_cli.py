@@ -5,10 +5,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from dsdeploy.cli.cmd_cost import build_cost
 from dsdeploy.cli.main import app
 from dsdeploy.errors import UserError
 from dsdeploy.planner.bom import CostOptions
+from dsdeploy.planner.costing import build_cost
 
 KEYS = {
     "currency",
@@ -28,7 +28,19 @@ KEYS = {
 
 def test_cost_json_keys():
     r = CliRunner().invoke(
-        app, ["cost", "--weights", "fp8", "--accelerator", "h200-sxm", "--json", "--throughput", "1000"]
+        app,
+        [
+            "cost",
+            "--weights",
+            "fp8",
+            "--accelerator",
+            "h200-sxm",
+            "--json",
+            "--throughput",
+            "1000",
+            "--requests-per-day",
+            "1000",
+        ],
     )
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
@@ -66,8 +78,8 @@ def test_currency_cny_matches_usd_times_fx():
 @pytest.mark.parametrize(
     "args,msg",
     [
-        (["--utilization", "0"], "--utilization"),
-        (["--utilization", "-0.5"], "--utilization"),
+        (["--requests-per-day", "0"], "daily volume must be > 0"),
+        (["--tokens-per-day", "5000"], "exactly one of --requests-per-day and --tokens-per-day"),
         (["--years", "0"], "--years"),
         (["--years", "-1"], "--years"),
         (["--pue", "0.5"], "--pue"),
@@ -78,7 +90,12 @@ def test_currency_cny_matches_usd_times_fx():
 )
 def test_errors_are_user_errors(args, msg):
     with pytest.raises(UserError, match=msg):
-        CliRunner().invoke(app, ["cost", "--throughput", "100", *args], catch_exceptions=False, standalone_mode=False)
+        CliRunner().invoke(
+            app,
+            ["cost", "--throughput", "100", "--requests-per-day", "1000", *args],
+            catch_exceptions=False,
+            standalone_mode=False,
+        )
 
 
 def test_cli_exit_code_two(tmp_path):
@@ -87,15 +104,27 @@ def test_cli_exit_code_two(tmp_path):
     from pathlib import Path
 
     exe = Path(sys.executable).with_name("dsdeploy")
-    r = subprocess.run([str(exe), "cost", "--utilization", "0"], capture_output=True, text=True)
-    assert r.returncode == 2 and "Traceback" not in r.stderr and "--utilization" in r.stderr
+    r = subprocess.run([str(exe), "cost"], capture_output=True, text=True)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "--requests-per-day" in r.stderr
 
 
 def test_rack_priced_gpus_get_no_host_memory_or_drive_lines():
     """GB200 is priced per GPU as 1/72 of an NVL72 rack, Grace and its memory included: adding
     DDR5 and NVMe lines on top counted the host twice (8x gb200 got 3,008 GB of DDR5)."""
     r = CliRunner().invoke(
-        app, ["cost", "--weights", "fp8", "--accelerator", "gb200", "--json", "--throughput", "1000"]
+        app,
+        [
+            "cost",
+            "--weights",
+            "fp8",
+            "--accelerator",
+            "gb200",
+            "--json",
+            "--throughput",
+            "1000",
+            "--requests-per-day",
+            "1000",
+        ],
     )
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)

@@ -89,6 +89,10 @@ class Catalog:
                 return m
         raise unknown_id("model", id_, list(self.models))
 
+    def gguf_file_types(self) -> dict[str, str]:
+        """GGUF general.file_type (llama.cpp's llama_ftype, as a string) → weight format id."""
+        return {str(t): f.id for f in self.formats.values() if f.gguf_file_types for t in f.gguf_file_types.value}
+
     def model_config(self, id_: str) -> dict:
         m = self.model(id_)
         return json.loads((DATA / "models" / m.config).read_text())

@@ -181,8 +181,18 @@ TENSOR_CLASSES = (
 )
 
 
+class SourcedInts(BaseModel):
+    """A list of integer codes with their provenance (e.g. GGUF file types)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    value: list[int]
+    source: str = Field(min_length=3)
+
+
 class WeightFormat(BaseModel):
-    """A weight format: bits per weight per tensor class, and the compute dtype it runs in."""
+    """A weight format: bits per weight per tensor class, the compute dtype it runs in, and where
+    it runs (the rules formats.toml's header describes)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -193,6 +203,13 @@ class WeightFormat(BaseModel):
     compute_note: str = ""
     fallback: str | None = None
     fallback_note: str = ""
+    default_engine: str
+    default_engine_cpu: str | None = None  # placement cpu
+    only_vendor: str | None = None  # runs only on accelerators of this vendor
+    only_placement: str | None = None  # runs only in this placement
+    on_cpu: bool = True  # has CPU kernels (placement cpu, or no accelerator)
+    on_unified: bool = False  # runs on unified-memory SoCs
+    gguf_file_types: SourcedInts | None = None  # GGUF general.file_type values of this format
     engines: list[str]
     bpw: dict[str, Sourced]
     known_sizes: list[KnownSize] = []
@@ -234,6 +251,7 @@ class Engine(BaseModel):
 
     id: str
     name: str
+    family: str | None = None  # engine whose calibration group this one borrows (engines.toml header)
     platforms: list[str]
     placements: list[Placement]
     policy: Literal["fraction_of_total", "explicit"]

@@ -176,6 +176,7 @@ def register(app: typer.Typer) -> None:
             raise UserError("--warmup must be >= 0")
 
         plan_doc = rec.load_plan(plan) if plan else None
+        plan_dep = rec.plan_deployment(plan_doc, f"--plan {plan}") if plan_doc is not None else None
         workload = rec.workload_from_plan(plan_doc) if plan_doc else {}
         predicted = rec.predicted_from_plan(plan_doc) if plan_doc else {}
 
@@ -236,6 +237,7 @@ def register(app: typer.Typer) -> None:
         }
         if plan_doc is not None:
             doc["plan_prediction"] = predicted
+            doc["plan_deployment"] = plan_dep.describe() if plan_dep is not None else None
 
         if record and levels:
             today = _dt.datetime.now(_dt.UTC)

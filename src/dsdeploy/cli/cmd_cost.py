@@ -1,7 +1,8 @@
 """`dsdeploy cost`: what a deployment costs to buy and run, per token, against the API and renting.
 
-An edge: parses the same deployment options as `dsdeploy plan`, plus prices and running-cost options,
-calls `dsdeploy.planner.bom.cost_report` and renders it. `python -m dsdeploy.cli.cmd_cost --write-doc
+An edge: parses the same deployment options as `dsdeploy plan` (the planner's one options →
+deployment path) and the demand as `dsdeploy recommend` does, plus prices and running-cost options;
+calls `dsdeploy.planner.costing` and renders it. `python -m dsdeploy.cli.cmd_cost --write-doc
 docs/cost.md` regenerates the cost documentation from code.
 """
 
@@ -13,89 +14,41 @@ from pathlib import Path
 import typer
 
 from dsdeploy.cli import options as opt
-from dsdeploy.errors import UserError
+from dsdeploy.planner.options import DEFAULTS, DeploymentOptions, options_from
 
 
-def build_cost(
-    model=None,
-    weights=None,
-    kv_dtype="bf16",
-    accelerator=None,
-    count=None,
-    nodes=1,
-    engine=None,
-    placement=None,
-    cpu=None,
-    cpu_sockets=1,
-    dram=None,
-    dram_gb=None,
-    input_len=1024,
-    output_len=1024,
-    concurrency=16,
-    prices=None,
-    currency="USD",
-    fx_rate=None,
-    throughput=None,
-    calibration=None,
-    opts=None,
+def run_cost(
+    o: DeploymentOptions,
+    requests_per_day: float | None,
+    tokens_per_day: float | None,
+    opts,
+    prices: Path | None = None,
+    currency: str = "USD",
+    fx_rate: float | None = None,
+    throughput: float | None = None,
+    calibration: Path | None = None,
 ) -> dict:
-    """Resolve the deployment like `dsdeploy plan` and return the cost report (a dict)."""
-    from dsdeploy.catalog import load_catalog
-    from dsdeploy.catalog.prices import PriceBook, load_prices
-    from dsdeploy.cli.cmd_plan import DEFAULT_ACCELERATOR, default_count, default_weights, resolve_model
-    from dsdeploy.estimators.memory import Workload, plan_memory
-    from dsdeploy.planner.bom import CostOptions, cost_report, predict_throughput
-    from dsdeploy.specs.deployment import resolve_deployment
+    """The demand (as `recommend` builds it: planner.demand.Demand.build) and the cost report."""
+    from dsdeploy.planner.costing import build_cost
+    from dsdeploy.planner.demand import Demand
 
-    opts = opts or CostOptions()
-    opts.validate()
-    for name, v, lo in (
-        ("--input-len", input_len, 0),
-        ("--output-len", output_len, 1),
-        ("--concurrency", concurrency, 1),
-    ):
-        if v < lo:
-            raise UserError(f"{name} must be ≥ {lo}, got {v}")
-    book = PriceBook.build(load_prices(prices), currency, fx_rate)
-    cat = load_catalog()
-    model_id, spec = resolve_model(model, None)
-    w = default_weights(spec, weights)
-    acc = accelerator if accelerator is not None else (None if placement == "cpu" else DEFAULT_ACCELERATOR)
-    if acc is not None and acc.lower() == "none":
-        acc = None
-    if acc is not None:
-        acc = cat.accelerator(acc).id
-    n = default_count(cat, acc, count)
-    dep = resolve_deployment(
-        cat,
-        model_id,
-        spec,
-        w,
-        kv_dtype=kv_dtype,
-        accelerator=acc,
-        count=n,
-        nodes=nodes,
-        engine=engine,
-        placement=placement,
-        cpu=cpu,
-        cpu_sockets=cpu_sockets,
-        dram=dram,
-        dram_gb=dram_gb,
+    demand = Demand.build(
+        requests_per_day=requests_per_day,
+        tokens_per_day=tokens_per_day,
+        input_len=o.input_len,
+        output_len=o.output_len,
+        peak_concurrency=o.concurrency,
     )
-    wl = Workload(input_len=input_len, output_len=output_len, concurrency=concurrency)
-    mem = plan_memory(dep, wl)
-    perf = None
-    if throughput is None:
-        cal = None
-        if calibration is not None:
-            from dsdeploy.planner.result import load_calibration
-
-            cal = load_calibration(str(calibration))
-        perf = predict_throughput(dep, wl, cal)
-    rep = cost_report(cat, dep, wl, mem, book, opts, throughput=throughput, perf=perf)
-    if not mem.fits:
-        rep["notes"].insert(0, f"this deployment does not run as given ({mem.reason}); its cost is shown anyway")
-    return rep
+    return build_cost(
+        o,
+        demand,
+        prices=prices,
+        currency=currency,
+        fx_rate=fx_rate,
+        throughput=throughput,
+        calibration=calibration,
+        opts=opts,
+    )
 
 
 def render(rep: dict) -> None:
@@ -120,7 +73,7 @@ def render(rep: dict) -> None:
     p = rep["power_kw"]
     con.print(
         f"Power: {p['idle']:.2f} kW idle, {p['load']:.2f} kW at load, {p['max']:.2f} kW max; "
-        f"{p['average_at_utilization']:.2f} kW average at {rep['utilization']:.0%} busy × PUE {rep['pue']:g} "
+        f"{p['average_at_utilization']:.2f} kW average at {rep['utilization']:.1%} busy × PUE {rep['pue']:g} "
         f"= {rep['energy_kwh_per_year']:,.0f} kWh/yr"
     )
     con.print(f"Cooling: {rep['cooling']['guidance']}")
@@ -137,10 +90,15 @@ def render(rep: dict) -> None:
         f"Cost per 1M output tokens: local [bold]{fmt(rep['cost_per_mtok_output'])}[/bold], "
         f"API {fmt(rep['api_cost_per_mtok_output'])} ({rep['api_price']['provider']} {rep['api_price']['model']} from "
         f"{rep['api_price']['from']}), rent {fmt(rep['rent_cost_per_mtok_output'])} {cur} "
-        f"at {rep['throughput_output_tok_s']:,.0f} output tok/s ({rep['labels']['throughput']})"
+        f"at {fmt(rep['throughput_output_tok_s'])} output tok/s ({rep['labels']['throughput']})"
     )
+    if rep.get("copies", 1) > 1:
+        con.print(f"Copies needed for the demand: {rep['copies']} (figures above are per copy)")
     be = rep["breakeven_tokens_per_day"]
-    con.print(f"Break-even vs the API: {'never' if be is None else f'{be:,.0f} output tokens/day'}")
+    if rep["throughput_output_tok_s"] is None:
+        con.print("Break-even vs the API: n/a (no speed)")
+    else:
+        con.print(f"Break-even vs the API: {'never' if be is None else f'{be:,.0f} output tokens/day'}")
     for n in rep["notes"]:
         con.print(f"[yellow]note:[/yellow] {n}")
     if rep["unconfirmed"]:
@@ -152,26 +110,32 @@ def render(rep: dict) -> None:
 def register(app: typer.Typer) -> None:
     @app.command("cost")
     def cost(
-        model: opt.Model = None,
-        weights: opt.Weights = None,
-        kv_dtype: opt.KvDtype = "bf16",
-        accelerator: opt.Accelerator = None,
-        count: opt.Count = None,
-        nodes: opt.Nodes = 1,
-        engine: opt.Engine = None,
-        placement: opt.Placement = None,
-        cpu: opt.Cpu = None,
-        cpu_sockets: opt.CpuSockets = 1,
-        dram: opt.Dram = None,
-        dram_gb: opt.DramGb = None,
-        input_len: opt.InputLen = 1024,
-        output_len: opt.OutputLen = 1024,
-        concurrency: opt.Concurrency = 16,
+        model: opt.Model = DEFAULTS.model,
+        weights: opt.Weights = DEFAULTS.weights,
+        kv_dtype: opt.KvDtype = DEFAULTS.kv_dtype,
+        accelerator: opt.Accelerator = DEFAULTS.accelerator,
+        count: opt.Count = DEFAULTS.count,
+        nodes: opt.Nodes = DEFAULTS.nodes,
+        engine: opt.Engine = DEFAULTS.engine,
+        placement: opt.Placement = DEFAULTS.placement,
+        tp: opt.Tp = DEFAULTS.tp,
+        pp: opt.Pp = DEFAULTS.pp,
+        ep: opt.Ep = DEFAULTS.ep,
+        dp_attention: opt.DpAttention = DEFAULTS.dp_attention,
+        cpu: opt.Cpu = DEFAULTS.cpu,
+        cpu_sockets: opt.CpuSockets = DEFAULTS.cpu_sockets,
+        dram: opt.Dram = DEFAULTS.dram,
+        dram_gb: opt.DramGb = DEFAULTS.dram_gb,
+        mtp: opt.Mtp = DEFAULTS.mtp,
+        input_len: opt.InputLen = DEFAULTS.input_len,
+        output_len: opt.OutputLen = DEFAULTS.output_len,
+        concurrency: opt.Concurrency = DEFAULTS.concurrency,
+        requests_per_day: opt.RequestsPerDay = None,
+        tokens_per_day: opt.TokensPerDay = None,
         prices: opt.Prices = None,
         currency: opt.Currency = "USD",
         fx_rate: opt.FxRate = None,
         years: opt.Years = 3.0,
-        utilization: float = typer.Option(0.5, "--utilization", help="Share of the time the hardware is busy, (0, 1]."),
         pue: opt.Pue = None,
         electricity_price: opt.ElectricityPrice = None,
         region: opt.Region = None,
@@ -198,7 +162,6 @@ def register(app: typer.Typer) -> None:
 
         opts = CostOptions(
             years=years,
-            utilization=utilization,
             pue=pue,
             electricity_price=electricity_price,
             region=region,
@@ -211,29 +174,8 @@ def register(app: typer.Typer) -> None:
             storage_class=storage,
             drives=drives,
         )
-        rep = build_cost(
-            model=model,
-            weights=weights,
-            kv_dtype=kv_dtype,
-            accelerator=accelerator,
-            count=count,
-            nodes=nodes,
-            engine=engine,
-            placement=placement,
-            cpu=cpu,
-            cpu_sockets=cpu_sockets,
-            dram=dram,
-            dram_gb=dram_gb,
-            input_len=input_len,
-            output_len=output_len,
-            concurrency=concurrency,
-            prices=prices,
-            currency=currency,
-            fx_rate=fx_rate,
-            throughput=throughput,
-            calibration=calibration,
-            opts=opts,
-        )
+        o = options_from(locals())
+        rep = run_cost(o, requests_per_day, tokens_per_day, opts, prices, currency, fx_rate, throughput, calibration)
         if as_json:
             typer.echo(json.dumps(rep, indent=2, ensure_ascii=False))
         else:

@@ -9,30 +9,32 @@ import typer
 from dsdeploy.cli import options as opt
 from dsdeploy.cli.files import write_text
 from dsdeploy.errors import UserError
+from dsdeploy.planner.options import DEFAULTS, options_from
 
 
 def register(app: typer.Typer) -> None:
     @app.command("deploy")
     def deploy(
-        model: opt.Model = "deepseek-r1",
-        weights: opt.WeightsNative = None,
-        kv_dtype: opt.KvDtype = "bf16",
-        accelerator: opt.AcceleratorOrCpu = None,
-        count: opt.Count = None,
-        nodes: opt.Nodes = 1,
-        engine: opt.Engine = None,
-        placement: opt.Placement = None,
-        tp: opt.Tp = None,
-        pp: opt.Pp = None,
-        ep: opt.Ep = None,
-        dp_attention: opt.DpAttention = None,
-        cpu: opt.Cpu = None,
-        cpu_sockets: opt.CpuSockets = 1,
-        dram: opt.Dram = None,
-        dram_gb: opt.DramGb = None,
-        input_len: opt.InputLen = 1024,
-        output_len: opt.OutputLen = 1024,
-        concurrency: opt.Concurrency = 1,
+        model: opt.Model = DEFAULTS.model,
+        weights: opt.Weights = DEFAULTS.weights,
+        kv_dtype: opt.KvDtype = DEFAULTS.kv_dtype,
+        accelerator: opt.Accelerator = DEFAULTS.accelerator,
+        count: opt.Count = DEFAULTS.count,
+        nodes: opt.Nodes = DEFAULTS.nodes,
+        engine: opt.Engine = DEFAULTS.engine,
+        placement: opt.Placement = DEFAULTS.placement,
+        tp: opt.Tp = DEFAULTS.tp,
+        pp: opt.Pp = DEFAULTS.pp,
+        ep: opt.Ep = DEFAULTS.ep,
+        dp_attention: opt.DpAttention = DEFAULTS.dp_attention,
+        cpu: opt.Cpu = DEFAULTS.cpu,
+        cpu_sockets: opt.CpuSockets = DEFAULTS.cpu_sockets,
+        dram: opt.Dram = DEFAULTS.dram,
+        dram_gb: opt.DramGb = DEFAULTS.dram_gb,
+        input_len: opt.InputLen = DEFAULTS.input_len,
+        output_len: opt.OutputLen = DEFAULTS.output_len,
+        concurrency: opt.Concurrency = DEFAULTS.concurrency,
+        mtp: opt.Mtp = DEFAULTS.mtp,
         model_path: str = typer.Option(..., "--model-path", help="Where the weights are on the serving host(s)."),
         emit_fmt: str = typer.Option("command", "--emit", help="command, compose, systemd or k8s."),
         host: str | None = typer.Option(
@@ -70,35 +72,13 @@ def register(app: typer.Typer) -> None:
         """Write the exact launch command for a deployment plan (command | compose | systemd | k8s)."""
         from dsdeploy.engines import DeployOptions, render
         from dsdeploy.engines.emit import EMITS, k8s_head_addr
-        from dsdeploy.engines.options import PlanOptions, resolve
+        from dsdeploy.engines.options import resolve
 
         if emit_fmt not in EMITS:
             raise UserError(f"--emit must be one of {', '.join(EMITS)}; got '{emit_fmt}'")
         if not 0 < port < 65536:
             raise UserError("--port must be 1..65535")
-        dep, mem, wl = resolve(
-            PlanOptions(
-                model=model or PlanOptions.model,
-                weights=weights,
-                kv_dtype=kv_dtype,
-                accelerator=accelerator,
-                count=count,
-                nodes=nodes,
-                engine=engine,
-                placement=placement,
-                tp=tp,
-                pp=pp,
-                ep=ep,
-                dp_attention=dp_attention,
-                cpu=cpu,
-                cpu_sockets=cpu_sockets,
-                dram=dram,
-                dram_gb=dram_gb,
-                input_len=input_len,
-                output_len=output_len,
-                concurrency=concurrency,
-            )
-        )
+        dep, mem, wl = resolve(options_from(locals()))
         if host is None:
             host = "0.0.0.0" if emit_fmt in ("compose", "k8s") else "127.0.0.1"
         if head_addr is None and emit_fmt == "k8s" and dep.nodes > 1:

@@ -15,47 +15,38 @@ from dsdeploy.cli import options as opt
 from dsdeploy.cli.files import write_text
 from dsdeploy.errors import UserError
 
-# Shared with `cost`, `recommend`, `deploy` and `doctor` (defaults live in the planner layer).
-from dsdeploy.planner.options import (  # noqa: E402,F401
-    DEFAULT_ACCELERATOR,
-    DEFAULT_COUNT_DATACENTER,
-    DEFAULT_MODEL,
-    DEFAULT_WEIGHTS,
-    GGUF_FILE_TYPES,
-    default_count,
-    default_weights,
-    resolve_model,
-)
+# The one options → deployment path, shared with every plan-taking command.
+from dsdeploy.planner.options import DEFAULTS, DeploymentOptions, options_from
 
 
 def register(app: typer.Typer) -> None:
     @app.command("plan")
     def plan(
-        model: opt.Model = None,
+        model: opt.Model = DEFAULTS.model,
         config: Path | None = typer.Option(
             None,
             "--config",
             help="Read the architecture from this config.json (HF or DeepSeek inference config); --model then only names it.",
         ),
-        weights: opt.Weights = None,
-        kv_dtype: opt.KvDtype = "bf16",
-        accelerator: opt.Accelerator = None,
-        count: opt.Count = None,
-        nodes: opt.Nodes = 1,
-        engine: opt.Engine = None,
-        placement: opt.Placement = None,
-        tp: opt.Tp = None,
-        pp: opt.Pp = None,
-        ep: opt.Ep = None,
-        dp_attention: opt.DpAttention = None,
-        cpu: opt.Cpu = None,
-        cpu_sockets: opt.CpuSockets = 1,
-        dram: opt.Dram = None,
-        dram_gb: opt.DramGb = None,
-        mtp: opt.Mtp = False,
-        input_len: opt.InputLen = 1024,
-        output_len: opt.OutputLen = 1024,
-        concurrency: opt.Concurrency = 1,
+        weights: opt.Weights = DEFAULTS.weights,
+        kv_dtype: opt.KvDtype = DEFAULTS.kv_dtype,
+        accelerator: opt.Accelerator = DEFAULTS.accelerator,
+        count: opt.Count = DEFAULTS.count,
+        nodes: opt.Nodes = DEFAULTS.nodes,
+        engine: opt.Engine = DEFAULTS.engine,
+        placement: opt.Placement = DEFAULTS.placement,
+        tp: opt.Tp = DEFAULTS.tp,
+        pp: opt.Pp = DEFAULTS.pp,
+        ep: opt.Ep = DEFAULTS.ep,
+        dp_attention: opt.DpAttention = DEFAULTS.dp_attention,
+        cpu: opt.Cpu = DEFAULTS.cpu,
+        cpu_sockets: opt.CpuSockets = DEFAULTS.cpu_sockets,
+        dram: opt.Dram = DEFAULTS.dram,
+        dram_gb: opt.DramGb = DEFAULTS.dram_gb,
+        mtp: opt.Mtp = DEFAULTS.mtp,
+        input_len: opt.InputLen = DEFAULTS.input_len,
+        output_len: opt.OutputLen = DEFAULTS.output_len,
+        concurrency: opt.Concurrency = DEFAULTS.concurrency,
         calibration: opt.Calibration = None,
         min_count: bool = typer.Option(
             False,
@@ -74,93 +65,67 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Plan a deployment: verdict, memory per device, binding constraint, alternatives that fit."""
-        from dsdeploy.catalog import load_catalog
-        from dsdeploy.estimators.memory import Workload
-        from dsdeploy.planner import plan as planner
-        from dsdeploy.planner import result as R
-        from dsdeploy.specs.deployment import resolve_deployment
+        _check_flags(markdown_file, markdown, min_count, best_format, as_json)
+        o = options_from(locals())
+        mode = "min-count" if min_count else ("best-format" if best_format else "plan")
+        res = plan_answer(o, mode, str(calibration) if calibration else None)
+        _emit(res, as_json, markdown, markdown_file, mode)
 
-        if markdown_file is not None and not markdown:
-            raise UserError(f"unexpected argument '{markdown_file}': a FILE is only taken after --markdown")
-        if min_count and best_format:
-            raise UserError("--min-count and --best-format are separate searches; choose one")
-        if as_json and markdown:
-            raise UserError("--json and --markdown are separate outputs; choose one")
-        for name, v, lo in (
-            ("--input-len", input_len, 0),
-            ("--output-len", output_len, 0),
-            ("--concurrency", concurrency, 1),
-        ):
-            if v < lo:
-                raise UserError(f"{name} must be ≥ {lo}, got {v}")
-        if input_len + output_len < 1:
-            raise UserError("--input-len + --output-len must be at least 1 token")
 
-        cat = load_catalog()
-        model_id, spec = resolve_model(model, config)
-        w = default_weights(spec, weights)
-        cat.format(w)  # unknown id → one message with close matches
-        cat.kv_dtype(kv_dtype)
-        wl = Workload(input_len=input_len, output_len=output_len, concurrency=concurrency)
-        if engine is None and spec.gguf_component_bytes is not None:
-            engine = "llama.cpp"
+def _check_flags(markdown_file: Path | None, markdown: bool, min_count: bool, best_format: bool, as_json: bool) -> None:
+    if markdown_file is not None and not markdown:
+        raise UserError(f"unexpected argument '{markdown_file}': a FILE is only taken after --markdown")
+    if min_count and best_format:
+        raise UserError("--min-count and --best-format are separate searches; choose one")
+    if as_json and markdown:
+        raise UserError("--json and --markdown are separate outputs; choose one")
 
-        if min_count:
-            res = R.min_count_result(cat, model_id, spec, w, kv_dtype, wl)
-            return _emit(res, as_json, markdown, markdown_file, "min-count")
 
-        acc = accelerator if accelerator is not None else (None if placement == "cpu" else DEFAULT_ACCELERATOR)
-        if acc is not None and acc.lower() == "none":
-            acc = None
-        if acc is not None:
-            acc = cat.accelerator(acc).id
-        n = default_count(cat, acc, count)
-        cal = R.load_calibration(str(calibration) if calibration else None)
+def plan_answer(o: DeploymentOptions, mode: str = "plan", calibration: str | None = None) -> dict:
+    """The plan JSON for options `o`: the plan itself, or one of its two searches. The deployment
+    comes from the planner's one options → deployment path (`planner.options.build`)."""
+    from dsdeploy.catalog import load_catalog
+    from dsdeploy.planner import plan as planner
+    from dsdeploy.planner import result as R
+    from dsdeploy.planner.options import (
+        build,
+        default_accelerator,
+        default_count,
+        default_weights,
+        resolve_model,
+        workload,
+    )
 
-        if best_format:
-            res = R.best_format_result(
-                cat,
-                model_id,
-                spec,
-                wl,
-                kv_dtype,
-                calibration=cal,
-                accelerator=acc,
-                count=n,
-                nodes=nodes,
-                placement=placement,
-                cpu=cpu,
-                cpu_sockets=cpu_sockets,
-                dram=dram,
-                dram_gb=dram_gb,
-            )
-            return _emit(res, as_json, markdown, markdown_file, "best-format")
-
-        dep = resolve_deployment(
+    cat = load_catalog()
+    wl = workload(o)
+    model_id, spec = resolve_model(o.model, o.config, cat)
+    w = default_weights(spec, o.weights, cat)
+    cat.format(w)  # unknown id → one message with close matches
+    cat.kv_dtype(o.kv_dtype)
+    if mode == "min-count":
+        return R.min_count_result(cat, model_id, spec, w, o.kv_dtype, wl)
+    cal = R.load_calibration(calibration)
+    if mode == "best-format":
+        acc = default_accelerator(cat, o.accelerator, o.placement)
+        return R.best_format_result(
             cat,
             model_id,
             spec,
-            w,
-            kv_dtype=kv_dtype,
+            wl,
+            o.kv_dtype,
+            calibration=cal,
             accelerator=acc,
-            count=n,
-            nodes=nodes,
-            engine=engine,
-            placement=placement,
-            tp=tp,
-            pp=pp,
-            ep=ep,
-            dp_attention=dp_attention,
-            cpu=cpu,
-            cpu_sockets=cpu_sockets,
-            dram=dram,
-            dram_gb=dram_gb,
-            mtp=mtp,
+            count=default_count(cat, acc, o.count),
+            nodes=o.nodes,
+            placement=o.placement,
+            cpu=o.cpu,
+            cpu_sockets=o.cpu_sockets,
+            dram=o.dram,
+            dram_gb=o.dram_gb,
         )
-        ev = planner.evaluate(dep, wl)
-        alts = planner.alternatives(cat, dep, wl)
-        res = R.plan_result(cat, ev, wl, alts, calibration=cal)
-        _emit(res, as_json, markdown, markdown_file, "plan")
+    dep = build(o, cat, (model_id, spec))
+    ev = planner.evaluate(dep, wl)
+    return R.plan_result(cat, ev, wl, planner.alternatives(cat, dep, wl), calibration=cal)
 
 
 def _emit(res: dict, as_json: bool, markdown: bool, markdown_file: Path | None, mode: str) -> None:

@@ -38,8 +38,8 @@ def run_recommend(
     from dsdeploy.catalog import load_catalog
     from dsdeploy.catalog.calibration import load_calibration
     from dsdeploy.catalog.prices import PriceBook, load_prices
-    from dsdeploy.cli.cmd_plan import resolve_model
     from dsdeploy.planner.bom import CostOptions
+    from dsdeploy.planner.options import resolve_model
     from dsdeploy.planner.recommend import Demand, recommend
 
     book = PriceBook.build(load_prices(prices), currency, fx_rate)
@@ -58,7 +58,7 @@ def run_recommend(
         finetune_gpu_hours=finetune_gpu_hours,
     )
     cat = load_catalog()
-    model_id, spec = resolve_model(model, None)
+    model_id, spec = resolve_model(model, None, cat)
     return recommend(
         cat,
         model_id,
@@ -117,10 +117,8 @@ def register(app: typer.Typer) -> None:
     @app.command("recommend")
     def recommend_cmd(
         model: opt.ModelId = "deepseek-r1",
-        requests_per_day: float | None = typer.Option(None, "--requests-per-day", help="Requests per day."),
-        tokens_per_day: float | None = typer.Option(
-            None, "--tokens-per-day", help="Tokens per day, input + output (instead of --requests-per-day)."
-        ),
+        requests_per_day: opt.RequestsPerDay = None,
+        tokens_per_day: opt.TokensPerDay = None,
         input_len: opt.InputLen = 1024,
         output_len: opt.OutputLen = 1024,
         peak_concurrency: int = typer.Option(8, "--peak-concurrency", min=1, help="Requests in flight at the peak."),

@@ -1,8 +1,8 @@
 """Typer option declarations shared by the commands that take plan options (`plan`, `cost`,
 `deploy`, `doctor`, `recommend`) or cost options (`cost`, `recommend`): one flag name, one help
-text and one valid range per option (typer rejects a value outside it: one message, exit 2). The
-defaults stay in each command's signature; the values they stand for are
-`dsdeploy.planner.options`'s."""
+text and one valid range per option (typer rejects a value outside it: one message, exit 2). Each
+command's signature takes its plan defaults from `dsdeploy.planner.options.DEFAULTS`, the one set
+every command shares."""
 
 from __future__ import annotations
 
@@ -28,15 +28,6 @@ Weights = Annotated[
         "article's (a .gguf: its own type).",
     ),
 ]
-WeightsNative = Annotated[
-    str | None,
-    typer.Option(
-        "--weights",
-        "-w",
-        help="Weight format id (fp16, bf16, fp8, int8, awq-int4, gguf-q4_k_m, …). Default: the model's native "
-        "format (a .gguf: its own type).",
-    ),
-]
 KvDtype = Annotated[str, typer.Option("--kv-dtype", help="KV-cache element type: bf16, fp16, fp8, q4_0, int6-avg.")]
 Mtp = Annotated[bool, typer.Option("--mtp/--no-mtp", help="Load the MTP module (speculative decoding).")]
 
@@ -48,15 +39,6 @@ Accelerator = Annotated[
         "-a",
         help="Accelerator id (h100-sxm, h200-sxm, a100-sxm-80g, rtx-4090, apple-m3-ultra, …; 'none' for CPU "
         "only). Default: h100-sxm.",
-    ),
-]
-AcceleratorOrCpu = Annotated[
-    str | None,
-    typer.Option(
-        "--accelerator",
-        "-a",
-        help="Accelerator id (h100-sxm, h200-sxm, a100-sxm-80g, rtx-4090, apple-m3-ultra, …). Default: none, "
-        "i.e. the CPU.",
     ),
 ]
 Count = Annotated[
@@ -127,4 +109,11 @@ ApiDate = Annotated[
 ApiCacheHit = Annotated[
     float,
     typer.Option("--api-cache-hit", min=0.0, max=1.0, help="Share of API input tokens billed at the cache-hit price."),
+]
+
+# ---- demand (`cost`, `recommend`: the same Demand builder, planner/demand.py) -------------------
+RequestsPerDay = Annotated[float | None, typer.Option("--requests-per-day", help="Requests per day.")]
+TokensPerDay = Annotated[
+    float | None,
+    typer.Option("--tokens-per-day", help="Tokens per day, input + output (instead of --requests-per-day)."),
 ]

@@ -14,6 +14,7 @@ from dsdeploy.engines import ADAPTERS, DeployOptions, build_launch_plan, summary
 from dsdeploy.engines.emit import emit
 from dsdeploy.engines.options import PlanOptions, resolve
 from dsdeploy.estimators.memory import GB
+from dsdeploy.planner.options import DEFAULT_MODEL
 from dsdeploy.planner.plan import unconfirmed_inputs
 
 HOST_4090: dict[str, Any] = dict(cpu="xeon-gold-6454s", dram="ddr5-4800x8", dram_gb=512)
@@ -83,7 +84,7 @@ RECIPES = [
 
 
 def _cli(po: PlanOptions, do: DeployOptions) -> str:
-    args = ["dsdeploy deploy", f"--model {po.model}", f"--weights {po.weights}"]
+    args = ["dsdeploy deploy", f"--model {po.model or DEFAULT_MODEL}", f"--weights {po.weights}"]
     if po.kv_dtype != "bf16":
         args.append(f"--kv-dtype {po.kv_dtype}")
     args += [f"--accelerator {po.accelerator}", f"--count {po.count}", f"--engine {po.engine}"]

@@ -109,102 +109,103 @@ def default_dram_gb(dep: Deployment) -> tuple[float, str]:
     return gb, "estimate: ≥ 2 × GPU memory per node (DGX H100: 2 TB for 640 GB), unconfirmed"
 
 
+def _accelerator_lines(dep: Deployment, book: PriceBook, acc) -> list[BomLine]:
+    if acc is None:
+        return []
+    whole = " (whole computer)" if acc.unified_memory else ""
+    return [_line(book, "accelerator", acc.name + whole, book.accelerator(acc.id).purchase, max(1, dep.devices))]
+
+
+def _server_lines(dep: Deployment, book: PriceBook, cls: str, servers: int) -> list[BomLine]:
+    if cls == "cpu-server":
+        sp = book.catalog.server["cpu-server"]
+        cpu_id = dep.cpu.id if dep.cpu else "default"
+        cpu_name = dep.cpu.name if dep.cpu else "server CPU (not specified)"
+        return [
+            _line(book, "server", "CPU server chassis, board, PSUs (excl. CPUs, DRAM)", sp.purchase, servers),
+            _line(book, "cpu", cpu_name, book.cpu(cpu_id), dep.cpu_sockets * servers),
+        ]
+    if cls == "included":
+        return []
+    sp = book.catalog.server[cls]
+    return [_line(book, "server", f"{cls} host (chassis, CPUs, board, PSUs)", sp.purchase, servers)]
+
+
+def _dram_line(dep: Deployment, book: PriceBook, servers: int) -> tuple[BomLine, float]:
+    dram_gb, why = default_dram_gb(dep)
+    dtype = dep.dram.type if dep.dram else (dep.cpu.default_dram.split("-")[0] if dep.cpu else "ddr5")
+    dp = book.catalog.dram.get(dtype)
+    if dp is None:  # no price for this memory type: price it as DDR5 and say so
+        dp = book.catalog.dram["ddr5"]
+        why += f"; no {dtype} price, priced as DDR5"
+    line = _line(
+        book, "dram", f"{dtype.upper()} host memory, {dram_gb:g} GB per server ({why})", dp.per_gb, dram_gb * servers
+    )
+    return line, dram_gb
+
+
+def _nvme_line(book: PriceBook, weights_bytes: int, storage_class: str, servers: int) -> tuple[BomLine, int]:
+    """Room for 2 copies of the weights + 1 TB, in whole drives, per server."""
+    nv = book.catalog.nvme.get(storage_class)
+    if nv is None:
+        raise UserError(
+            f"no NVMe price for storage class '{storage_class}' (known: {', '.join(sorted(book.catalog.nvme))})"
+        )
+    need_tb = 2 * weights_bytes / 1e12 + 1.0
+    drives = max(1, math.ceil(need_tb / nv.drive_tb.value))
+    drive_price = Price(
+        value=nv.per_tb.value * nv.drive_tb.value,
+        currency=nv.per_tb.currency,
+        date=nv.per_tb.date,
+        source=f"derived: {nv.drive_tb.value:g} TB × {nv.per_tb.value:g} {nv.per_tb.currency}/TB ({nv.per_tb.source})",
+        unconfirmed=nv.per_tb.unconfirmed or nv.drive_tb.unconfirmed,
+    )
+    spec = f"{storage_class} {nv.drive_tb.value:g} TB drive (2 copies of {weights_bytes / GB:,.0f} GB weights + 1 TB)"
+    return _line(book, "nvme", spec, drive_price, drives * servers), drives
+
+
+def _network_lines(dep: Deployment, book: PriceBook, acc) -> list[BomLine]:
+    """Multi-node: one scale-out NIC per accelerator and ⌈ports / switch ports⌉ switches."""
+    if dep.nodes <= 1:
+        return []
+    link = dep.scale_out.id if dep.scale_out else "ib-ndr"
+    nic = book.catalog.nic.get(link)
+    sw = book.catalog.switch.get(link)
+    if nic is None or sw is None:
+        raise UserError(
+            f'no NIC/switch price for scale-out link \'{link}\'; add [nic."{link}"] and [switch."{link}"] to --prices'
+        )
+    ports = max(1, dep.per_node) * dep.nodes if acc is not None else dep.nodes
+    return [
+        _line(book, "nic", f"{link} adapter, one per accelerator", nic.purchase, ports),
+        _line(book, "switch", f"{link} switch, {sw.ports} ports", sw.purchase, math.ceil(ports / sw.ports)),
+    ]
+
+
 def build_bom(
     dep: Deployment, weights_bytes: int, book: PriceBook, cooling_kind: str = "air", storage_class: str = "nvme-gen4"
 ) -> Bom:
-    lines: list[BomLine] = []
     notes: list[str] = []
     cls, servers = server_layout(dep, book)
     acc = dep.accelerator if dep.placement != "cpu" else None
     unified = acc is not None and acc.unified_memory
-    if acc is not None:
-        ap = book.accelerator(acc.id)
-        lines.append(
-            _line(
-                book,
-                "accelerator",
-                acc.name + (" (whole computer)" if unified else ""),
-                ap.purchase,
-                max(1, dep.devices),
-            )
-        )
-    if cls == "cpu-server":
-        sp = book.catalog.server["cpu-server"]
-        lines.append(_line(book, "server", "CPU server chassis, board, PSUs (excl. CPUs, DRAM)", sp.purchase, servers))
-        cpu_id = dep.cpu.id if dep.cpu else "default"
-        cpu_name = dep.cpu.name if dep.cpu else "server CPU (not specified)"
-        lines.append(_line(book, "cpu", cpu_name, book.cpu(cpu_id), dep.cpu_sockets * servers))
-    elif cls != "included":
-        sp = book.catalog.server[cls]
-        lines.append(_line(book, "server", f"{cls} host (chassis, CPUs, board, PSUs)", sp.purchase, servers))
-    dram_gb = 0.0
+    lines = _accelerator_lines(dep, book, acc) + _server_lines(dep, book, cls, servers)
+    dram_gb, drives = 0.0, 0
     if (
         cls == "included"
     ):  # e.g. GB200/GB300 NVL: the per-GPU rack price includes Grace, its LPDDR5X and the trays' drives
         notes.append(
             f"{acc.name if acc else cls}: host CPU, memory and local drives are in the rack price; no DRAM or NVMe lines"
         )
-    if not unified and cls != "included":
-        dram_gb, why = default_dram_gb(dep)
-        dtype = dep.dram.type if dep.dram else (dep.cpu.default_dram.split("-")[0] if dep.cpu else "ddr5")
-        dp = book.catalog.dram.get(dtype)
-        if dp is None:  # no price for this memory type: price it as DDR5 and say so
-            dp = book.catalog.dram["ddr5"]
-            why += f"; no {dtype} price, priced as DDR5"
-        lines.append(
-            _line(
-                book,
-                "dram",
-                f"{dtype.upper()} host memory, {dram_gb:g} GB per server ({why})",
-                dp.per_gb,
-                dram_gb * servers,
-            )
-        )
-    drives = 0
-    if not unified and cls != "included":
-        nv = book.catalog.nvme.get(storage_class)
-        if nv is None:
-            raise UserError(
-                f"no NVMe price for storage class '{storage_class}' (known: {', '.join(sorted(book.catalog.nvme))})"
-            )
-        need_tb = 2 * weights_bytes / 1e12 + 1.0
-        drives = max(1, math.ceil(need_tb / nv.drive_tb.value))
-        drive_price = Price(
-            value=nv.per_tb.value * nv.drive_tb.value,
-            currency=nv.per_tb.currency,
-            date=nv.per_tb.date,
-            source=f"derived: {nv.drive_tb.value:g} TB × {nv.per_tb.value:g} {nv.per_tb.currency}/TB ({nv.per_tb.source})",
-            unconfirmed=nv.per_tb.unconfirmed or nv.drive_tb.unconfirmed,
-        )
-        lines.append(
-            _line(
-                book,
-                "nvme",
-                f"{storage_class} {nv.drive_tb.value:g} TB drive (2 copies of {weights_bytes / GB:,.0f} GB weights + 1 TB)",
-                drive_price,
-                drives * servers,
-            )
-        )
-    if dep.nodes > 1:
-        link = dep.scale_out.id if dep.scale_out else "ib-ndr"
-        nic = book.catalog.nic.get(link)
-        sw = book.catalog.switch.get(link)
-        if nic is None or sw is None:
-            raise UserError(
-                f'no NIC/switch price for scale-out link \'{link}\'; add [nic."{link}"] and [switch."{link}"] to --prices'
-            )
-        ports = max(1, dep.per_node) * dep.nodes if acc is not None else dep.nodes
-        lines.append(_line(book, "nic", f"{link} adapter, one per accelerator", nic.purchase, ports))
-        lines.append(
-            _line(book, "switch", f"{link} switch, {sw.ports} ports", sw.purchase, math.ceil(ports / sw.ports))
-        )
+    elif not unified:
+        dram_line, dram_gb = _dram_line(dep, book, servers)
+        nvme_line, drives = _nvme_line(book, weights_bytes, storage_class, servers)
+        lines += [dram_line, nvme_line]
+    lines += _network_lines(dep, book, acc)
     if cooling_kind.startswith("liquid"):
         cp = book.catalog.cooling["liquid"].purchase
-        lines.append(
-            _line(
-                book, "cooling", "direct-to-chip liquid cooling per server (+ facility loop, not costed)", cp, servers
-            )
-        )
+        spec = "direct-to-chip liquid cooling per server (+ facility loop, not costed)"
+        lines.append(_line(book, "cooling", spec, cp, servers))
     return Bom(
         lines=lines,
         currency=book.currency,
@@ -293,40 +294,35 @@ def predict_throughput(dep: Deployment, wl: Workload, calibration=None):
     return predict(dep, wl, calibration)
 
 
-def cost_report(
-    catalog: Catalog,
-    dep: Deployment,
-    wl: Workload,
-    mem: MemoryPlan,
-    book: PriceBook,
-    opts: CostOptions,
-    throughput: float | None = None,
-    perf=None,
-    power_assumptions: P.PowerAssumptions = P.PowerAssumptions(),
-) -> dict:
-    """Everything `dsdeploy cost --json` prints. `throughput` (output tok/s, all users) overrides `perf`."""
-    opts.validate()
-    cat_p = book.catalog
-    labels: dict[str, str] = {}
-    # throughput
+def _throughput(throughput: float | None, perf, no_speed: str | None) -> tuple[float, str]:
+    """(output tok/s while busy, its label): stated, predicted, or none for a deployment that does not run."""
+    if no_speed is not None:
+        return 0.0, f"none: {no_speed}"
     if throughput is not None:
         if throughput <= 0:
             raise UserError(f"--throughput must be > 0 output tokens/s (got {throughput:g})")
-        tok_s, labels["throughput"] = throughput, "stated (--throughput)"
-    elif perf is not None:
-        tok_s, labels["throughput"] = perf.output_tok_s_total, f"{perf.label} (performance model)"
-    else:
-        raise UserError(
-            "no throughput: the performance model is not available; pass --throughput TOK_S (output tokens/s, all users)"
-        )
-    # power and cooling
-    cls, servers = server_layout(dep, book)
-    pw = deployment_power(dep, servers, power_assumptions)
-    cool = P.cooling_guidance(pw.per_server_max_kw, pw.servers, power_assumptions.servers_per_rack)
-    storage_class = opts.storage_class or cat_p.defaults.storage
-    bom = build_bom(dep, mem.weights_bytes_total, book, cooling_kind=cool.kind, storage_class=storage_class)
-    capex = bom.total
-    # running-cost inputs
+        return throughput, "stated (--throughput)"
+    if perf is not None:
+        return perf.output_tok_s_total, f"{perf.label} (performance model)"
+    raise UserError(
+        "no throughput: the performance model is not available; pass --throughput TOK_S (output tokens/s, all users)"
+    )
+
+
+@dataclass(frozen=True)
+class _Running:
+    pue: float
+    pue_src: str
+    kwh_price: float
+    kwh_src: str
+    fte: float
+    salary: float
+    maint: float
+
+
+def _running(book: PriceBook, opts: CostOptions) -> _Running:
+    """PUE, electricity price, staff and maintenance: stated, else the price catalog's defaults."""
+    cat_p = book.catalog
     if opts.pue is not None:
         pue, pue_src = opts.pue, "stated (--pue)"
     else:
@@ -338,30 +334,116 @@ def cost_report(
         region = opts.region or cat_p.defaults.region
         e = book.electricity(region)
         kwh_price, kwh_src = book.money(e.per_kwh), f"{region}: {e.per_kwh.cite()}"
-    fte = opts.staff_fte if opts.staff_fte is not None else cat_p.staff.fte.value
-    salary = opts.salary if opts.salary is not None else book.money(cat_p.staff.salary)
-    maint = opts.maintenance_pct if opts.maintenance_pct is not None else cat_p.maintenance.pct.value
+    return _Running(
+        pue=pue,
+        pue_src=pue_src,
+        kwh_price=kwh_price,
+        kwh_src=kwh_src,
+        fte=opts.staff_fte if opts.staff_fte is not None else cat_p.staff.fte.value,
+        salary=opts.salary if opts.salary is not None else book.money(cat_p.staff.salary),
+        maint=opts.maintenance_pct if opts.maintenance_pct is not None else cat_p.maintenance.pct.value,
+    )
+
+
+def _rent(dep: Deployment, book: PriceBook) -> tuple[float | None, str | None]:
+    """The same accelerators rented on demand all year, and the rate's source (None: no rental price)."""
+    if dep.accelerator is None or dep.placement == "cpu" or dep.accelerator.unified_memory:
+        return None, None
+    ap = book.accelerator(dep.accelerator.id)
+    if ap.rent_hour is None:
+        return None, None
+    return C.rent_annual(dep.devices, book.money(ap.rent_hour)), ap.rent_hour.cite()
+
+
+def _cold_start(
+    catalog: Catalog, dep: Deployment, mem: MemoryPlan, opts: CostOptions, bom: Bom, storage_class: str
+) -> LoadTime | None:
+    sc = catalog.storage.get(storage_class)
+    if sc is None:
+        return None
+    drives = opts.drives or bom.nvme_drives_per_node or 1
+    host = None
+    if dep.host_link is not None and dep.accelerator is not None and dep.placement == "gpu":
+        host = dep.host_link.uni_gbs.value * max(1, dep.per_node)
+    return load_time(
+        mem.weights_bytes_total // max(1, dep.nodes) if dep.par.pp > 1 else mem.weights_bytes_total,
+        sc.read_gbs.value,
+        drives,
+        raid0=opts.raid0,
+        mmap=dep.engine.id in MMAP_ENGINES,
+        host_link_gbs=host,
+        drive_class=storage_class,
+    )
+
+
+def _cost_labels(book: PriceBook, opts: CostOptions, bom: Bom, run: _Running, api: str, rent_src: str | None) -> dict:
+    cat_p = book.catalog
+    labels = {
+        "capex": _worst(line.label for line in bom.lines),
+        "power": "derived (TDP × load fractions × system factor; fractions partly unconfirmed)",
+        "pue": run.pue_src,
+        "electricity_price": run.kwh_src,
+        "staff": "stated"
+        if opts.staff_fte is not None or opts.salary is not None
+        else f"{cat_p.staff.salary.cite()}; {cat_p.staff.fte.cite()}",
+        "maintenance_pct": "stated" if opts.maintenance_pct is not None else cat_p.maintenance.pct.cite(),
+        "api": api,
+        "fx": f"{book.fx:g} CNY/USD ({book.fx_source})",
+    }
+    if rent_src:
+        labels["rent"] = rent_src
+    return labels
+
+
+COST_DEFINITIONS = {
+    "cost_per_mtok_output": "local annual total / million output tokens per year (prompts' cost included)",
+    "api_cost_per_mtok_output": "API charge per million output tokens of this workload, its input tokens included",
+    "rent_cost_per_mtok_output": "same GPUs rented on demand 24/7 plus the same staff, per million output tokens",
+    "breakeven_tokens_per_day": "output tokens per day above which owning costs less than the API",
+}
+
+
+def cost_report(
+    catalog: Catalog,
+    dep: Deployment,
+    wl: Workload,
+    mem: MemoryPlan,
+    book: PriceBook,
+    opts: CostOptions,
+    throughput: float | None = None,
+    perf=None,
+    power_assumptions: P.PowerAssumptions = P.PowerAssumptions(),
+    no_speed: str | None = None,
+) -> dict:
+    """Everything `dsdeploy cost --json` prints. `throughput` (output tok/s, all users) overrides `perf`.
+    `no_speed` (why): price the hardware only, with no speed, cost per token or break-even (a
+    deployment that does not load has no speed to price)."""
+    opts.validate()
+    cat_p = book.catalog
+    tok_s, throughput_label = _throughput(throughput, perf, no_speed)
+    # power and cooling
+    cls, servers = server_layout(dep, book)
+    pw = deployment_power(dep, servers, power_assumptions)
+    cool = P.cooling_guidance(pw.per_server_max_kw, pw.servers, power_assumptions.servers_per_rack)
+    storage_class = opts.storage_class or cat_p.defaults.storage
+    bom = build_bom(dep, mem.weights_bytes_total, book, cooling_kind=cool.kind, storage_class=storage_class)
+    capex = bom.total
+    run = _running(book, opts)
     provider = opts.api_provider or cat_p.defaults.api
     api_model = opts.api_model or api_model_for(dep.model_id)
     period_id, period = book.api_period(provider, api_model, opts.api_date)
-    # renting the same accelerators
-    rent_year, rent_src = None, None
-    if dep.accelerator is not None and dep.placement != "cpu" and not dep.accelerator.unified_memory:
-        ap = book.accelerator(dep.accelerator.id)
-        if ap.rent_hour is not None:
-            rent_year = C.rent_annual(dep.devices, book.money(ap.rent_hour))
-            rent_src = ap.rent_hour.cite()
+    rent_year, rent_src = _rent(dep, book)
     inputs = C.TcoInputs(
         capex=capex,
         years=opts.years,
         kw_idle=pw.idle_kw,
         kw_load=pw.load_kw,
         utilization=opts.utilization,
-        pue=pue,
-        price_per_kwh=kwh_price,
-        fte=fte,
-        salary=salary,
-        maintenance_pct=maint,
+        pue=run.pue,
+        price_per_kwh=run.kwh_price,
+        fte=run.fte,
+        salary=run.salary,
+        maintenance_pct=run.maint,
         output_tok_s=tok_s,
         input_len=wl.input_len,
         output_len=wl.output_len,
@@ -372,41 +454,12 @@ def cost_report(
         rent_per_year=rent_year,
     )
     t = C.tco(inputs)
-    # storage
-    sc = catalog.storage.get(storage_class)
-    lt: LoadTime | None = None
-    if sc is not None:
-        drives = opts.drives or bom.nvme_drives_per_node or 1
-        host = None
-        if dep.host_link is not None and dep.accelerator is not None and dep.placement == "gpu":
-            host = dep.host_link.uni_gbs.value * max(1, dep.per_node)
-        lt = load_time(
-            mem.weights_bytes_total // max(1, dep.nodes) if dep.par.pp > 1 else mem.weights_bytes_total,
-            sc.read_gbs.value,
-            drives,
-            raid0=opts.raid0,
-            mmap=dep.engine.id in MMAP_ENGINES,
-            host_link_gbs=host,
-            drive_class=storage_class,
-        )
-    labels.update(
-        {
-            "capex": _worst(line.label for line in bom.lines),
-            "power": "derived (TDP × load fractions × system factor; fractions partly unconfirmed)",
-            "pue": pue_src,
-            "electricity_price": kwh_src,
-            "staff": "stated"
-            if opts.staff_fte is not None or opts.salary is not None
-            else f"{cat_p.staff.salary.cite()}; {cat_p.staff.fte.cite()}",
-            "maintenance_pct": "stated" if opts.maintenance_pct is not None else cat_p.maintenance.pct.cite(),
-            "api": f"{provider} {api_model} period '{period_id}' from {period.start}: {period.output.cite()}",
-            "fx": f"{book.fx:g} CNY/USD ({book.fx_source})",
-        }
-    )
-    if rent_src:
-        labels["rent"] = rent_src
+    lt = _cold_start(catalog, dep, mem, opts, bom, storage_class)
+    api_label = f"{provider} {api_model} period '{period_id}' from {period.start}: {period.output.cite()}"
+    labels = {"throughput": throughput_label, **_cost_labels(book, opts, bom, run, api_label, rent_src)}
     r2 = lambda x: None if x is None else round(x, 4)  # noqa: E731
-    unconf = [f"{line.item}: {line.source}" for line in bom.lines if line.label == "unconfirmed"]
+    speed = no_speed is None
+    be = t.breakeven_output_tokens_per_day if speed else None
     return {
         "deployment": dep.describe(),
         "fits": mem.fits,
@@ -416,11 +469,11 @@ def cost_report(
         "annual": t.annual.to_dict(),
         "power_kw": {**pw.to_dict(), "average_at_utilization": round(t.avg_kw, 3)},
         "energy_kwh_per_year": round(t.kwh_per_year, 1),
-        "pue": pue,
-        "electricity_price_per_kwh": kwh_price,
+        "pue": run.pue,
+        "electricity_price_per_kwh": run.kwh_price,
         "utilization": opts.utilization,
         "years": opts.years,
-        "throughput_output_tok_s": round(tok_s, 3),
+        "throughput_output_tok_s": round(tok_s, 3) if speed else None,
         "output_tokens_per_year": round(t.output_tokens_per_year),
         "cost_per_mtok_output": r2(t.cost_per_mtok_output),
         "cost_per_mtok_blended": r2(t.cost_per_mtok_blended),
@@ -438,25 +491,18 @@ def cost_report(
         },
         "rent_cost_per_mtok_output": r2(t.rent_cost_per_mtok_output),
         "rent_annual": None if t.rent_annual is None else round(t.rent_annual, 2),
-        "breakeven_tokens_per_day": None
-        if t.breakeven_output_tokens_per_day is None
-        else round(t.breakeven_output_tokens_per_day),
-        "capacity_output_tokens_per_day": round(t.capacity_output_tokens_per_day),
+        "breakeven_tokens_per_day": None if be is None else round(be),
+        "capacity_output_tokens_per_day": round(t.capacity_output_tokens_per_day) if speed else None,
         "bom": [line.to_dict() for line in bom.lines],
         "servers": bom.servers,
         "server_class": bom.server_class,
         "storage_load": lt.to_dict() if lt else None,
         "cooling": {**cool.to_dict(), "notes": cool.notes},
-        "performance": perf.to_dict() if perf is not None and throughput is None else None,
+        "performance": perf.to_dict() if perf is not None and throughput is None and speed else None,
         "labels": labels,
-        "unconfirmed": unconf,
-        "notes": t.notes + bom.notes,
-        "definitions": {
-            "cost_per_mtok_output": "local annual total / million output tokens per year (prompts' cost included)",
-            "api_cost_per_mtok_output": "API charge per million output tokens of this workload, its input tokens included",
-            "rent_cost_per_mtok_output": "same GPUs rented on demand 24/7 plus the same staff, per million output tokens",
-            "breakeven_tokens_per_day": "output tokens per day above which owning costs less than the API",
-        },
+        "unconfirmed": [f"{line.item}: {line.source}" for line in bom.lines if line.label == "unconfirmed"],
+        "notes": (t.notes if speed else []) + bom.notes,
+        "definitions": COST_DEFINITIONS,
     }
 
 

@@ -14,7 +14,8 @@ from dsdeploy.catalog import Catalog
 from dsdeploy.catalog.schema import Accelerator, Placement, Sourced, record_reads
 from dsdeploy.errors import UserError
 from dsdeploy.estimators.memory import MemoryPlan, Workload, plan_memory
-from dsdeploy.specs.deployment import Deployment, default_engine, resolve_deployment
+from dsdeploy.planner.options import DeploymentOptions, build
+from dsdeploy.specs.deployment import Deployment, default_engine
 from dsdeploy.specs.model import ModelSpec
 
 COUNTS_PER_NODE = (1, 2, 3, 4, 5, 6, 7, 8)
@@ -128,25 +129,30 @@ def evaluate(dep: Deployment, wl: Workload, label: str = "") -> Evaluated:
 
 
 def _try(catalog: Catalog, model_id: str, spec: ModelSpec, wl: Workload, **kw) -> Evaluated | None:
+    """A search candidate through the one options → deployment path; None if it cannot run.
+    Candidates state their hardware in full: no accelerator means CPU only, not the default."""
+    if kw.get("accelerator") is None:
+        kw["accelerator"] = "none"
     try:
-        dep = resolve_deployment(catalog, model_id, spec, **kw)
+        dep = build(DeploymentOptions(model=model_id, **kw), catalog, (model_id, spec))
     except UserError:
         return None
     return evaluate(dep, wl)
 
 
 def format_runs_on(catalog: Catalog, fmt_id: str, accelerator_id: str | None, placement: str) -> bool:
-    """Whether the format's compute dtype (or its fallback) exists on the hardware."""
+    """Whether the format runs on the hardware (catalog data, formats.toml: `only_vendor`,
+    `only_placement`, `on_cpu`, `on_unified`; else its compute dtype or its fallback exists there)."""
     fmt = catalog.format(fmt_id)
-    if fmt_id == "mlx-4bit":
-        return accelerator_id is not None and accelerator_id.startswith("apple-")
-    if fmt_id == "amx-int4":
-        return placement == "experts-on-cpu"
-    if accelerator_id is None or placement == "cpu":
-        return fmt_id not in ("nvfp4", "awq-int4")
-    acc = catalog.accelerator(accelerator_id)
+    acc = catalog.accelerator(accelerator_id) if accelerator_id is not None else None
+    if fmt.only_vendor is not None:
+        return acc is not None and acc.vendor == fmt.only_vendor
+    if fmt.only_placement is not None:
+        return placement == fmt.only_placement
+    if acc is None or placement == "cpu":
+        return fmt.on_cpu
     if acc.unified_memory:
-        return fmt_id.startswith("gguf-") or fmt_id in ("mlx-4bit", "bf16", "fp16", "int8")
+        return fmt.on_unified
     if fmt.compute in acc.tflops:
         return True
     return fmt.fallback is not None and fmt.fallback in acc.tflops
@@ -226,105 +232,101 @@ def best_format(
             continue  # multi-GPU servers: tensor-parallel engines (llama.cpp only splits layers)
         kw = dict(hw)
         kw.pop("engine", None)
-        ev = _try(
-            catalog, model_id, spec, wl, weights=fmt.id, kv_dtype=kv_dtype, engine=default_engine(fmt.id, pl), **kw
-        )
+        ev = _try(catalog, model_id, spec, wl, weights=fmt.id, kv_dtype=kv_dtype, engine=default_engine(fmt, pl), **kw)
         if ev is not None and ev.memory.fits:
             return ev
     return None
 
 
-def alternatives(catalog: Catalog, dep: Deployment, wl: Workload, limit: int = 8) -> list[Evaluated]:
-    """Deployments that do fit, for a plan that does not (or to compare with one that does)."""
-    spec, mid = dep.model, dep.model_id
-    native = catalog.model(mid).native_weights if mid in catalog.models else dep.weights.id
-    seen: set[tuple] = set()
-    out: list[Evaluated] = []
-
-    def add(ev: Evaluated | None, label: str):
-        if ev is None or not ev.memory.fits:
-            return
-        d = ev.deployment
-        key = (d.weights.id, d.accelerator.id if d.accelerator else None, d.devices, d.placement)
-        if key in seen or key == (
-            dep.weights.id,
-            dep.accelerator.id if dep.accelerator else None,
-            dep.devices,
-            dep.placement,
-        ):
-            return
-        seen.add(key)
-        ev.label = label
-        out.append(ev)
-
+def _same_hardware_best(catalog: Catalog, dep: Deployment, wl: Workload) -> list[tuple[Evaluated | None, str]]:
+    """1. the same hardware, best format that fits."""
     acc = dep.accelerator.id if dep.accelerator else None
-    # 1. the same hardware, best format that fits
-    if acc:
-        ev = best_format(
-            catalog,
-            mid,
-            spec,
-            wl,
-            kv_dtype=dep.kv.id,
-            accelerator=acc,
-            count=dep.per_node,
-            nodes=dep.nodes,
-            placement=dep.placement,
-            cpu=dep.cpu.id if dep.cpu else None,
-            cpu_sockets=dep.cpu_sockets,
-            dram_gb=dep.dram_gb,
-        )
-        if ev:
-            add(ev, f"{ev.deployment.weights.id} on the same {dep.devices}× {acc}")
-    # 2. the native and the requested format on the same accelerator, more of them
+    if not acc:
+        return []
+    ev = best_format(
+        catalog,
+        dep.model_id,
+        dep.model,
+        wl,
+        kv_dtype=dep.kv.id,
+        accelerator=acc,
+        count=dep.per_node,
+        nodes=dep.nodes,
+        placement=dep.placement,
+        cpu=dep.cpu.id if dep.cpu else None,
+        cpu_sockets=dep.cpu_sockets,
+        dram_gb=dep.dram_gb,
+    )
+    return [(ev, f"{ev.deployment.weights.id} on the same {dep.devices}× {acc}")] if ev else []
+
+
+def _more_of_the_same(
+    catalog: Catalog, dep: Deployment, wl: Workload, native: str
+) -> list[tuple[Evaluated | None, str]]:
+    """2. the native and the requested format on the same accelerator, more of them."""
+    if dep.accelerator is None or dep.placement != "gpu":
+        return []
+    acc = dep.accelerator.id
+    out: list[tuple[Evaluated | None, str]] = []
     for w in dict.fromkeys([native, dep.weights.id]):
-        if acc and dep.placement == "gpu":
-            ev = min_count(catalog, mid, spec, w, dep.kv.id, wl, acc)
-            if ev:
-                d = ev.deployment
-                add(ev, f"{w} on {d.devices}× {acc}" + (f" across {d.nodes} nodes" if d.nodes > 1 else ""))
-    # 3. the native format on one node of a bigger accelerator
-    # (8-GPU HGX/DGX-class servers first: the unit most teams buy)
+        ev = min_count(catalog, dep.model_id, dep.model, w, dep.kv.id, wl, acc)
+        if ev:
+            d = ev.deployment
+            out.append((ev, f"{w} on {d.devices}× {acc}" + (f" across {d.nodes} nodes" if d.nodes > 1 else "")))
+    return out
+
+
+def _bigger_accelerator(
+    catalog: Catalog, dep: Deployment, wl: Workload, native: str
+) -> list[tuple[Evaluated | None, str]]:
+    """3. the native format on one node of a bigger accelerator (8-GPU HGX/DGX-class servers first:
+    the unit most teams buy): the smallest memory that fits (usually the cheapest step up), then the fastest."""
     singles = [
         c
-        for c in min_count_all(catalog, mid, spec, native, dep.kv.id, wl)
-        if c.deployment.nodes == 1 and accelerator_of(c).hw_class == "datacenter-gpu"
+        for c in min_count_all(catalog, dep.model_id, dep.model, native, dep.kv.id, wl)
+        if c.deployment.nodes == 1 and _acc(c).hw_class == "datacenter-gpu"
     ]
-    # the smallest memory that fits first (usually the cheapest step up), then the fastest
-    singles.sort(
-        key=lambda c: (
-            c.deployment.devices != 8,
-            accelerator_of(c).memory_gb.unconfirmed,
-            accelerator_of(c).memory_gb.value,
-        )
-    )
+    singles.sort(key=lambda c: (c.deployment.devices != 8, _acc(c).memory_gb.unconfirmed, _acc(c).memory_gb.value))
     if len(singles) > 1:
-        rest = sorted(singles[1:], key=lambda c: -accelerator_of(c).bandwidth_gbs.value)
+        rest = sorted(singles[1:], key=lambda c: -_acc(c).bandwidth_gbs.value)
         singles = [singles[0], rest[0]]
-    for cand in singles[:2]:
-        d = cand.deployment
-        add(cand, f"{native} on {d.devices}× {accelerator_of(cand).id}")
-    # 4. a 4-bit format on the same accelerator count
-    if acc and dep.placement == "gpu":
+    return [(c, f"{native} on {c.deployment.devices}× {_acc(c).id}") for c in singles[:2]]
+
+
+def _acc(ev: Evaluated) -> Accelerator:
+    """The accelerator of a GPU search result (min_count only returns deployments that have one)."""
+    acc = ev.deployment.accelerator
+    assert acc is not None
+    return acc
+
+
+def _four_bit(catalog: Catalog, dep: Deployment, wl: Workload) -> list[tuple[Evaluated | None, str]]:
+    """4. a 4-bit format on the same accelerator count."""
+    if dep.accelerator is None or dep.placement != "gpu":
+        return []
+    acc = dep.accelerator.id
+    ev = _try(
+        catalog,
+        dep.model_id,
+        dep.model,
+        wl,
+        weights="awq-int4",
+        kv_dtype=dep.kv.id,
+        accelerator=acc,
+        count=dep.per_node,
+        nodes=dep.nodes,
+        placement="gpu",
+    )
+    return [(ev, f"awq-int4 on {dep.devices}× {acc}")]
+
+
+def _one_consumer_gpu(catalog: Catalog, dep: Deployment, wl: Workload) -> list[tuple[Evaluated | None, str]]:
+    """5. one 24 GB GPU with the experts in 512 GB of DRAM (MoE), or a single-GPU GGUF (dense)."""
+    if dep.model.is_moe:
         ev = _try(
             catalog,
-            mid,
-            spec,
-            wl,
-            weights="awq-int4",
-            kv_dtype=dep.kv.id,
-            accelerator=acc,
-            count=dep.per_node,
-            nodes=dep.nodes,
-            placement="gpu",
-        )
-        add(ev, f"awq-int4 on {dep.devices}× {acc}")
-    # 5. one 24 GB GPU with the experts in 512 GB of DRAM (MoE), or a single-GPU GGUF (dense)
-    if spec.is_moe:
-        ev = _try(
-            catalog,
-            mid,
-            spec,
+            dep.model_id,
+            dep.model,
             Workload(wl.input_len, wl.output_len, 1),
             weights="gguf-q4_k_m",
             kv_dtype=dep.kv.id,
@@ -335,9 +337,33 @@ def alternatives(catalog: Catalog, dep: Deployment, wl: Workload, limit: int = 8
             dram="ddr5-4800",
             dram_gb=512,
         )
-        add(ev, "experts on CPU: 1× rtx-4090 (24 GB) + 512 GB DDR5, gguf-q4_k_m, llama.cpp -ot exps=CPU")
-    else:
-        ev = best_format(catalog, mid, spec, wl, kv_dtype=dep.kv.id, accelerator="rtx-4090", count=1)
-        if ev:
-            add(ev, f"{ev.deployment.weights.id} on 1× rtx-4090")
+        return [(ev, "experts on CPU: 1× rtx-4090 (24 GB) + 512 GB DDR5, gguf-q4_k_m, llama.cpp -ot exps=CPU")]
+    ev = best_format(catalog, dep.model_id, dep.model, wl, kv_dtype=dep.kv.id, accelerator="rtx-4090", count=1)
+    return [(ev, f"{ev.deployment.weights.id} on 1× rtx-4090")] if ev else []
+
+
+def _key(d: Deployment) -> tuple:
+    return (d.weights.id, d.accelerator.id if d.accelerator else None, d.devices, d.placement)
+
+
+def alternatives(catalog: Catalog, dep: Deployment, wl: Workload, limit: int = 8) -> list[Evaluated]:
+    """Deployments that do fit, for a plan that does not (or to compare with one that does):
+    the five searches above, in order, each deployment once and never the plan's own."""
+    mid = dep.model_id
+    native = catalog.model(mid).native_weights if mid in catalog.models else dep.weights.id
+    seen: set[tuple] = {_key(dep)}
+    out: list[Evaluated] = []
+    found = (
+        _same_hardware_best(catalog, dep, wl)
+        + _more_of_the_same(catalog, dep, wl, native)
+        + _bigger_accelerator(catalog, dep, wl, native)
+        + _four_bit(catalog, dep, wl)
+        + _one_consumer_gpu(catalog, dep, wl)
+    )
+    for ev, label in found:
+        if ev is None or not ev.memory.fits or _key(ev.deployment) in seen:
+            continue
+        seen.add(_key(ev.deployment))
+        ev.label = label
+        out.append(ev)
     return out[:limit]

@@ -23,10 +23,11 @@ from dsdeploy.errors import UserError
 from dsdeploy.estimators import cost as C
 from dsdeploy.estimators.memory import Workload
 from dsdeploy.planner.bom import CostOptions, api_model_for, cost_report, predict_throughput
+from dsdeploy.planner.demand import MAX_BUSY, Demand, copies_and_utilization  # noqa: F401
 from dsdeploy.planner.plan import Evaluated, _try, format_runs_on, min_count
+from dsdeploy.specs.deployment import default_engine
 from dsdeploy.specs.model import ModelSpec
 
-MAX_BUSY = 0.8  # size so that the average load keeps one copy ≤ 80 % busy
 HYBRID_CPU_BOXES = (  # (label, accelerator, cpu, sockets, dram_gb, format, placement)
     (
         "1× rtx-4090 + 2× xeon-6980p, 1 TB DDR5 (KTransformers AMX)",
@@ -51,48 +52,6 @@ HYBRID_CPU_BOXES = (  # (label, accelerator, cpu, sockets, dram_gb, format, plac
 DISTILLS = ("r1-distill-qwen-32b", "r1-distill-llama-70b")
 LORA_BASE = "r1-distill-qwen-14b"
 SMALL_HW = ("rtx-4090", "rtx-5090", "l40s", "a100-sxm-80g", "h100-sxm", "h200-sxm")
-
-
-@dataclass(frozen=True)
-class Demand:
-    requests_per_day: float
-    input_len: int
-    output_len: int
-    peak_concurrency: int
-    ttft_ms: float | None = None
-    tpot_ms: float | None = None
-    on_prem: bool = False
-    budget: float | None = None  # capex limit, book currency
-    max_quality_rank: int = 7  # 7 = 4-bit (gguf-q4_k_m / awq-int4); higher = lower-bit quants
-    overflow_share: float = 0.2  # hybrid: share of tokens sent to the API at peaks
-    finetune_gpu_hours: float = 800.0  # cloud–edge split: rented GPU-hours per year for fine-tuning
-
-    @classmethod
-    def build(cls, requests_per_day=None, tokens_per_day=None, **kw) -> Demand:
-        il, ol = kw.get("input_len", 1024), kw.get("output_len", 1024)
-        if il < 0 or ol < 1:
-            raise UserError("--input-len must be ≥ 0 and --output-len ≥ 1")
-        if (requests_per_day is None) == (tokens_per_day is None):
-            raise UserError("give exactly one of --requests-per-day and --tokens-per-day (input + output tokens)")
-        rpd = requests_per_day if requests_per_day is not None else tokens_per_day / (il + ol)
-        if rpd <= 0:
-            raise UserError("the daily volume must be > 0")
-        if kw.get("peak_concurrency", 1) < 1:
-            raise UserError("--peak-concurrency must be ≥ 1")
-        for k in ("ttft_ms", "tpot_ms", "budget"):
-            if kw.get(k) is not None and kw[k] <= 0:
-                raise UserError(f"--{k.replace('_', '-')} must be > 0")
-        if not 0 <= kw.get("overflow_share", 0.2) < 1:
-            raise UserError("--overflow-share must be in [0, 1)")
-        return cls(requests_per_day=rpd, **kw)
-
-    @property
-    def output_tokens_per_day(self) -> float:
-        return self.requests_per_day * self.output_len
-
-    @property
-    def avg_output_tok_s(self) -> float:
-        return self.output_tokens_per_day / 86400.0
 
 
 OptionKind = Literal["buy", "rent", "api", "hybrid", "article"]
@@ -173,8 +132,7 @@ def cost_local(
     if perf.output_tok_s_total <= 0:
         return None
     need = d.avg_output_tok_s * share
-    copies = max(1, math.ceil(need / (MAX_BUSY * perf.output_tok_s_total)))
-    util = min(1.0, max(need / (copies * perf.output_tok_s_total), 1e-9))
+    copies, util = copies_and_utilization(need, perf.output_tok_s_total)
     rep = cost_report(catalog, dep, wl, ev.memory, book, replace(opts, utilization=util), perf=perf)
     ok, why = _slo(d, perf.ttft_ms, perf.tpot_ms)
     capex = rep["capex"] * copies
@@ -254,52 +212,48 @@ def api_option(
     )
 
 
-def _buy_candidates(
-    catalog: Catalog, model_id: str, spec: ModelSpec, d: Demand, kv: str
-) -> list[tuple[Evaluated, str]]:
-    wl = Workload(d.input_len, d.output_len, d.peak_concurrency)
-    out = []
-    for acc in catalog.accelerators.values():
-        if "not stated" in acc.name:
-            continue  # generic ids (form factor unknown) duplicate a specific entry
-        for fmt in catalog.formats.values():
-            if fmt.quality_rank > d.max_quality_rank:
-                continue
-            if acc.unified_memory:
-                if not format_runs_on(catalog, fmt.id, acc.id, "unified"):
-                    continue
-                from dsdeploy.specs.deployment import default_engine
+def _unified_candidate(
+    catalog: Catalog, model_id: str, spec: ModelSpec, wl: Workload, acc, fmt, kv: str
+) -> tuple[Evaluated, str] | None:
+    """The fewest unified-memory computers (1, 2 or 4; several via exo) that hold the model."""
+    if not format_runs_on(catalog, fmt.id, acc.id, "unified"):
+        return None
+    for n in (1, 2, 4):
+        ev = _try(
+            catalog,
+            model_id,
+            spec,
+            wl,
+            weights=fmt.id,
+            kv_dtype=kv,
+            accelerator=acc.id,
+            count=n,
+            placement="unified",
+            engine=default_engine(fmt, "unified") if n == 1 else "exo",
+        )
+        if ev is not None and ev.memory.fits:
+            return ev, f"buy {n}× {acc.id}, {fmt.id}"
+    return None
 
-                for n in (1, 2, 4):
-                    ev = _try(
-                        catalog,
-                        model_id,
-                        spec,
-                        wl,
-                        weights=fmt.id,
-                        kv_dtype=kv,
-                        accelerator=acc.id,
-                        count=n,
-                        placement="unified",
-                        engine=default_engine(fmt.id, "unified") if n == 1 else "exo",
-                    )
-                    if ev is not None and ev.memory.fits:
-                        out.append((ev, f"buy {n}× {acc.id}, {fmt.id}"))
-                        break
-                continue
-            ev = min_count(catalog, model_id, spec, fmt.id, kv, wl, acc.id)
-            if ev is not None:
-                dd = ev.deployment
-                out.append(
-                    (
-                        ev,
-                        f"buy {dd.devices}× {acc.id}"
-                        + (f" ({dd.nodes} nodes)" if dd.nodes > 1 else "")
-                        + f", {fmt.id}, {dd.engine.id}",
-                    )
-                )
-    for label, box_acc, cpu, sockets, dram_gb, box_fmt, placement in HYBRID_CPU_BOXES:
-        if catalog.formats.get(box_fmt) is None or catalog.formats[box_fmt].quality_rank > d.max_quality_rank:
+
+def _gpu_candidate(
+    catalog: Catalog, model_id: str, spec: ModelSpec, wl: Workload, acc, fmt, kv: str
+) -> tuple[Evaluated, str] | None:
+    ev = min_count(catalog, model_id, spec, fmt.id, kv, wl, acc.id)
+    if ev is None:
+        return None
+    dd = ev.deployment
+    nodes = f" ({dd.nodes} nodes)" if dd.nodes > 1 else ""
+    return ev, f"buy {dd.devices}× {acc.id}{nodes}, {fmt.id}, {dd.engine.id}"
+
+
+def _hybrid_candidates(
+    catalog: Catalog, model_id: str, spec: ModelSpec, d: Demand, wl: Workload, kv: str
+) -> list[tuple[Evaluated, str]]:
+    """The CPU-side boxes (HYBRID_CPU_BOXES) that hold the model."""
+    out = []
+    for label, acc, cpu, sockets, dram_gb, fmt, placement in HYBRID_CPU_BOXES:
+        if catalog.formats.get(fmt) is None or catalog.formats[fmt].quality_rank > d.max_quality_rank:
             continue
         if not spec.is_moe and placement == "experts-on-cpu":
             continue
@@ -308,10 +262,10 @@ def _buy_candidates(
             model_id,
             spec,
             wl,
-            weights=box_fmt,
+            weights=fmt,
             kv_dtype=kv,
-            accelerator=box_acc,
-            count=1 if box_acc else 0,
+            accelerator=acc,
+            count=1 if acc else 0,
             placement=placement,
             cpu=cpu,
             cpu_sockets=sockets,
@@ -319,8 +273,26 @@ def _buy_candidates(
             dram_gb=dram_gb,
         )
         if ev is not None and ev.memory.fits:
-            out.append((ev, f"buy {label}, {box_fmt}"))
+            out.append((ev, f"buy {label}, {fmt}"))
     return out
+
+
+def _buy_candidates(
+    catalog: Catalog, model_id: str, spec: ModelSpec, d: Demand, kv: str
+) -> list[tuple[Evaluated, str]]:
+    wl = Workload(d.input_len, d.output_len, d.peak_concurrency)
+    out = []
+    for acc in catalog.accelerators.values():
+        if "not stated" in acc.name:
+            continue  # generic ids (form factor unknown) duplicate a specific entry
+        pick = _unified_candidate if acc.unified_memory else _gpu_candidate
+        for fmt in catalog.formats.values():
+            if fmt.quality_rank > d.max_quality_rank:
+                continue
+            cand = pick(catalog, model_id, spec, wl, acc, fmt, kv)
+            if cand is not None:
+                out.append(cand)
+    return out + _hybrid_candidates(catalog, model_id, spec, d, wl, kv)
 
 
 def _cheapest_small(catalog, model_id, d, book, opts, kv, calibration, label) -> Option | None:
@@ -342,6 +314,150 @@ def _cheapest_small(catalog, model_id, d, book, opts, kv, calibration, label) ->
     return best
 
 
+@dataclass(frozen=True)
+class _Ask:
+    """What every option of one `recommend` call is priced against."""
+
+    catalog: Catalog
+    model_id: str
+    spec: ModelSpec
+    d: Demand
+    book: PriceBook
+    opts: CostOptions
+    kv: str
+    calibration: object
+    api_model: str
+    api_date: str | None
+    api_cache_hit: float
+
+
+def _costed_buys(a: _Ask) -> list[Option]:
+    buys: list[Option] = []
+    for ev, label in _buy_candidates(a.catalog, a.model_id, a.spec, a.d, a.kv):
+        try:
+            o = cost_local(a.catalog, ev, a.d, a.book, a.opts, label, calibration=a.calibration)
+        except UserError:
+            continue  # no price for this hardware
+        if o is not None:
+            buys.append(o)
+    buys.sort(key=lambda o: (not o.feasible, o.annual))
+    return buys
+
+
+def _spanning(buys: list[Option]) -> list[Option]:
+    """The cheapest option per accelerator (+ engine/placement) and bit width, so the list spans the catalog."""
+    seen, kept = set(), []
+    for o in buys:
+        assert o.ev is not None  # cost_local's options carry their evaluation
+        w = o.ev.deployment.weights
+        low_bit = sum(s.value for s in w.bpw.values()) / len(w.bpw) < 7.5
+        key = (o.label.split(",")[0].split("× ", 1)[-1], low_bit)
+        if key in seen:
+            continue
+        seen.add(key)
+        kept.append(o)
+    return kept
+
+
+def _api_options(a: _Ask) -> list[Option]:
+    out = []
+    for prov in a.book.catalog.api:
+        date = a.api_date if prov == a.book.catalog.defaults.api else None
+        try:
+            out.append(api_option(a.d, a.book, prov, a.api_model, date, a.api_cache_hit))
+        except UserError:
+            continue
+    return out
+
+
+def _hybrid_option(a: _Ask, best_local: Option | None) -> Option | None:
+    """The cheapest local option sized for (1 − overflow) of the peak, the rest to the API."""
+    d = a.d
+    if best_local is None or d.overflow_share <= 0:
+        return None
+    local_conc = max(1, math.ceil(d.peak_concurrency * (1 - d.overflow_share)))
+    ev = _ev_for(a.catalog, best_local, a.spec, d, a.kv, local_conc)
+    if ev is None:
+        return None
+    base = cost_local(
+        a.catalog,
+        ev,
+        d,
+        a.book,
+        a.opts,
+        "",
+        calibration=a.calibration,
+        share=1 - d.overflow_share,
+        concurrency=local_conc,
+    )
+    if base is None:
+        return None
+    api = api_option(
+        d, a.book, a.book.catalog.defaults.api, a.api_model, a.api_date, a.api_cache_hit, share=d.overflow_share
+    )
+    annual = base.annual + api.annual
+    per = annual / (d.output_tokens_per_day * 365 / 1e6)
+    reasons = [
+        f"local: {base.deployment}, {1 - d.overflow_share:.0%} of tokens",
+        f"API overflow at peaks: {d.overflow_share:.0%} of tokens ({api.annual:,.0f}/yr; --overflow-share)",
+    ] + base.reasons[1:3]
+    if d.on_prem:
+        reasons.append("overflow leaves the premises (--on-prem)")
+    return Option(
+        kind="hybrid",
+        label=f"hybrid: {base.deployment} + API overflow",
+        model=a.model_id,
+        cost_per_mtok_output=per,
+        annual=annual,
+        capex=base.capex,
+        ttft_ms=base.ttft_ms,
+        tpot_ms=base.tpot_ms,
+        meets_slo=base.meets_slo,
+        feasible=base.feasible and not d.on_prem,
+        reasons=reasons,
+        deployment=base.deployment,
+        utilization=base.utilization,
+        quality=base.quality,
+        cost_per_mtok_blended=per / ((d.input_len + d.output_len) / d.output_len),
+    )
+
+
+def _keep_on_prem(options: list[Option], d: Demand) -> None:
+    if not d.on_prem:
+        return
+    for o in options:
+        if o.kind == "rent" and o.feasible:
+            o.feasible = False
+            o.reasons.append("rented cloud GPUs: data leaves the premises (--on-prem)")
+
+
+def _ranked(options: list[Option], top: int) -> list[Option]:
+    """Feasible first, cheapest first; the top `top`, the best of each kind, then the article's."""
+    kind_order = {"buy": 0, "hybrid": 1, "rent": 2, "api": 3, "article": 4}
+    options.sort(key=lambda o: (not o.feasible, o.cost_per_mtok_output, kind_order[o.kind]))
+    ranked = [o for o in options if o.kind != "article"][:top]
+    for kind in ("buy", "rent", "api", "hybrid"):  # always show the best of each kind
+        best = next((o for o in options if o.kind == kind), None)
+        if best is not None and best not in ranked:
+            ranked.append(best)
+    return ranked + [o for o in options if o.kind == "article"]
+
+
+def _demand_dict(d: Demand) -> dict:
+    return {
+        "requests_per_day": round(d.requests_per_day, 2),
+        "input_len": d.input_len,
+        "output_len": d.output_len,
+        "output_tokens_per_day": round(d.output_tokens_per_day),
+        "avg_output_tok_s": round(d.avg_output_tok_s, 3),
+        "peak_concurrency": d.peak_concurrency,
+        "ttft_ms_slo": d.ttft_ms,
+        "tpot_ms_slo": d.tpot_ms,
+        "on_prem": d.on_prem,
+        "budget": d.budget,
+    }
+
+
 def recommend(
     catalog: Catalog,
     model_id: str,
@@ -357,121 +473,29 @@ def recommend(
 ) -> dict:
     t0 = time.perf_counter()
     opts.validate()
-    api_model = api_model_for(model_id)
-    options: list[Option] = []
-    buys: list[Option] = []
-    for ev, label in _buy_candidates(catalog, model_id, spec, d, kv_dtype):
-        try:
-            o = cost_local(catalog, ev, d, book, opts, label, calibration=calibration)
-        except UserError:
-            continue  # no price for this hardware
-        if o is not None:
-            buys.append(o)
-    buys.sort(key=lambda o: (not o.feasible, o.annual))
-    # keep the cheapest option per accelerator (+ engine/placement) so the list spans the catalog
-    seen, kept = set(), []
-    for o in buys:
-        assert o.ev is not None  # cost_local's options carry their evaluation
-        w = o.ev.deployment.weights
-        low_bit = sum(s.value for s in w.bpw.values()) / len(w.bpw) < 7.5
-        key = (o.label.split(",")[0].split("× ", 1)[-1], low_bit)
-        if key in seen:
-            continue
-        seen.add(key)
-        kept.append(o)
-    options += kept
+    a = _Ask(
+        catalog, model_id, spec, d, book, opts, kv_dtype, calibration, api_model_for(model_id), api_date, api_cache_hit
+    )
+    buys = _costed_buys(a)
+    kept = _spanning(buys)
+    options: list[Option] = list(kept)
     # rent the same GPUs (top buy options that have a rental price)
     for o in [b for b in kept if b.feasible][:12]:
         rent = _rent_option(catalog, o, d, book, opts, buys_by_label={b.label: b for b in buys})
         if rent is not None:
             options.append(rent)
-    # the API(s)
-    for prov in book.catalog.api:
-        try:
-            options.append(
-                api_option(
-                    d, book, prov, api_model, api_date if prov == book.catalog.defaults.api else None, api_cache_hit
-                )
-            )
-        except UserError:
-            continue
-    # hybrid: the cheapest local option sized for (1 − overflow) of the peak, the rest to the API
+    options += _api_options(a)
     best_local = next((o for o in kept if o.feasible), None)
-    if best_local is not None and d.overflow_share > 0:
-        hev = _ev_for(catalog, best_local, spec, d, kv_dtype, math.ceil(d.peak_concurrency * (1 - d.overflow_share)))
-        if hev is not None:
-            base = cost_local(
-                catalog,
-                hev,
-                d,
-                book,
-                opts,
-                "",
-                calibration=calibration,
-                share=1 - d.overflow_share,
-                concurrency=max(1, math.ceil(d.peak_concurrency * (1 - d.overflow_share))),
-            )
-            api = api_option(
-                d, book, book.catalog.defaults.api, api_model, api_date, api_cache_hit, share=d.overflow_share
-            )
-            if base is not None:
-                annual = base.annual + api.annual
-                per = annual / (d.output_tokens_per_day * 365 / 1e6)
-                reasons = [
-                    f"local: {base.deployment}, {1 - d.overflow_share:.0%} of tokens",
-                    f"API overflow at peaks: {d.overflow_share:.0%} of tokens ({api.annual:,.0f}/yr; --overflow-share)",
-                ] + base.reasons[1:3]
-                feasible = base.feasible and not d.on_prem
-                if d.on_prem:
-                    reasons.append("overflow leaves the premises (--on-prem)")
-                options.append(
-                    Option(
-                        kind="hybrid",
-                        label=f"hybrid: {base.deployment} + API overflow",
-                        model=model_id,
-                        cost_per_mtok_output=per,
-                        annual=annual,
-                        capex=base.capex,
-                        ttft_ms=base.ttft_ms,
-                        tpot_ms=base.tpot_ms,
-                        meets_slo=base.meets_slo,
-                        feasible=feasible,
-                        reasons=reasons,
-                        deployment=base.deployment,
-                        utilization=base.utilization,
-                        quality=base.quality,
-                        cost_per_mtok_blended=per / ((d.input_len + d.output_len) / d.output_len),
-                    )
-                )
+    hybrid = _hybrid_option(a, best_local)
+    if hybrid is not None:
+        options.append(hybrid)
     options += article_options(catalog, model_id, spec, d, book, opts, kv_dtype, calibration, best_local)
-    if d.on_prem:
-        for o in options:
-            if o.kind == "rent" and o.feasible:
-                o.feasible = False
-                o.reasons.append("rented cloud GPUs: data leaves the premises (--on-prem)")
-    kind_order = {"buy": 0, "hybrid": 1, "rent": 2, "api": 3, "article": 4}
-    options.sort(key=lambda o: (not o.feasible, o.cost_per_mtok_output, kind_order[o.kind]))
-    ranked = [o for o in options if o.kind != "article"][:top]
-    for kind in ("buy", "rent", "api", "hybrid"):  # always show the best of each kind
-        best = next((o for o in options if o.kind == kind), None)
-        if best is not None and best not in ranked:
-            ranked.append(best)
-    shown = ranked + [o for o in options if o.kind == "article"]
+    _keep_on_prem(options, d)
+    shown = _ranked(options, top)
     return {
         "model": model_id,
         "currency": book.currency,
-        "demand": {
-            "requests_per_day": round(d.requests_per_day, 2),
-            "input_len": d.input_len,
-            "output_len": d.output_len,
-            "output_tokens_per_day": round(d.output_tokens_per_day),
-            "avg_output_tok_s": round(d.avg_output_tok_s, 3),
-            "peak_concurrency": d.peak_concurrency,
-            "ttft_ms_slo": d.ttft_ms,
-            "tpot_ms_slo": d.tpot_ms,
-            "on_prem": d.on_prem,
-            "budget": d.budget,
-        },
+        "demand": _demand_dict(d),
         "options": [dict(rank=i + 1, **o.to_dict()) for i, o in enumerate(shown)],
         "considered": len(buys) + len(options) - len(kept),
         "elapsed_s": round(time.perf_counter() - t0, 3),
@@ -637,235 +661,7 @@ HOSPITAL = dict(
 
 
 def cost_doc() -> str:
-    """docs/cost.md, generated from the code and the catalogs (python -m dsdeploy.cli.cmd_cost --write-doc)."""
-    from dsdeploy.catalog import load_catalog
-    from dsdeploy.catalog.prices import PriceBook, load_prices
-    from dsdeploy.cli.cmd_cost import build_cost
-    from dsdeploy.estimators.cost import (
-        SEED_BOM,
-        SEED_FTE,
-        SEED_KWH_PER_YEAR,
-        SEED_PRICE_PER_KWH,
-        SEED_SALARY,
-        seed_table,
-    )
-    from dsdeploy.estimators.power import annual_energy, gpu_server_power
-    from dsdeploy.specs.model import load_model_spec
+    """docs/cost.md (moved to planner/costdoc.py; kept here for its callers)."""
+    from dsdeploy.planner.costdoc import cost_doc as _cost_doc
 
-    f0 = lambda x: "n/a" if x is None else f"{x:,.0f}"  # noqa: E731
-    f2 = lambda x: "n/a" if x is None else f"{x:,.2f}"  # noqa: E731
-    L: list[str] = []
-    L += [
-        "# Cost: BOM, power, TCO and cost per token",
-        "",
-        "<!-- generated by `python -m dsdeploy.cli.cmd_cost --write-doc docs/cost.md`; do not edit by hand -->",
-        "",
-        "`dsdeploy cost <plan options>` prices a deployment: bill of materials, power at idle and at load, energy with",
-        "PUE, cooling guidance, cold-start time, total cost per year, cost per 1M output tokens, and the same workload on",
-        "the DeepSeek API and on rented GPUs, with the break-even volume. `dsdeploy recommend` ranks buy / rent / API /",
-        "hybrid options (and the seed article's alternatives) for a workload. Prices live in",
-        "`src/dsdeploy/catalog/data/prices.toml`, each with a date and a source; estimates are marked `unconfirmed`.",
-        '`--prices my.toml` overrides any key, e.g. `[accelerator."h100-sxm".purchase]` `value = 210000`, `currency = "CNY"`.',
-        "",
-        "## Formulas",
-        "",
-        "| quantity | formula | source |",
-        "|---|---|---|",
-        "| depreciation / yr | capex ÷ years (straight line, no salvage) | — |",
-        "| GPU-server power | accelerators: 0.10 × TDP idle, 0.70 × TDP at load; host max = 0.82 × GPU TDP (system factor 10.2 / 5.6) | DGX H100 10.2 kW max, typical 6.5–8.5 kW |",
-        "| average kW | idle + (load − idle) × utilization | — |",
-        "| energy / yr | average kW × 8,760 h × PUE × price per kWh | facts.md §4c, §4d |",
-        "| staff / yr | FTE × salary | seed §四 (0.5 × ¥300,000) |",
-        "| maintenance / yr | pct × capex (default 10 %, unconfirmed) | DGX support ≈ 20 %/yr as a ceiling |",
-        "| cost per 1M output tokens | total / yr ÷ (output tok/s × utilization × 31.536 M s ÷ 1e6) | performance model or `--throughput` |",
-        "| API per 1M output tokens | output price + input_len/output_len × input price | facts.md §4a timeline (`--api-date`) |",
-        "| break-even / day | (fixed / 365) ÷ (API − energy per 1M) | — |",
-        "| cold start | weights ÷ min(drives × per-drive rate, page-cache cap for mmap, host link) | facts.md §2c |",
-        "| cooling | ≤ 15 kW/rack air; ≤ 30 contained air / rear door; ≤ 100 direct-to-chip liquid; above: facility liquid | estimators/power.py |",
-        "",
-    ]
-    # ---- seed table
-    t = seed_table()
-    L += [
-        "## The seed article's cost table, reproduced from its own inputs",
-        "",
-        "| component | spec | unit price (CNY) | qty | subtotal (CNY) |",
-        "|---|---|---:|---:|---:|",
-    ]
-    for s in SEED_BOM:
-        L.append(f"| {s.item} | {s.spec} | {s.unit_price:,.0f} | {s.qty} | {s.subtotal:,.0f} |")
-    L += [
-        f"| **hardware total** | | | | **{t.bom_total:,.0f}** |",
-        "",
-        f"- electricity: {SEED_KWH_PER_YEAR:,.0f} kWh × {SEED_PRICE_PER_KWH} CNY = **{t.electricity:,.0f} CNY/yr** "
-        f"(= {t.implied_kw:.2f} kW around the clock: the eight GPUs' 5.6 kW TDP, no host, no PUE)",
-        f"- staff: {SEED_FTE} FTE × {SEED_SALARY:,.0f} = **{t.staff:,.0f} CNY/yr**",
-        f"- depreciation: {t.bom_total:,.0f} ÷ 3 years = **{t.depreciation:,.0f} CNY/yr**",
-        "",
-        "`tests/test_seed_cost_table.py` checks these numbers exactly.",
-        "",
-    ]
-    # ---- corrections
-    cat = load_catalog()
-    fp16 = build_cost(
-        model="deepseek-r1",
-        weights="fp16",
-        accelerator="h100-sxm",
-        count=8,
-        currency="CNY",
-        throughput=1.0,
-        opts=CostOptions(region="seed", utilization=1.0),
-    )
-    h100_w = cat.accelerator("h100-sxm").tdp_w.value
-    cny = PriceBook.build(load_prices(), "CNY")
-    pue = cny.pue(cny.catalog.defaults.pue).value
-    pw = gpu_server_power(h100_w, 8, 1)
-    it_year = annual_energy(pw.load_kw, 1.0, SEED_PRICE_PER_KWH)
-    full_year = annual_energy(pw.load_kw, pue, SEED_PRICE_PER_KWH)
-    L += [
-        "## What the table gets wrong, corrected",
-        "",
-        f"1. **FP16 R1 does not fit 8× H100**: {fp16['fit_reason']}. The article's own configuration cannot run the model.",
-        f"2. **Whole-server power, not GPU-only**: 8 × {h100_w:,.0f} W = {8 * h100_w / 1000:.1f} kW is the GPUs alone. A DGX H100 is rated "
-        f"{pw.max_kw:.1f} kW max; this tool models {pw.idle_kw:.2f} kW idle and {pw.load_kw:.2f} kW at load "
-        f"(DGX typical 6.5–8.5 kW). At 100 % load that is {it_year.kwh_per_year:,.0f} kWh/yr of IT energy, "
-        f"× PUE {pue:g} (facts.md §4d) = {full_year.kwh_per_year:,.0f} kWh/yr, "
-        f"{full_year.cost_per_year:,.0f} CNY at the article's {SEED_PRICE_PER_KWH:g} CNY/kWh (vs its 39,536).",
-        f"3. **Cooling**: one 8-GPU server at {pw.max_kw:.1f} kW is within standard air cooling (≤ 15 kW per rack); "
-        "the DGX H100 is an air-cooled product. Liquid cooling starts to matter at ≈ 30 kW per rack (3+ such servers).",
-        "4. **A configuration that runs R1**: FP8 (R1's native format) on 8× H200 or 16× H100 (2 nodes). Priced with this "
-        f"catalog (CNY at {cny.fx:g} CNY/USD, unconfirmed FX), the article's {SEED_PRICE_PER_KWH:g} CNY/kWh and staff, PUE {pue:g}, 3-year depreciation, "
-        "busy 50 % of the time at 16 concurrent requests:",
-        "",
-    ]
-    cols = []
-    for label, kw in (
-        ("FP8, 8× H200", dict(accelerator="h200-sxm", count=8, nodes=1)),
-        ("FP8, 16× H100 (2 nodes)", dict(accelerator="h100-sxm", count=8, nodes=2)),
-    ):
-        r = build_cost(
-            model="deepseek-r1",
-            weights="fp8",
-            currency="CNY",
-            concurrency=16,
-            opts=CostOptions(region="seed", utilization=0.5),
-            **kw,
-        )
-        cols.append((label, r))
-    L += [
-        "| | seed article (FP16, 8× H100) | " + " | ".join(c[0] for c in cols) + " |",
-        "|---|---:|" + "---:|" * len(cols),
-    ]
-    rows = [
-        ("runs R1?", "no (does not fit)", [("yes" if r["fits"] else "no") for _, r in cols]),
-        ("capex (CNY)", f"{t.bom_total:,.0f}", [f0(r["capex"]) for _, r in cols]),
-        (
-            "power idle / load / max (kW)",
-            "5.6 (GPUs only)",
-            [
-                f"{r['power_kw']['idle']:.1f} / {r['power_kw']['load']:.1f} / {r['power_kw']['max']:.1f}"
-                for _, r in cols
-            ],
-        ),
-        ("energy (kWh/yr)", f"{SEED_KWH_PER_YEAR:,.0f}", [f0(r["energy_kwh_per_year"]) for _, r in cols]),
-        ("electricity (CNY/yr)", f"{t.electricity:,.0f}", [f0(r["annual"]["energy"]) for _, r in cols]),
-        ("staff (CNY/yr)", f"{t.staff:,.0f}", [f0(r["annual"]["staff"]) for _, r in cols]),
-        ("maintenance (CNY/yr)", "not counted", [f0(r["annual"]["maintenance"]) for _, r in cols]),
-        ("depreciation (CNY/yr)", f"{t.depreciation:,.0f}", [f0(r["annual"]["depreciation"]) for _, r in cols]),
-        (
-            "total (CNY/yr)",
-            f"{t.electricity + t.staff + t.depreciation:,.0f}",
-            [f0(r["annual"]["total"]) for _, r in cols],
-        ),
-        ("cooling", "liquid (claimed necessary)", [r["cooling"]["kind"] for _, r in cols]),
-        ("cold start (s)", "—", [f0(r["storage_load"]["seconds"]) if r["storage_load"] else "—" for _, r in cols]),
-        ("output tok/s (perf model, 16 concurrent)", "—", [f0(r["throughput_output_tok_s"]) for _, r in cols]),
-        ("cost per 1M output tokens (CNY)", "—", [f2(r["cost_per_mtok_output"]) for _, r in cols]),
-        ("DeepSeek API, same workload (CNY per 1M output)", "—", [f2(r["api_cost_per_mtok_output"]) for _, r in cols]),
-    ]
-    for name, seed, vals in rows:
-        L.append(f"| {name} | {seed} | " + " | ".join(vals) + " |")
-    L += [
-        "",
-        "BOM lines of the 8× H200 column (prices and sources from prices.toml):",
-        "",
-        "| item | spec | unit (CNY) | qty | subtotal | label |",
-        "|---|---|---:|---:|---:|---|",
-    ]
-    for b in cols[0][1]["bom"]:
-        L.append(
-            f"| {b['item']} | {b['spec']} | {b['unit_price']:,.0f} | {b['qty']:g} | {b['subtotal']:,.0f} | {b['label']} |"
-        )
-    # ---- hospital
-    book = PriceBook.build(load_prices(), "CNY")
-    spec = load_model_spec("deepseek-r1")
-    d = Demand.build(**HOSPITAL)
-    res = recommend(cat, "deepseek-r1", spec, d, book, CostOptions(region="cn-avg"))
-    opts = res["options"]
-    best = next((o for o in opts if o["feasible"]), None)
-    api = next(o for o in opts if o["kind"] == "api")
-    L += [
-        "",
-        "## Worked example: DeepSeek-R1 for a 200-person hospital, data on premises",
-        "",
-        "Assumptions (stated, not measured): 200 staff, ≈ 120 daily users × 10 questions = "
-        f"**{d.requests_per_day:,.0f} requests/day**, {d.input_len:,} tokens in (note + question) and "
-        f"{d.output_len:,} out (reasoning + answer) = {d.output_tokens_per_day:,.0f} output tokens/day; "
-        f"peak {d.peak_concurrency} concurrent; SLO TTFT ≤ {d.ttft_ms:g} ms, TPOT ≤ {d.tpot_ms:g} ms; "
-        "patient data must stay on premises; full-quality R1 (FP8 or better, `--max-quality-rank 1`); "
-        "China average industrial electricity (facts.md §4c, ≈ 0.63 CNY/kWh), PUE 1.56, 0.5 FTE × 300,000 CNY, "
-        "10 %/yr maintenance, 3-year depreciation.",
-        "",
-        "```",
-        "dsdeploy recommend --requests-per-day 1200 --input-len 1500 --output-len 1000 --peak-concurrency 16 \\",
-        "  --ttft-ms 3000 --tpot-ms 100 --on-prem --max-quality-rank 1 --currency CNY --region cn-avg",
-        "```",
-        "",
-        "| # | kind | option | CNY per 1M output | CNY per year | capex (CNY) | TTFT ms | TPOT ms | allowed |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---|",
-    ]
-    f1 = lambda x: "—" if x is None else f"{x:,.1f}"  # noqa: E731
-    for o in opts[:8] + [o for o in opts[8:] if o["kind"] != "buy" or "h200-sxm" in o["label"]]:
-        L.append(
-            f"| {o['rank']} | {o['kind']} | {o['label']} | {f2(o['cost_per_mtok_output'])} | {f0(o['annual'])} | "
-            f"{f0(o['capex'])} | {f0(o['ttft_ms'])} | {f1(o['tpot_ms'])} | {'yes' if o['feasible'] else 'no'} |"
-        )
-    if best:
-        ratio = best["annual"] / api["annual"] if api["annual"] else float("inf")
-        L += [
-            "",
-            f"**Recommended on premises: {best['label']}** — capex {f0(best['capex'])} CNY, "
-            f"{f0(best['annual'])} CNY/yr, i.e. {f2(best['cost_per_mtok_output'])} CNY per 1M output tokens at this "
-            f"volume ({best['utilization']:.1%} busy).",
-            "",
-        ]
-        L += [f"- {r}" for r in best["reasons"]]
-        L += [
-            "",
-            f"**Against the API**: the same {d.output_tokens_per_day:,.0f} output tokens/day on the DeepSeek API "
-            f"(deepseek-reasoner, latest prices) cost {f0(api['annual'])} CNY/yr "
-            f"({f2(api['cost_per_mtok_output'])} CNY per 1M output tokens incl. the prompts) — "
-            f"owning costs ≈ {ratio:,.0f}× as much. At this volume the hardware is idle most of the time; the premium "
-            "buys data sovereignty, not cheaper tokens. The API is ruled out only by the on-premises requirement.",
-            "",
-            "What the article's own alternatives mean here:",
-            "",
-        ]
-        for o in opts:
-            if o["kind"] == "article":
-                L.append(
-                    f"- **{o['label']}** — {f2(o['cost_per_mtok_output'])} CNY per 1M output, {f0(o['annual'])} CNY/yr"
-                    f"{'' if o['feasible'] else ' (not allowed here)'}: {o['reasons'][0]}"
-                )
-    L += [
-        "",
-        "## Unconfirmed inputs",
-        "",
-        "Every BOM line labelled `unconfirmed` rests on an estimate (server hosts, DRAM and NVMe in the 2025–26 shortage, "
-        "NICs, switches, liquid cooling, maintenance %, staff salary, CNY/USD rate, several accelerator prices); "
-        "`dsdeploy cost --json` lists them under `unconfirmed` with their sources. Power fractions (idle 10 % and load 70 % "
-        "of TDP) are estimates anchored on the DGX H100's 10.2 kW max and 6.5–8.5 kW typical draw. Throughput comes from "
-        "the performance model (label `roofline` until calibrated); pass `--throughput` to use a measured figure.",
-        "",
-    ]
-    return "\n".join(L)
+    return _cost_doc()

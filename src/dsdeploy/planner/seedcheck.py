@@ -20,7 +20,7 @@ from dsdeploy.estimators.cost import SEED_KWH_PER_YEAR, SEED_PRICE_PER_KWH
 from dsdeploy.estimators.memory import Workload
 from dsdeploy.estimators.power import HOURS_PER_YEAR
 from dsdeploy.planner import plan as planner
-from dsdeploy.specs.deployment import resolve_deployment
+from dsdeploy.planner.options import DeploymentOptions, build
 from dsdeploy.specs.model import ModelSpec, load_model_spec
 
 MODEL = "deepseek-r1"
@@ -66,8 +66,8 @@ def evaluate_r1(
 ) -> planner.Evaluated:
     """Plan R1 in `weights` on `count` × `accelerator` with the engine a deployer would pick."""
     spec = spec or r1_spec()
-    dep = resolve_deployment(catalog, MODEL, spec, weights, "bf16", accelerator, count, nodes=nodes)
-    return planner.evaluate(dep, wl)
+    o = DeploymentOptions(model=MODEL, weights=weights, accelerator=accelerator, count=count, nodes=nodes)
+    return planner.evaluate(build(o, catalog, (MODEL, spec)), wl)
 
 
 def r1_weights_bytes(catalog: Catalog, weights: str, spec: ModelSpec | None = None) -> int:

@@ -165,9 +165,9 @@ def build_cost_view(inp: PlanInputs, currency: str = "USD") -> dict[str, Any]:
 
     The own-hardware line comes from `cost` itself at each utilization in COST_UTILIZATIONS; the
     API and rent lines from `planner.charts.cost_vs_demand`."""
-    from dsdeploy.cli.cmd_cost import build_cost
     from dsdeploy.planner.bom import CostOptions
     from dsdeploy.planner.charts import cost_vs_demand
+    from dsdeploy.planner.costing import build_cost
 
     kw: dict[str, Any] = dict(
         model=inp.model,

@@ -131,20 +131,149 @@ class Deployment:
         return f"{self.model_id} {self.weights.id} on {' + '.join(hw) or 'no hardware'} ({self.placement}, {self.engine.id})"
 
 
-def default_engine(weights: str, placement: str) -> str:
-    """What a local deployer would reach for: GGUF → llama.cpp, AMX INT4 → KTransformers,
-    MLX → mlx, safetensors on GPUs → vLLM, INT8/FP8 on CPU → SGLang's CPU backend."""
-    if weights.startswith("gguf-"):
-        return "ik_llama.cpp" if weights == "gguf-iq1_s_r4" else "llama.cpp"
-    if weights == "amx-int4":
-        return "ktransformers"
-    if weights == "mlx-4bit":
-        return "mlx"
-    if placement == "cpu":
-        return "sglang"
-    if weights == "nvfp4":
-        return "trtllm"
-    return "vllm"
+def default_engine(fmt: WeightFormat, placement: str) -> str:
+    """What a local deployer would reach for (catalog data, formats.toml `default_engine` and
+    `default_engine_cpu`): GGUF → llama.cpp, AMX INT4 → KTransformers, MLX → mlx, safetensors on
+    GPUs → vLLM, on the CPU → SGLang's CPU backend."""
+    if placement == "cpu" and fmt.default_engine_cpu:
+        return fmt.default_engine_cpu
+    return fmt.default_engine
+
+
+def _placement(placement: str | None, acc: Accelerator | None) -> Placement:
+    """--placement, else from the hardware: no accelerator → cpu, unified memory → unified, else gpu."""
+    if placement is None:
+        if acc is None:
+            return "cpu"
+        return "unified" if acc.unified_memory else "gpu"
+    if not is_placement(placement):
+        raise UserError(f"unknown placement '{placement}'; choose one of {', '.join(PLACEMENTS)}")
+    return placement
+
+
+def _check_placement(placement: str, acc: Accelerator | None, cpu: Cpu | None, model: ModelSpec, model_id: str) -> None:
+    if placement in ("gpu", "experts-on-cpu", "layer-split", "unified") and acc is None:
+        raise UserError(f"placement '{placement}' needs --accelerator")
+    if placement == "cpu" and cpu is None:
+        raise UserError("placement 'cpu' needs --cpu (a catalog CPU id, or 'local' after `dsdeploy doctor --save`)")
+    if placement == "unified" and acc is not None and not acc.unified_memory:
+        raise UserError(f"placement 'unified' needs an accelerator with unified memory; {acc.id} has its own memory")
+    if placement == "experts-on-cpu" and not model.is_moe:
+        raise UserError(f"placement 'experts-on-cpu' needs an MoE model; {model_id} is dense (use layer-split)")
+
+
+def _engine(catalog: Catalog, engine: str | None, fmt: WeightFormat, placement: str) -> Engine:
+    eng = catalog.engine(engine or default_engine(fmt, placement))
+    if placement not in eng.placements:
+        raise UserError(
+            f"engine {eng.id} does not support placement '{placement}' (it supports {', '.join(eng.placements)})"
+        )
+    if eng.id not in fmt.engines:
+        raise UserError(f"engine {eng.id} cannot load {fmt.id} weights; engines that can: {', '.join(fmt.engines)}")
+    return eng
+
+
+def gpu_layout(count: int, nodes: int, tp: int | None, pp: int | None, dp_attention: int | None) -> tuple[int, int]:
+    """(tp, pp) for GPU placement where not given: TP over one node's GPUs (÷ dp-attention), and
+    PP across the nodes when one stage fills a node; else one stage."""
+    tp = tp or (count if not dp_attention else max(1, count // dp_attention))
+    pp = pp or (nodes if tp * (dp_attention or 1) == count else 1)
+    return tp, pp
+
+
+def _check_gpu_instance(par: Parallelism, devices: int, notes: list[str]) -> None:
+    inst = par.instance_devices
+    if inst > devices:
+        raise UserError(
+            f"tp × dp-attention × pp = {par.tp} × {par.dp_attention} × {par.pp} = {inst} GPUs, "
+            f"but the deployment has {devices}; they must multiply to the GPU count (or divide it)"
+        )
+    if devices % inst:
+        raise UserError(
+            f"tp × dp-attention × pp = {inst} must divide the GPU count {devices} (each replica is one instance)"
+        )
+    if devices // inst > 1:
+        notes.append(f"{devices // inst} independent replicas of a {inst}-GPU instance")
+
+
+def _check_model_split(par: Parallelism, model: ModelSpec, model_id: str, placement: str) -> None:
+    """What the model's shapes require of tp, ep and pp."""
+    if model.heads % par.tp:
+        raise UserError(f"tp={par.tp} must divide the attention heads ({model.heads} in {model_id})")
+    if model.vocab % par.tp:
+        raise UserError(f"tp={par.tp} must divide the vocabulary ({model.vocab} in {model_id})")
+    if model.attention == "gqa" and par.tp > model.kv_heads and par.tp % model.kv_heads:
+        raise UserError(f"tp={par.tp} must be a multiple of the KV heads ({model.kv_heads}) when it exceeds them")
+    if par.ep > 1:
+        if not model.is_moe:
+            raise UserError(f"ep={par.ep} needs an MoE model; {model_id} is dense")
+        if model.n_routed_experts % par.ep:
+            raise UserError(f"ep={par.ep} must divide the routed experts ({model.n_routed_experts} in {model_id})")
+        if placement == "gpu" and par.ep > par.tp * par.dp_attention:
+            raise UserError(
+                f"ep={par.ep} cannot exceed the GPUs of one stage (tp × dp-attention = {par.tp * par.dp_attention})"
+            )
+    if par.pp > model.layers:
+        raise UserError(f"pp={par.pp} exceeds the model's {model.layers} layers")
+
+
+def _parallelism(
+    placement: str,
+    count: int,
+    nodes: int,
+    tp: int | None,
+    pp: int | None,
+    ep: int | None,
+    dp_attention: int | None,
+    notes: list[str],
+) -> Parallelism:
+    if placement == "gpu":
+        tp, pp = gpu_layout(count, nodes, tp, pp, dp_attention)
+    par = Parallelism(tp=tp or 1, pp=pp or 1, ep=ep or 1, dp_attention=dp_attention or 1)
+    for name, v in (("tp", par.tp), ("pp", par.pp), ("ep", par.ep), ("dp-attention", par.dp_attention)):
+        if v < 1:
+            raise UserError(f"--{name} must be ≥ 1")
+    if placement == "gpu":
+        _check_gpu_instance(par, count * nodes, notes)
+    return par
+
+
+def _host_memory(
+    placement: str, cpu: Cpu | None, cpu_sockets: int, dram_gb: float | None, notes: list[str]
+) -> float | None:
+    if placement not in ("cpu", "experts-on-cpu", "layer-split"):
+        return dram_gb
+    if cpu is None:
+        notes.append("no --cpu given: host memory bandwidth is unknown; assuming a dual-channel DDR5-4800 desktop")
+    if dram_gb is None:
+        dram_gb = DEFAULT_DRAM_GB_PER_SOCKET * cpu_sockets
+        notes.append(f"no --dram-gb given: assuming {dram_gb:g} GB of host memory")
+    return dram_gb
+
+
+def _links(catalog: Catalog, acc: Accelerator | None, nodes: int, scale_out: str | None) -> tuple:
+    """(scale-up, host, scale-out) links: the accelerator's, and --scale-out (default ib-ndr across nodes)."""
+    scale_up = catalog.link(acc.scale_up_link) if acc and acc.scale_up_link else None
+    host = catalog.link(acc.host_link) if acc and acc.host_link else None
+    if scale_out:
+        return scale_up, host, catalog.link(scale_out)
+    return scale_up, host, (catalog.link("ib-ndr") if nodes > 1 and "ib-ndr" in catalog.links else None)
+
+
+def _gpu_weights(
+    catalog: Catalog, model_id: str, fmt: WeightFormat, eng: Engine, placement: str, notes: list[str]
+) -> WeightFormat | None:
+    """experts-on-cpu with an engine that loads the accelerator side from the native checkpoint."""
+    if placement != "experts-on-cpu" or eng.gpu_weights != "native" or model_id not in catalog.models:
+        return None
+    native = catalog.format(catalog.models[model_id].native_weights)
+    if native.id == fmt.id:
+        return None
+    notes.append(
+        f"{eng.id} loads the accelerator-side tensors from the native {native.id} checkpoint, "
+        f"not from the {fmt.id} weights (those hold the CPU experts)"
+    )
+    return native
 
 
 def resolve_deployment(
@@ -180,96 +309,19 @@ def resolve_deployment(
         count = 1
     if acc is None and count:
         raise UserError("--count needs --accelerator")
-    if placement is None:
-        if acc is None:
-            placement = "cpu"
-        elif acc.unified_memory:
-            placement = "unified"
-        else:
-            placement = "gpu"
-    if not is_placement(placement):
-        raise UserError(f"unknown placement '{placement}'; choose one of {', '.join(PLACEMENTS)}")
-    if placement in ("gpu", "experts-on-cpu", "layer-split", "unified") and acc is None:
-        raise UserError(f"placement '{placement}' needs --accelerator")
-    if placement == "cpu" and cpu_obj is None:
-        raise UserError("placement 'cpu' needs --cpu (a catalog CPU id, or 'local' after `dsdeploy doctor --save`)")
-    if placement == "unified" and acc is not None and not acc.unified_memory:
-        raise UserError(f"placement 'unified' needs an accelerator with unified memory; {acc.id} has its own memory")
-    if placement in ("experts-on-cpu",) and not model.is_moe:
-        raise UserError(f"placement 'experts-on-cpu' needs an MoE model; {model_id} is dense (use layer-split)")
+    placement = _placement(placement, acc)
+    _check_placement(placement, acc, cpu_obj, model, model_id)
     if placement == "cpu":
         count, acc = 0, None
-    eng = catalog.engine(engine or default_engine(fmt.id, placement))
-    if placement not in eng.placements:
-        raise UserError(
-            f"engine {eng.id} does not support placement '{placement}' (it supports {', '.join(eng.placements)})"
-        )
-    if eng.id not in fmt.engines:
-        raise UserError(f"engine {eng.id} cannot load {fmt.id} weights; engines that can: {', '.join(fmt.engines)}")
-    # parallelism
-    devices = count * nodes
-    if placement == "gpu":
-        tp = tp or (count if not dp_attention else max(1, count // (dp_attention or 1)))
-        pp = pp or (nodes if tp * (dp_attention or 1) == count else 1)
-    par = Parallelism(tp=tp or 1, pp=pp or 1, ep=ep or 1, dp_attention=dp_attention or 1)
-    for name, v in (("tp", par.tp), ("pp", par.pp), ("ep", par.ep), ("dp-attention", par.dp_attention)):
-        if v < 1:
-            raise UserError(f"--{name} must be ≥ 1")
-    if placement == "gpu":
-        inst = par.instance_devices
-        if inst > devices:
-            raise UserError(
-                f"tp × dp-attention × pp = {par.tp} × {par.dp_attention} × {par.pp} = {inst} GPUs, "
-                f"but the deployment has {devices}; they must multiply to the GPU count (or divide it)"
-            )
-        if devices % inst:
-            raise UserError(
-                f"tp × dp-attention × pp = {inst} must divide the GPU count {devices} (each replica is one instance)"
-            )
-        if devices // inst > 1:
-            notes.append(f"{devices // inst} independent replicas of a {inst}-GPU instance")
-    if model.heads % par.tp:
-        raise UserError(f"tp={par.tp} must divide the attention heads ({model.heads} in {model_id})")
-    if model.vocab % par.tp:
-        raise UserError(f"tp={par.tp} must divide the vocabulary ({model.vocab} in {model_id})")
-    if model.attention == "gqa" and par.tp > model.kv_heads and par.tp % model.kv_heads:
-        raise UserError(f"tp={par.tp} must be a multiple of the KV heads ({model.kv_heads}) when it exceeds them")
-    if par.ep > 1:
-        if not model.is_moe:
-            raise UserError(f"ep={par.ep} needs an MoE model; {model_id} is dense")
-        if model.n_routed_experts % par.ep:
-            raise UserError(f"ep={par.ep} must divide the routed experts ({model.n_routed_experts} in {model_id})")
-        if placement == "gpu" and par.ep > par.tp * par.dp_attention:
-            raise UserError(
-                f"ep={par.ep} cannot exceed the GPUs of one stage (tp × dp-attention = {par.tp * par.dp_attention})"
-            )
-    if par.pp > model.layers:
-        raise UserError(f"pp={par.pp} exceeds the model's {model.layers} layers")
+    eng = _engine(catalog, engine, fmt, placement)
+    par = _parallelism(placement, count, nodes, tp, pp, ep, dp_attention, notes)
+    _check_model_split(par, model, model_id, placement)
     if mtp and not model.mtp_layers:
         raise UserError(f"{model_id} has no MTP module; drop --mtp")
     dram_spec = parse_dram(dram, catalog) if dram else None
-    if placement in ("cpu", "experts-on-cpu", "layer-split"):
-        if cpu_obj is None:
-            notes.append("no --cpu given: host memory bandwidth is unknown; assuming a dual-channel DDR5-4800 desktop")
-        if dram_gb is None:
-            dram_gb = DEFAULT_DRAM_GB_PER_SOCKET * cpu_sockets
-            notes.append(f"no --dram-gb given: assuming {dram_gb:g} GB of host memory")
-    scale_up = catalog.link(acc.scale_up_link) if acc and acc.scale_up_link else None
-    host = catalog.link(acc.host_link) if acc and acc.host_link else None
-    so = (
-        catalog.link(scale_out)
-        if scale_out
-        else (catalog.link("ib-ndr") if nodes > 1 and "ib-ndr" in catalog.links else None)
-    )
-    gpu_fmt = None
-    if placement == "experts-on-cpu" and eng.gpu_weights == "native" and model_id in catalog.models:
-        native = catalog.format(catalog.models[model_id].native_weights)
-        if native.id != fmt.id:
-            gpu_fmt = native
-            notes.append(
-                f"{eng.id} loads the accelerator-side tensors from the native {native.id} checkpoint, "
-                f"not from the {fmt.id} weights (those hold the CPU experts)"
-            )
+    dram_gb = _host_memory(placement, cpu_obj, cpu_sockets, dram_gb, notes)
+    scale_up, host, so = _links(catalog, acc, nodes, scale_out)
+    gpu_fmt = _gpu_weights(catalog, model_id, fmt, eng, placement, notes)
     return Deployment(
         model_id=model_id,
         model=model,

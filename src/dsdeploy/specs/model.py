@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from dsdeploy.errors import UserError
 
@@ -228,77 +229,60 @@ def _opt(cfg: dict, key: str, default, where: str):
 SUPPORTED_TYPES = ("deepseek_v3", "deepseek_v32", "deepseek_v2", "qwen2", "llama", "mixtral", "qwen2_moe", "qwen3_moe")
 
 
-def from_hf_config(cfg: dict, name: str = "model", where: str = "config.json") -> ModelSpec:
-    """Build a ModelSpec from a Hugging Face config.json dict."""
-    if not isinstance(cfg, dict):
-        raise UserError(f"{where}: expected a JSON object")
-    if "dim" in cfg and "n_layers" in cfg:
-        return from_deepseek_inference_config(cfg, name, where)
-    mt = cfg.get("model_type")
-    if mt is None:
-        raise UserError(f"{where}: missing field 'model_type' (one of {', '.join(SUPPORTED_TYPES)})")
-    if mt not in SUPPORTED_TYPES:
-        raise UserError(f"{where}: field 'model_type' is '{mt}', not one of {', '.join(SUPPORTED_TYPES)}")
-    hidden = _need(cfg, "hidden_size", where)
-    layers = _need(cfg, "num_hidden_layers", where)
-    heads = _need(cfg, "num_attention_heads", where)
-    vocab = _need(cfg, "vocab_size", where)
-    if heads == 0 or layers == 0 or hidden == 0:
-        raise UserError(f"{where}: hidden_size, num_hidden_layers and num_attention_heads must be > 0")
-    kv_heads = _opt(cfg, "num_key_value_heads", heads, where)
-    tie = bool(cfg.get("tie_word_embeddings", False))
-    max_pos = _opt(cfg, "max_position_embeddings", 0, where)
-    common = dict(
-        name=name, vocab=vocab, hidden=hidden, layers=layers, heads=heads, tie_embeddings=tie, max_position=max_pos
+def _hf_deepseek(cfg: dict, mt: str, kv_heads: int, common: dict, where: str) -> ModelSpec:
+    n_routed = _need(cfg, "n_routed_experts", where)
+    moe_inter = _need(cfg, "moe_intermediate_size", where)
+    n_shared = _opt(cfg, "n_shared_experts", 0, where)
+    return ModelSpec(
+        arch="deepseek_v3" if mt != "deepseek_v2" else "deepseek_v2",
+        kv_heads=kv_heads,
+        head_dim=_need(cfg, "qk_nope_head_dim", where) + _need(cfg, "qk_rope_head_dim", where),
+        intermediate=_need(cfg, "intermediate_size", where),
+        dense_layers=_opt(cfg, "first_k_dense_replace", 0, where),
+        attention="mla",
+        q_lora_rank=_opt(cfg, "q_lora_rank", 0, where),
+        kv_lora_rank=_need(cfg, "kv_lora_rank", where),
+        qk_nope_head_dim=_need(cfg, "qk_nope_head_dim", where),
+        qk_rope_head_dim=_need(cfg, "qk_rope_head_dim", where),
+        v_head_dim=_need(cfg, "v_head_dim", where),
+        n_routed_experts=n_routed,
+        n_shared_experts=n_shared,
+        experts_per_token=_need(cfg, "num_experts_per_tok", where),
+        moe_intermediate=moe_inter,
+        shared_intermediate=n_shared * moe_inter,
+        mtp_layers=_opt(cfg, "num_nextn_predict_layers", 0, where),
+        **common,
     )
-    if mt in ("deepseek_v3", "deepseek_v32", "deepseek_v2"):
-        n_routed = _need(cfg, "n_routed_experts", where)
-        moe_inter = _need(cfg, "moe_intermediate_size", where)
-        n_shared = _opt(cfg, "n_shared_experts", 0, where)
-        return ModelSpec(
-            arch="deepseek_v3" if mt != "deepseek_v2" else "deepseek_v2",
-            kv_heads=kv_heads,
-            head_dim=_need(cfg, "qk_nope_head_dim", where) + _need(cfg, "qk_rope_head_dim", where),
-            intermediate=_need(cfg, "intermediate_size", where),
-            dense_layers=_opt(cfg, "first_k_dense_replace", 0, where),
-            attention="mla",
-            q_lora_rank=_opt(cfg, "q_lora_rank", 0, where),
-            kv_lora_rank=_need(cfg, "kv_lora_rank", where),
-            qk_nope_head_dim=_need(cfg, "qk_nope_head_dim", where),
-            qk_rope_head_dim=_need(cfg, "qk_rope_head_dim", where),
-            v_head_dim=_need(cfg, "v_head_dim", where),
-            n_routed_experts=n_routed,
-            n_shared_experts=n_shared,
-            experts_per_token=_need(cfg, "num_experts_per_tok", where),
-            moe_intermediate=moe_inter,
-            shared_intermediate=n_shared * moe_inter,
-            mtp_layers=_opt(cfg, "num_nextn_predict_layers", 0, where),
-            **common,
-        )
-    head_dim = _opt(cfg, "head_dim", hidden // heads, where)
-    if mt in ("qwen2", "llama"):
-        return ModelSpec(
-            arch=mt,
-            kv_heads=kv_heads,
-            head_dim=head_dim,
-            intermediate=_need(cfg, "intermediate_size", where),
-            dense_layers=layers,
-            qkv_bias=(mt == "qwen2") or bool(cfg.get("attention_bias", False)),
-            **common,
-        )
-    if mt == "mixtral":
-        return ModelSpec(
-            arch=mt,
-            kv_heads=kv_heads,
-            head_dim=head_dim,
-            intermediate=0,
-            dense_layers=0,
-            n_routed_experts=_need(cfg, "num_local_experts", where),
-            experts_per_token=_need(cfg, "num_experts_per_tok", where),
-            moe_intermediate=_need(cfg, "intermediate_size", where),
-            **common,
-        )
-    # qwen2_moe / qwen3_moe
+
+
+def _hf_dense(cfg: dict, mt: str, kv_heads: int, head_dim: int, layers: int, common: dict, where: str) -> ModelSpec:
+    return ModelSpec(
+        arch=mt,
+        kv_heads=kv_heads,
+        head_dim=head_dim,
+        intermediate=_need(cfg, "intermediate_size", where),
+        dense_layers=layers,
+        qkv_bias=(mt == "qwen2") or bool(cfg.get("attention_bias", False)),
+        **common,
+    )
+
+
+def _hf_mixtral(cfg: dict, mt: str, kv_heads: int, head_dim: int, layers: int, common: dict, where: str) -> ModelSpec:
+    return ModelSpec(
+        arch=mt,
+        kv_heads=kv_heads,
+        head_dim=head_dim,
+        intermediate=0,
+        dense_layers=0,
+        n_routed_experts=_need(cfg, "num_local_experts", where),
+        experts_per_token=_need(cfg, "num_experts_per_tok", where),
+        moe_intermediate=_need(cfg, "intermediate_size", where),
+        **common,
+    )
+
+
+def _hf_qwen_moe(cfg: dict, mt: str, kv_heads: int, head_dim: int, layers: int, common: dict, where: str) -> ModelSpec:
+    """qwen2_moe / qwen3_moe: MoE every `decoder_sparse_step` layers except `mlp_only_layers`."""
     step = _opt(cfg, "decoder_sparse_step", 1, where) or 1
     mlp_only = cfg.get("mlp_only_layers") or []
     moe_count = sum(1 for i in range(layers) if i not in mlp_only and (i + 1) % step == 0)
@@ -318,6 +302,41 @@ def from_hf_config(cfg: dict, name: str = "model", where: str = "config.json") -
         qk_norm=(mt == "qwen3_moe"),
         **common,
     )
+
+
+def _hf_model_type(cfg: dict, where: str) -> str:
+    mt = cfg.get("model_type")
+    if mt is None:
+        raise UserError(f"{where}: missing field 'model_type' (one of {', '.join(SUPPORTED_TYPES)})")
+    if mt not in SUPPORTED_TYPES:
+        raise UserError(f"{where}: field 'model_type' is '{mt}', not one of {', '.join(SUPPORTED_TYPES)}")
+    return mt
+
+
+def from_hf_config(cfg: dict, name: str = "model", where: str = "config.json") -> ModelSpec:
+    """Build a ModelSpec from a Hugging Face config.json dict."""
+    if not isinstance(cfg, dict):
+        raise UserError(f"{where}: expected a JSON object")
+    if "dim" in cfg and "n_layers" in cfg:
+        return from_deepseek_inference_config(cfg, name, where)
+    mt = _hf_model_type(cfg, where)
+    hidden = _need(cfg, "hidden_size", where)
+    layers = _need(cfg, "num_hidden_layers", where)
+    heads = _need(cfg, "num_attention_heads", where)
+    vocab = _need(cfg, "vocab_size", where)
+    if heads == 0 or layers == 0 or hidden == 0:
+        raise UserError(f"{where}: hidden_size, num_hidden_layers and num_attention_heads must be > 0")
+    kv_heads = _opt(cfg, "num_key_value_heads", heads, where)
+    tie = bool(cfg.get("tie_word_embeddings", False))
+    max_pos = _opt(cfg, "max_position_embeddings", 0, where)
+    common = dict(
+        name=name, vocab=vocab, hidden=hidden, layers=layers, heads=heads, tie_embeddings=tie, max_position=max_pos
+    )
+    if mt in ("deepseek_v3", "deepseek_v32", "deepseek_v2"):
+        return _hf_deepseek(cfg, mt, kv_heads, common, where)
+    head_dim = _opt(cfg, "head_dim", hidden // heads, where)
+    build = {"qwen2": _hf_dense, "llama": _hf_dense, "mixtral": _hf_mixtral}.get(mt, _hf_qwen_moe)
+    return build(cfg, mt, kv_heads, head_dim, layers, common, where)
 
 
 def from_deepseek_inference_config(cfg: dict, name: str = "model", where: str = "config") -> ModelSpec:
@@ -393,25 +412,26 @@ def _gguf_component(tname: str, dense_layers: int) -> str:
     return "other"
 
 
-def from_gguf(path: str | Path) -> ModelSpec:
-    """Read a GGUF header (metadata + tensor infos) with the `gguf` package; no weights are loaded
-    beyond the memory map. Weight bytes per component come from the tensors themselves."""
-    import numpy as np
-    from gguf import GGUFReader
+class _GgufHeader:
+    """A GGUF file's metadata fields and tensor infos (the `gguf` package's reader)."""
 
-    p = Path(path)
-    if not p.exists():
-        raise UserError(f"GGUF file not found: {p}")
-    try:
-        reader = GGUFReader(str(p), "r")
-    except Exception as exc:  # the gguf package raises ValueError/struct errors on bad files
-        raise UserError(f"{p}: not a readable GGUF file ({exc})") from None
+    def __init__(self, p: Path):
+        from gguf import GGUFReader
 
-    def field(key: str, required: bool = True, default=None):
-        f = reader.fields.get(key)
+        self.p = p
+        try:
+            self.reader = GGUFReader(str(p), "r")
+        except Exception as exc:  # the gguf package raises ValueError/struct errors on bad files
+            raise UserError(f"{p}: not a readable GGUF file ({exc})") from None
+        self.arch = self.field("general.architecture")
+
+    def field(self, key: str, required: bool = True, default=None):
+        import numpy as np
+
+        f = self.reader.fields.get(key)
         if f is None:
             if required:
-                raise UserError(f"{p}: missing GGUF metadata field '{key}'")
+                raise UserError(f"{self.p}: missing GGUF metadata field '{key}'")
             return default
         try:
             return f.contents()
@@ -419,103 +439,103 @@ def from_gguf(path: str | Path) -> ModelSpec:
             val = f.parts[f.data[0]]
             return val.tolist()[0] if isinstance(val, np.ndarray) and val.size == 1 else val
 
-    arch = field("general.architecture")
-    a = arch
-    layers = int(field(f"{a}.block_count"))
-    hidden = int(field(f"{a}.embedding_length"))
-    heads = field(f"{a}.attention.head_count")
-    heads = int(heads[0] if isinstance(heads, list) else heads)
-    kv_heads = field(f"{a}.attention.head_count_kv", False, heads)
-    kv_heads = int(kv_heads[0] if isinstance(kv_heads, list) else kv_heads)
-    ffn = field(f"{a}.feed_forward_length", False, 0)
-    ffn = int(ffn[0] if isinstance(ffn, list) else ffn)
-    tokens = reader.fields.get("tokenizer.ggml.tokens")
-    vocab = field(f"{a}.vocab_size", False, None)
-    if vocab is None:
-        vocab = len(tokens.data) if tokens is not None else 0
-    ctx = int(field(f"{a}.context_length", False, 0))
-    n_exp = int(field(f"{a}.expert_count", False, 0) or 0)
-    n_used = int(field(f"{a}.expert_used_count", False, 0) or 0)
-    n_shared = int(field(f"{a}.expert_shared_count", False, 0) or 0)
-    moe_inter = int(field(f"{a}.expert_feed_forward_length", False, 0) or 0)
-    dense = int(field(f"{a}.leading_dense_block_count", False, 0 if n_exp else layers) or 0)
-    if not n_exp:
-        dense = layers
+    def arch_int(self, key: str, default=None) -> int:
+        """`<arch>.<key>` as an int (first element of a per-layer list); required when no default."""
+        v = self.field(f"{self.arch}.{key}", default is None, default)
+        return int((v[0] if isinstance(v, list) else v) or 0)
 
+
+def _gguf_common(h: _GgufHeader) -> tuple[dict[str, Any], set[str]]:
+    """The fields every architecture shares, and the weight bytes per component from the tensors."""
+    layers = h.arch_int("block_count")
+    heads = h.arch_int("attention.head_count")
+    vocab = h.field(f"{h.arch}.vocab_size", False, None)
+    if vocab is None:
+        tokens = h.reader.fields.get("tokenizer.ggml.tokens")
+        vocab = len(tokens.data) if tokens is not None else 0
+    n_exp = h.arch_int("expert_count", 0)
+    dense = h.arch_int("leading_dense_block_count", 0) if n_exp else layers
     comp_bytes = {c: 0 for c in COMPONENTS}
     names = set()
-    for t in reader.tensors:
+    for t in h.reader.tensors:
         names.add(t.name)
         comp_bytes[_gguf_component(t.name, dense)] += int(t.n_bytes)
-    tie = "output.weight" not in names
-    file_type = field("general.file_type", False, None)
+    file_type = h.field("general.file_type", False, None)
+    return dict(
+        name=h.p.stem,
+        vocab=int(vocab),
+        hidden=h.arch_int("embedding_length"),
+        layers=layers,
+        heads=heads,
+        dense_layers=dense,
+        n_routed_experts=n_exp,
+        experts_per_token=h.arch_int("expert_used_count", 0),
+        tie_embeddings="output.weight" not in names,
+        max_position=h.arch_int("context_length", 0),
+        gguf_component_bytes=comp_bytes,
+        gguf_file_type=str(file_type) if file_type is not None else None,
+    ), names
 
-    if arch == "deepseek2":
-        kv_lora = int(field(f"{a}.attention.kv_lora_rank"))
-        q_lora = int(field(f"{a}.attention.q_lora_rank", False, 0) or 0)
-        rope = int(field(f"{a}.rope.dimension_count"))
-        key_mla = field(f"{a}.attention.key_length_mla", False, None)
-        val_mla = field(f"{a}.attention.value_length_mla", False, None)
-        if key_mla is None:
-            key_mla = int(field(f"{a}.attention.key_length"))
-            val_mla = int(field(f"{a}.attention.value_length"))
-        nope = int(key_mla) - rope
-        spec = ModelSpec(
-            name=p.stem,
-            arch="deepseek_v3" if field(f"{a}.expert_gating_func", False, 1) == 2 else "deepseek_v2",
-            vocab=int(vocab),
-            hidden=hidden,
-            layers=layers,
-            heads=heads,
-            kv_heads=heads,
-            head_dim=int(key_mla),
-            intermediate=ffn,
-            dense_layers=dense,
-            attention="mla",
-            q_lora_rank=q_lora,
-            kv_lora_rank=kv_lora,
-            qk_nope_head_dim=nope,
-            qk_rope_head_dim=rope,
-            v_head_dim=int(val_mla),
-            n_routed_experts=n_exp,
-            n_shared_experts=n_shared,
-            experts_per_token=n_used,
-            moe_intermediate=moe_inter,
-            shared_intermediate=n_shared * moe_inter,
-            tie_embeddings=tie,
-            max_position=ctx,
-            gguf_component_bytes=comp_bytes,
-            gguf_file_type=str(file_type) if file_type is not None else None,
-        )
-        return spec
-    if arch in ("llama", "qwen2", "qwen2moe", "qwen3moe", "mixtral"):
-        head_dim = int(field(f"{a}.attention.key_length", False, hidden // heads) or hidden // heads)
-        shared_inter = int(field(f"{a}.expert_shared_feed_forward_length", False, 0) or 0)
-        return ModelSpec(
-            name=p.stem,
-            arch={"qwen2moe": "qwen2_moe", "qwen3moe": "qwen3_moe"}.get(arch, arch),
-            vocab=int(vocab),
-            hidden=hidden,
-            layers=layers,
-            heads=heads,
-            kv_heads=kv_heads,
-            head_dim=head_dim,
-            intermediate=ffn if not n_exp else 0,
-            dense_layers=dense,
-            n_routed_experts=n_exp,
-            experts_per_token=n_used,
-            moe_intermediate=moe_inter or (ffn if n_exp else 0),
-            n_shared_experts=1 if shared_inter else 0,
-            shared_intermediate=shared_inter,
-            qkv_bias="blk.0.attn_q.bias" in names,
-            tie_embeddings=tie,
-            max_position=ctx,
-            gguf_component_bytes=comp_bytes,
-            gguf_file_type=str(file_type) if file_type is not None else None,
-        )
-    raise UserError(
-        f"{p}: GGUF architecture '{arch}' is not supported (deepseek2, llama, qwen2, qwen2moe, qwen3moe, mixtral)"
+
+def _gguf_deepseek2(h: _GgufHeader, common: dict) -> ModelSpec:
+    rope = h.arch_int("rope.dimension_count")
+    key_mla = h.field(f"{h.arch}.attention.key_length_mla", False, None)
+    val_mla = h.field(f"{h.arch}.attention.value_length_mla", False, None)
+    if key_mla is None:
+        key_mla, val_mla = h.arch_int("attention.key_length"), h.arch_int("attention.value_length")
+    n_shared = h.arch_int("expert_shared_count", 0)
+    moe_inter = h.arch_int("expert_feed_forward_length", 0)
+    return ModelSpec(
+        arch="deepseek_v3" if h.field(f"{h.arch}.expert_gating_func", False, 1) == 2 else "deepseek_v2",
+        kv_heads=common["heads"],
+        head_dim=int(key_mla),
+        intermediate=h.arch_int("feed_forward_length", 0),
+        attention="mla",
+        q_lora_rank=h.arch_int("attention.q_lora_rank", 0),
+        kv_lora_rank=h.arch_int("attention.kv_lora_rank"),
+        qk_nope_head_dim=int(key_mla) - rope,
+        qk_rope_head_dim=rope,
+        v_head_dim=int(val_mla),
+        n_shared_experts=n_shared,
+        moe_intermediate=moe_inter,
+        shared_intermediate=n_shared * moe_inter,
+        **common,
     )
+
+
+def _gguf_llama_like(h: _GgufHeader, common: dict, names: set[str]) -> ModelSpec:
+    """llama, qwen2, qwen2moe, qwen3moe, mixtral."""
+    hidden, heads, n_exp = common["hidden"], common["heads"], common["n_routed_experts"]
+    ffn = h.arch_int("feed_forward_length", 0)
+    shared_inter = h.arch_int("expert_shared_feed_forward_length", 0)
+    return ModelSpec(
+        arch={"qwen2moe": "qwen2_moe", "qwen3moe": "qwen3_moe"}.get(h.arch, h.arch),
+        kv_heads=h.arch_int("attention.head_count_kv", heads),
+        head_dim=h.arch_int("attention.key_length", hidden // heads) or hidden // heads,
+        intermediate=ffn if not n_exp else 0,
+        moe_intermediate=h.arch_int("expert_feed_forward_length", 0) or (ffn if n_exp else 0),
+        n_shared_experts=1 if shared_inter else 0,
+        shared_intermediate=shared_inter,
+        qkv_bias="blk.0.attn_q.bias" in names,
+        **common,
+    )
+
+
+def from_gguf(path: str | Path) -> ModelSpec:
+    """Read a GGUF header (metadata + tensor infos) with the `gguf` package; no weights are loaded
+    beyond the memory map. Weight bytes per component come from the tensors themselves."""
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"GGUF file not found: {p}")
+    h = _GgufHeader(p)
+    if h.arch not in ("deepseek2", "llama", "qwen2", "qwen2moe", "qwen3moe", "mixtral"):
+        raise UserError(
+            f"{p}: GGUF architecture '{h.arch}' is not supported (deepseek2, llama, qwen2, qwen2moe, qwen3moe, mixtral)"
+        )
+    common, names = _gguf_common(h)
+    if h.arch == "deepseek2":
+        return _gguf_deepseek2(h, common)
+    return _gguf_llama_like(h, common, names)
 
 
 def load_model_spec(id_or_path: str) -> ModelSpec:

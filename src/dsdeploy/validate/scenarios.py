@@ -18,7 +18,8 @@ from dsdeploy.errors import UserError
 from dsdeploy.estimators.calibration import Calibration
 from dsdeploy.estimators.memory import Workload
 from dsdeploy.estimators.performance import predict, prefill_time
-from dsdeploy.specs.deployment import Deployment, resolve_deployment
+from dsdeploy.planner.options import DeploymentOptions, build
+from dsdeploy.specs.deployment import Deployment, gpu_layout
 from dsdeploy.specs.model import ModelSpec, load_model_spec
 
 REQUIRED = ("id", "model", "weights", "placement", "metric", "value")
@@ -118,56 +119,28 @@ def read_scenarios(path: str | Path) -> list[Row]:
 _spec_cache: dict[str, ModelSpec] = {}
 
 
-def row_deployment(cat: Catalog, row: Row) -> tuple[Deployment, Workload, list[str]]:
-    """A Deployment and Workload for a row, plus the defaults that were assumed."""
+def _row_parallelism(row: Row, spec: ModelSpec, placement: str) -> tuple[dict, list[str]]:
+    """tp/pp/ep/dp_attention as the row states them; what it leaves out is the plan's (GPU rows:
+    TP inside a node, PP across nodes; other placements: 1), as `resolve_deployment` fills it."""
     defaults: list[str] = []
-    mid = row.get("model")
-    if mid not in _spec_cache:
-        _spec_cache[mid] = load_model_spec(mid)
-    spec = _spec_cache[mid]
-    placement = row.get("placement")
-    acc = row.get("accelerator") or None
-    per_node = row.int_or_none("accelerators_per_node")
-    nodes = row.int_or_none("nodes") or 1
-    if acc is None:
-        per_node = 0
-    elif not per_node:
-        per_node = 1
-        defaults.append("accelerators_per_node=1")
     tp, pp, ep, dp = (row.int_or_none(k) for k in ("tp", "pp", "ep", "dp_attention"))
-    if placement == "gpu":
-        if tp is None and dp is None:
-            tp = per_node * nodes if (per_node * nodes) and spec.heads % (per_node * nodes) == 0 else per_node
-            defaults.append(f"tp={tp}")
-        tp, dp = tp or 1, dp or 1
-        if pp is None:
-            pp = max(1, (per_node * nodes) // (tp * dp))
-        if (per_node * nodes) % (tp * dp * pp):
-            pp = 1
-    elif placement == "layer-split":
-        tp, dp, ep = 1, 1, 1
-        pp = pp or 1
-    else:
-        tp, pp, ep, dp = 1, 1, 1, 1
-    if ep and ep > 1 and placement == "gpu" and ep > (tp or 1) * (dp or 1):
-        ep = (tp or 1) * (dp or 1)
+    if placement == "gpu" and tp is None and pp is None and dp is None:
+        defaults.append("tp, pp: the plan's layout (TP inside a node, PP across nodes)")
+    if placement == "gpu" and ep:  # a published ep beyond one stage's GPUs: sharded over the stage
+        stage_tp, _ = gpu_layout(row.int_or_none("accelerators_per_node") or 1, 1, tp, pp, dp)
+        ep = min(ep, stage_tp * (dp or 1))
     if ep and ep > 1 and spec.n_routed_experts % ep:
         defaults.append(f"ep={ep} uses redundant experts; modelled as experts sharded over all GPUs")
         ep = 1
-    kv = row.get("kv_dtype") or "bf16"
-    engine = row.get("engine") or None
-    if engine is None:
-        defaults.append("engine=default for the format")
-    cpu = row.get("cpu") or None
-    sockets = row.int_or_none("cpu_sockets") or 1
-    dram = row.get("dram") or None
-    if dram and dram.split("-")[0] not in ("ddr4", "ddr5", "mrdimm", "lpddr5", "lpddr5x"):
-        dram = None
-    mtp = row.get("mtp") == "1"
-    inp = row.int_or_none("input_len")
-    out = row.int_or_none("output_len")
-    conc = row.int_or_none("concurrency")
+    return {"tp": tp, "pp": pp, "ep": ep, "dp_attention": dp}, defaults
+
+
+def _row_workload(row: Row) -> tuple[int, int, int | None, bool, list[str]]:
+    """(input_len, output_len, concurrency or None, saturate, defaults): the row's workload, with
+    the documented defaults where it says nothing."""
+    defaults: list[str] = []
     metric = row.get("metric")
+    inp, out, conc = (row.int_or_none(k) for k in ("input_len", "output_len", "concurrency"))
     if inp is None:
         inp = DEFAULT_INPUT
         defaults.append(f"input_len={DEFAULT_INPUT}")
@@ -175,44 +148,73 @@ def row_deployment(cat: Catalog, row: Row) -> tuple[Deployment, Workload, list[s
         out = 0 if metric == "prefill_tok_s" else DEFAULT_OUTPUT
         if metric != "prefill_tok_s":
             defaults.append(f"output_len={DEFAULT_OUTPUT}")
-    saturate = (
-        conc is None
-        and metric in ("output_tok_s_total", "output_tok_s_per_gpu")
-        or (conc is None and metric == "prefill_tok_s" and row.get("prefill_basis") == "per_gpu")
+    saturate = conc is None and (
+        metric in ("output_tok_s_total", "output_tok_s_per_gpu")
+        or (metric == "prefill_tok_s" and row.get("prefill_basis") == "per_gpu")
     )
     if conc is None and not saturate:
         conc = 1
         defaults.append("concurrency=1")
-    dep = resolve_deployment(
-        cat,
-        mid,
-        spec,
+    return inp, out, conc, saturate, defaults
+
+
+def row_options(row: Row, spec: ModelSpec) -> tuple[DeploymentOptions, bool, list[str]]:
+    """The plan options a row states (the one options → deployment path fills the rest), whether
+    its throughput is a saturated peak, and the defaults that were assumed."""
+    placement = row.get("placement")
+    acc = row.get("accelerator") or None
+    par, defaults = _row_parallelism(row, spec, placement)
+    per_node = row.int_or_none("accelerators_per_node") or 0
+    if acc and not per_node:
+        # a measurement that names the accelerator but not how many: read as one (and reported), so a
+        # row whose tp × dp needs more says so instead of being predicted for a guessed server
+        per_node = 1
+        defaults.append("accelerators_per_node=1")
+    if not row.get("engine"):
+        defaults.append("engine=default for the format")
+    dram = row.get("dram") or None
+    if dram and dram.split("-")[0] not in ("ddr4", "ddr5", "mrdimm", "lpddr5", "lpddr5x"):
+        dram = None
+    inp, out, conc, saturate, wl_defaults = _row_workload(row)
+    o = DeploymentOptions(
+        model=row.get("model"),
         weights=row.get("weights"),
-        kv_dtype=kv,
-        accelerator=acc,
-        count=per_node or 0,
-        nodes=nodes,
-        engine=engine,
+        kv_dtype=row.get("kv_dtype") or "bf16",
+        accelerator=acc or "none",
+        count=per_node if acc else 0,
+        nodes=row.int_or_none("nodes") or 1,
+        engine=row.get("engine") or None,
         placement=placement,
-        tp=tp,
-        pp=pp,
-        ep=ep,
-        dp_attention=dp,
-        cpu=cpu,
-        cpu_sockets=sockets,
+        cpu=row.get("cpu") or None,
+        cpu_sockets=row.int_or_none("cpu_sockets") or 1,
         dram=dram,
         dram_gb=4096.0 if placement in ("cpu", "experts-on-cpu", "layer-split") else None,
-        mtp=mtp and spec.mtp_layers > 0,
+        mtp=row.get("mtp") == "1" and spec.mtp_layers > 0,
+        input_len=inp,
+        output_len=out,
+        concurrency=conc or 1,
+        **par,
     )
+    return o, saturate, defaults + wl_defaults
+
+
+def row_deployment(cat: Catalog, row: Row) -> tuple[Deployment, Workload, list[str]]:
+    """A Deployment and Workload for a row, plus the defaults that were assumed."""
+    mid = row.get("model")
+    if mid not in _spec_cache:
+        _spec_cache[mid] = load_model_spec(mid)
+    spec = _spec_cache[mid]
+    o, saturate, defaults = row_options(row, spec)
+    dep = build(o, cat, (mid, spec))
+    conc = o.concurrency
     if saturate:
         # aggregate throughput with no stated concurrency: a published peak, i.e. a full batch
         from dsdeploy.estimators.memory import plan_memory
 
-        cap = plan_memory(dep, Workload(inp, out, 1)).max_concurrency
+        cap = plan_memory(dep, Workload(o.input_len, o.output_len, 1)).max_concurrency
         conc = max(1, min(cap, int(dep.engine.max_num_seqs.value) * dep.par.dp_attention * dep.replicas))
         defaults.append(f"concurrency={conc} (saturated: KV capacity / max_num_seqs)")
-    assert conc is not None  # stated, 1 by default, or saturated above
-    return dep, Workload(inp, out, conc), defaults
+    return dep, Workload(o.input_len, o.output_len, conc), defaults
 
 
 def predict_metric(dep: Deployment, wl: Workload, metric: str, row: Row, cal: Calibration) -> float:

@@ -27,7 +27,7 @@ FIX = ROOT / "tests" / "fixtures"
 PAGES = {
     "default plan (R1 FP16 on 8x H100: does not fit)": [],
     "R1 FP8 on 8x H200, c=64, --cost, 2 bench files, SLOs": [
-        "--weights", "fp8", "--accelerator", "h200-sxm", "--concurrency", "64", "--cost",
+        "--weights", "fp8", "--accelerator", "h200-sxm", "--concurrency", "64", "--cost", "--requests-per-day", "1200",
         "--ttft-ms", "2000", "--tpot-ms", "50",
         "--bench", str(FIX / "bench_tiny_c124.json"), "--bench", str(FIX / "bench_tiny_c1248.json"),
     ],

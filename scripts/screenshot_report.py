@@ -17,7 +17,17 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OPTIONS = ["--weights", "fp8", "--accelerator", "h200-sxm", "--concurrency", "64", "--cost"]
+OPTIONS = [
+    "--weights",
+    "fp8",
+    "--accelerator",
+    "h200-sxm",
+    "--concurrency",
+    "64",
+    "--cost",
+    "--requests-per-day",
+    "1200",
+]
 OPTIONS += ["--ttft-ms", "2000", "--tpot-ms", "50"]
 
 

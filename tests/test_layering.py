@@ -55,10 +55,6 @@ EDGE_IMPORTS: dict[str, set[str]] = {
 KNOWN_BREAKS: set[tuple[str, str]] = {
     # calibration types live in estimators, their TOML reader in catalog
     ("dsdeploy.catalog.calibration", "dsdeploy.estimators.calibration"),
-    # recommend prices each candidate through the cost command's builder
-    ("dsdeploy.planner.recommend", "dsdeploy.cli.cmd_cost"),
-    # deploy/doctor read a saved plan with the bench client's plan readers
-    ("dsdeploy.engines.options", "dsdeploy.bench.record"),
 }
 
 

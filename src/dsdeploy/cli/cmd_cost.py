@@ -14,41 +14,8 @@ from pathlib import Path
 import typer
 
 from dsdeploy.cli import options as opt
-from dsdeploy.planner.options import DEFAULTS, DeploymentOptions, options_from
-
-
-def run_cost(
-    o: DeploymentOptions,
-    requests_per_day: float | None,
-    tokens_per_day: float | None,
-    opts,
-    prices: Path | None = None,
-    currency: str = "USD",
-    fx_rate: float | None = None,
-    throughput: float | None = None,
-    calibration: Path | None = None,
-) -> dict:
-    """The demand (as `recommend` builds it: planner.demand.Demand.build) and the cost report."""
-    from dsdeploy.planner.costing import build_cost
-    from dsdeploy.planner.demand import Demand
-
-    demand = Demand.build(
-        requests_per_day=requests_per_day,
-        tokens_per_day=tokens_per_day,
-        input_len=o.input_len,
-        output_len=o.output_len,
-        peak_concurrency=o.concurrency,
-    )
-    return build_cost(
-        o,
-        demand,
-        prices=prices,
-        currency=currency,
-        fx_rate=fx_rate,
-        throughput=throughput,
-        calibration=calibration,
-        opts=opts,
-    )
+from dsdeploy.planner.costing import run_cost
+from dsdeploy.planner.options import DEFAULTS, options_from
 
 
 def render(rep: dict) -> None:

@@ -14,9 +14,10 @@ import typer
 from dsdeploy.cli import options as opt
 from dsdeploy.cli.files import write_text
 from dsdeploy.errors import UserError
+from dsdeploy.planner.answer import plan_answer
 
 # The one options → deployment path, shared with every plan-taking command.
-from dsdeploy.planner.options import DEFAULTS, DeploymentOptions, options_from
+from dsdeploy.planner.options import DEFAULTS, options_from
 
 
 def register(app: typer.Typer) -> None:
@@ -79,53 +80,6 @@ def _check_flags(markdown_file: Path | None, markdown: bool, min_count: bool, be
         raise UserError("--min-count and --best-format are separate searches; choose one")
     if as_json and markdown:
         raise UserError("--json and --markdown are separate outputs; choose one")
-
-
-def plan_answer(o: DeploymentOptions, mode: str = "plan", calibration: str | None = None) -> dict:
-    """The plan JSON for options `o`: the plan itself, or one of its two searches. The deployment
-    comes from the planner's one options → deployment path (`planner.options.build`)."""
-    from dsdeploy.catalog import load_catalog
-    from dsdeploy.planner import plan as planner
-    from dsdeploy.planner import result as R
-    from dsdeploy.planner.options import (
-        build,
-        default_accelerator,
-        default_count,
-        default_weights,
-        resolve_model,
-        workload,
-    )
-
-    cat = load_catalog()
-    wl = workload(o)
-    model_id, spec = resolve_model(o.model, o.config, cat)
-    w = default_weights(spec, o.weights, cat)
-    cat.format(w)  # unknown id → one message with close matches
-    cat.kv_dtype(o.kv_dtype)
-    if mode == "min-count":
-        return R.min_count_result(cat, model_id, spec, w, o.kv_dtype, wl)
-    cal = R.load_calibration(calibration)
-    if mode == "best-format":
-        acc = default_accelerator(cat, o.accelerator, o.placement)
-        return R.best_format_result(
-            cat,
-            model_id,
-            spec,
-            wl,
-            o.kv_dtype,
-            calibration=cal,
-            accelerator=acc,
-            count=default_count(cat, acc, o.count),
-            nodes=o.nodes,
-            placement=o.placement,
-            cpu=o.cpu,
-            cpu_sockets=o.cpu_sockets,
-            dram=o.dram,
-            dram_gb=o.dram_gb,
-        )
-    dep = build(o, cat, (model_id, spec))
-    ev = planner.evaluate(dep, wl)
-    return R.plan_result(cat, ev, wl, planner.alternatives(cat, dep, wl), calibration=cal)
 
 
 def _emit(res: dict, as_json: bool, markdown: bool, markdown_file: Path | None, mode: str) -> None:

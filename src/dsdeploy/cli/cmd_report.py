@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 
 from dsdeploy.cli import options as opt
+from dsdeploy.planner.options import DEFAULTS
 
 Bench = typer.Option(
     None,
@@ -26,32 +27,38 @@ TpotSlo = typer.Option(None, "--tpot-ms", min=0.0, help="SLO: time per output to
 def register(app: typer.Typer) -> None:
     @app.command("report")
     def report(
-        model: opt.Model = None,
+        model: opt.Model = DEFAULTS.model,
         config: Path | None = typer.Option(
             None, "--config", help="Read the architecture from this config.json; --model then only names it."
         ),
-        weights: opt.Weights = None,
-        kv_dtype: opt.KvDtype = "bf16",
-        accelerator: opt.Accelerator = None,
-        count: opt.Count = None,
-        nodes: opt.Nodes = 1,
-        engine: opt.Engine = None,
-        placement: opt.Placement = None,
-        tp: opt.Tp = None,
-        pp: opt.Pp = None,
-        ep: opt.Ep = None,
-        dp_attention: opt.DpAttention = None,
-        cpu: opt.Cpu = None,
-        cpu_sockets: opt.CpuSockets = 1,
-        dram: opt.Dram = None,
-        dram_gb: opt.DramGb = None,
-        mtp: opt.Mtp = False,
-        input_len: opt.InputLen = 1024,
-        output_len: opt.OutputLen = 1024,
-        concurrency: opt.Concurrency = 1,
+        weights: opt.Weights = DEFAULTS.weights,
+        kv_dtype: opt.KvDtype = DEFAULTS.kv_dtype,
+        accelerator: opt.Accelerator = DEFAULTS.accelerator,
+        count: opt.Count = DEFAULTS.count,
+        nodes: opt.Nodes = DEFAULTS.nodes,
+        engine: opt.Engine = DEFAULTS.engine,
+        placement: opt.Placement = DEFAULTS.placement,
+        tp: opt.Tp = DEFAULTS.tp,
+        pp: opt.Pp = DEFAULTS.pp,
+        ep: opt.Ep = DEFAULTS.ep,
+        dp_attention: opt.DpAttention = DEFAULTS.dp_attention,
+        cpu: opt.Cpu = DEFAULTS.cpu,
+        cpu_sockets: opt.CpuSockets = DEFAULTS.cpu_sockets,
+        dram: opt.Dram = DEFAULTS.dram,
+        dram_gb: opt.DramGb = DEFAULTS.dram_gb,
+        mtp: opt.Mtp = DEFAULTS.mtp,
+        input_len: opt.InputLen = DEFAULTS.input_len,
+        output_len: opt.OutputLen = DEFAULTS.output_len,
+        concurrency: opt.Concurrency = DEFAULTS.concurrency,
         calibration: opt.Calibration = None,
         bench: list[Path] | None = Bench,
-        cost: bool = typer.Option(False, "--cost", help="Add the cost breakdown and the break-even against demand."),
+        cost: bool = typer.Option(
+            False,
+            "--cost",
+            help="Add the cost at the demand (--requests-per-day or --tokens-per-day) and the break-even.",
+        ),
+        requests_per_day: opt.RequestsPerDay = None,
+        tokens_per_day: opt.TokensPerDay = None,
         currency: opt.Currency = "USD",
         ttft_ms: float | None = TtftSlo,
         tpot_ms: float | None = TpotSlo,
@@ -76,7 +83,7 @@ def register(app: typer.Typer) -> None:
         _, ctx = gather(
             inp,
             bench_runs=runs,
-            cost=cost,
+            cost=(requests_per_day, tokens_per_day) if cost else None,
             currency=currency,
             slo={"ttft_ms": ttft_ms, "tpot_ms": tpot_ms},
             model_path=model_path,

@@ -88,3 +88,36 @@ def build_cost(
     book = PriceBook.build(load_prices(prices), currency, fx_rate)
     cal = load_calibration(str(calibration)) if calibration is not None else None
     return cost_answer(load_catalog(), o, book, opts or CostOptions(), demand, throughput, cal)
+
+
+def run_cost(
+    o: DeploymentOptions,
+    requests_per_day: float | None,
+    tokens_per_day: float | None,
+    opts: CostOptions | None = None,
+    prices: Path | None = None,
+    currency: str = "USD",
+    fx_rate: float | None = None,
+    throughput: float | None = None,
+    calibration: Path | None = None,
+) -> dict:
+    """`dsdeploy cost`: the demand (as `recommend` builds it: planner.demand.Demand.build) and the
+    cost report. `report --cost` calls it too."""
+
+    demand = Demand.build(
+        requests_per_day=requests_per_day,
+        tokens_per_day=tokens_per_day,
+        input_len=o.input_len,
+        output_len=o.output_len,
+        peak_concurrency=o.concurrency,
+    )
+    return build_cost(
+        o,
+        demand,
+        prices=prices,
+        currency=currency,
+        fx_rate=fx_rate,
+        throughput=throughput,
+        calibration=calibration,
+        opts=opts,
+    )

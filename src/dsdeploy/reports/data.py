@@ -11,11 +11,12 @@ dict byte for byte, so the two cannot drift apart unnoticed.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from dsdeploy.errors import UserError
+from dsdeploy.planner.options import DeploymentOptions
 
 
 @dataclass
@@ -76,70 +77,19 @@ class BuiltPlan:
     notes: list[str] = field(default_factory=list)
 
 
+def plan_options(inp: PlanInputs) -> DeploymentOptions:
+    """The planner's options for these inputs (the report and UI take `plan`'s options)."""
+    kw = {f.name: getattr(inp, f.name) for f in fields(DeploymentOptions) if hasattr(inp, f.name)}
+    return DeploymentOptions(**kw)
+
+
 def build_plan(inp: PlanInputs) -> BuiltPlan:
-    """`dsdeploy plan --json`'s dict for these options (the same steps as cli/cmd_plan.py)."""
-    from dsdeploy.catalog import load_catalog
-    from dsdeploy.estimators.memory import Workload
-    from dsdeploy.planner import plan as planner
-    from dsdeploy.planner import result as R
-    from dsdeploy.planner.options import DEFAULT_ACCELERATOR, default_count, default_weights, resolve_model
-    from dsdeploy.specs.deployment import resolve_deployment
+    """`dsdeploy plan --json`'s dict for these options, from the function `plan` itself calls
+    (`planner.answer.plan_evaluation`, through the one options → deployment path)."""
+    from dsdeploy.planner.answer import checked_plan
 
-    for name, v, lo in (
-        ("--input-len", inp.input_len, 0),
-        ("--output-len", inp.output_len, 0),
-        ("--concurrency", inp.concurrency, 1),
-        ("--nodes", inp.nodes, 1),
-        ("--cpu-sockets", inp.cpu_sockets, 1),
-    ):
-        if v < lo:
-            raise UserError(f"{name} must be ≥ {lo}, got {v}")
-    if inp.count is not None and inp.count < 1:
-        raise UserError(f"--count must be ≥ 1, got {inp.count}")
-    if inp.input_len + inp.output_len < 1:
-        raise UserError("--input-len + --output-len must be at least 1 token")
-
-    cat = load_catalog()
-    model_id, spec = resolve_model(inp.model, inp.config)
-    w = default_weights(spec, inp.weights)
-    cat.format(w)
-    cat.kv_dtype(inp.kv_dtype)
-    wl = Workload(input_len=inp.input_len, output_len=inp.output_len, concurrency=inp.concurrency)
-    engine = inp.engine
-    if engine is None and spec.gguf_component_bytes is not None:
-        engine = "llama.cpp"
-    acc = inp.accelerator if inp.accelerator is not None else (None if inp.placement == "cpu" else DEFAULT_ACCELERATOR)
-    if acc is not None and acc.lower() == "none":
-        acc = None
-    if acc is not None:
-        acc = cat.accelerator(acc).id
-    n = default_count(cat, acc, inp.count)
-    cal = R.load_calibration(str(inp.calibration) if inp.calibration else None)
-    dep = resolve_deployment(
-        cat,
-        model_id,
-        spec,
-        w,
-        kv_dtype=inp.kv_dtype,
-        accelerator=acc,
-        count=n,
-        nodes=inp.nodes,
-        engine=engine,
-        placement=inp.placement,
-        tp=inp.tp,
-        pp=inp.pp,
-        ep=inp.ep,
-        dp_attention=inp.dp_attention,
-        cpu=inp.cpu,
-        cpu_sockets=inp.cpu_sockets,
-        dram=inp.dram,
-        dram_gb=inp.dram_gb,
-        mtp=inp.mtp,
-    )
-    ev = planner.evaluate(dep, wl)
-    alts = planner.alternatives(cat, dep, wl)
-    res = R.plan_result(cat, ev, wl, alts, calibration=cal)
-    return BuiltPlan(inputs=inp, plan=res, deployment=dep, memory=ev.memory, workload=wl)
+    ev = checked_plan(plan_options(inp), str(inp.calibration) if inp.calibration else None)
+    return BuiltPlan(inputs=inp, plan=ev.plan, deployment=ev.deployment, memory=ev.memory, workload=ev.workload)
 
 
 def launch_command(built: BuiltPlan, model_path: str | None = None) -> dict[str, Any]:
@@ -160,39 +110,32 @@ def launch_command(built: BuiltPlan, model_path: str | None = None) -> dict[str,
 COST_UTILIZATIONS = (0.02, 0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
 
 
-def build_cost_view(inp: PlanInputs, currency: str = "USD") -> dict[str, Any]:
-    """The cost report (`dsdeploy cost --json` at the plan's options) and the cost-vs-demand series.
+def build_cost_view(
+    inp: PlanInputs,
+    currency: str = "USD",
+    requests_per_day: float | None = None,
+    tokens_per_day: float | None = None,
+) -> dict[str, Any]:
+    """The cost report (`dsdeploy cost --json` at the plan's options and the demand) and the
+    cost-vs-demand series.
 
-    The own-hardware line comes from `cost` itself at each utilization in COST_UTILIZATIONS; the
-    API and rent lines from `planner.charts.cost_vs_demand`."""
+    The report is `cost`'s own (`planner.costing.run_cost`, utilization from the demand); the
+    own-hardware line of the series is the same cost at each utilization in COST_UTILIZATIONS; the
+    API and rent lines come from `planner.charts.cost_vs_demand`."""
     from dsdeploy.planner.bom import CostOptions
     from dsdeploy.planner.charts import cost_vs_demand
-    from dsdeploy.planner.costing import build_cost
+    from dsdeploy.planner.costing import build_cost, run_cost
 
-    kw: dict[str, Any] = dict(
-        model=inp.model,
-        weights=inp.weights,
-        kv_dtype=inp.kv_dtype,
-        accelerator=inp.accelerator,
-        count=inp.count,
-        nodes=inp.nodes,
-        engine=inp.engine,
-        placement=inp.placement,
-        cpu=inp.cpu,
-        cpu_sockets=inp.cpu_sockets,
-        dram=inp.dram,
-        dram_gb=inp.dram_gb,
-        input_len=inp.input_len,
-        output_len=max(inp.output_len, 1),
-        concurrency=inp.concurrency,
-        currency=currency,
-        calibration=inp.calibration,
-    )
-    base = build_cost(**kw)
+    o = replace(plan_options(inp), output_len=max(inp.output_len, 1))
+    base = run_cost(o, requests_per_day, tokens_per_day, currency=currency, calibration=inp.calibration)
+
+    def at(u: float) -> dict[str, Any]:
+        return build_cost(o, currency=currency, calibration=inp.calibration, opts=CostOptions(utilization=u))
+
     series: list[dict[str, Any]] = []
     cap = base.get("capacity_output_tokens_per_day") or 0
     if base["fits"] and cap > 0:
-        reps = [build_cost(**kw, opts=CostOptions(utilization=u)) for u in COST_UTILIZATIONS]
+        reps = [at(u) for u in COST_UTILIZATIONS]
         be = base.get("breakeven_tokens_per_day")
         hi = cap if be is None else max(cap, min(be, cap * 20))
         demands = [cap * u for u in COST_UTILIZATIONS if cap * u <= hi]
@@ -246,7 +189,7 @@ def gather(
     inp: PlanInputs,
     *,
     bench_runs: list[dict[str, Any]] | None = None,
-    cost: bool = False,
+    cost: tuple[float | None, float | None] | None = None,
     currency: str = "USD",
     slo: dict[str, float | None] | None = None,
     model_path: str | None = None,
@@ -261,7 +204,7 @@ def gather(
         plan_argv=inp.plan_argv(),
         launch=launch_command(built, model_path),
         bench_runs=bench_runs,
-        cost=build_cost_view(inp, currency) if cost else None,
+        cost=build_cost_view(inp, currency, *cost) if cost is not None else None,
         slo=slo,
     )
     return built, ctx

@@ -31,7 +31,7 @@ SLO_KEYS = ("ttft_ms", "tpot_ms")
 def inputs_from_query(q: dict[str, str]) -> tuple[PlanInputs, dict[str, float | None]]:
     """PlanInputs and SLOs from query parameters; an empty value means the default."""
     known = {f.name for f in fields(PlanInputs)} - _SKIP
-    unknown = set(q) - known - set(SLO_KEYS) - {"cost", "currency"}
+    unknown = set(q) - known - set(SLO_KEYS) - {"cost", "currency", "requests_per_day"}
     if unknown:
         raise UserError(f"unknown option(s): {', '.join(sorted(unknown))}")
     kw: dict[str, Any] = {}
@@ -77,8 +77,23 @@ def choices() -> dict[str, list[str]]:
     }
 
 
+def demand_from_query(v: str) -> float | None:
+    """The cost's demand, requests per day (`cost --requests-per-day`); empty = not given, which the
+    cost refuses with `cost`'s own message."""
+    if v == "":
+        return None
+    try:
+        return float(v)
+    except ValueError:
+        raise UserError(f"requests per day must be a number; got '{v}'") from None
+
+
 def form_values(
-    inp: PlanInputs, plan: dict[str, Any], slo: dict[str, float | None], cost: bool = False
+    inp: PlanInputs,
+    plan: dict[str, Any],
+    slo: dict[str, float | None],
+    cost: bool = False,
+    requests_per_day: float | None = None,
 ) -> dict[str, Any]:
     """What the form shows: the options as given, the defaults filled in from the plan."""
     hw = plan["hardware"]
@@ -90,6 +105,7 @@ def form_values(
         "count": inp.count if inp.count is not None else hw["accelerators_per_node"],
         **slo,
         "cost": cost,
+        "requests_per_day": requests_per_day,
     }
 
 
@@ -101,7 +117,8 @@ def create_app() -> FastAPI:
     def _view(request: Request):
         inp, slo = inputs_from_query(dict(request.query_params))
         cost = request.query_params.get("cost", "") in ("1", "true", "on")
-        built, ctx = gather(inp, slo=slo, cost=cost, currency=request.query_params.get("currency") or "USD")
+        demand = (demand_from_query(request.query_params.get("requests_per_day", "")), None) if cost else None
+        built, ctx = gather(inp, slo=slo, cost=demand, currency=request.query_params.get("currency") or "USD")
         return inp, slo, built, ctx
 
     @app.exception_handler(UserError)
@@ -124,7 +141,13 @@ def create_app() -> FastAPI:
         except UserError as exc:
             inp, slo, built, ctx = _view_default()
             ctx["error"] = str(exc)
-        ctx["form"] = form_values(inp, built.plan, slo, cost=ctx.get("cost") is not None)
+        ctx["form"] = form_values(
+            inp,
+            built.plan,
+            slo,
+            cost=ctx.get("cost") is not None,
+            requests_per_day=demand_from_query(request.query_params.get("requests_per_day", "")),
+        )
         return HTMLResponse(render_ui_page(ctx, choices()))
 
     return app

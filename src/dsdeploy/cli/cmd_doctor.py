@@ -40,60 +40,83 @@ def _isa_and_llama_lines(r: dict) -> list[str]:
     return L
 
 
-def render_text(r: dict) -> str:
-    L = [f"dsdeploy doctor — {r['date']} — {r['os']['pretty']}, Python {r['python']}", ""]
-    g = r["gpu"]
-    if g["gpus"]:
-        L.append(f"GPUs ({g['tool']}; driver {g['driver']}, CUDA {g['cuda']}):")
-        for x in g["gpus"]:
-            L.append(f"  [{x['index']}] {x['name']}  {x['memory_mib'] * 2**20 / 1e9:,.1f} GB")
-        if g["topology"]:
-            L.append("  interconnect (nvidia-smi topo -m):")
-            L += ["    " + line for line in g["topology"].splitlines()]
-    else:
-        L.append("GPUs: none found (no nvidia-smi or rocm-smi answered)")
-    c = r["cpu"]
-    L.append(
+def _gpu_lines(g: dict) -> list[str]:
+    if not g["gpus"]:
+        return ["GPUs: none found (no nvidia-smi or rocm-smi answered)"]
+    L = [f"GPUs ({g['tool']}; driver {g['driver']}, CUDA {g['cuda']}):"]
+    L += [f"  [{x['index']}] {x['name']}  {x['memory_mib'] * 2**20 / 1e9:,.1f} GB" for x in g["gpus"]]
+    if g["topology"]:
+        L.append("  interconnect (nvidia-smi topo -m):")
+        L += ["    " + line for line in g["topology"].splitlines()]
+    return L
+
+
+def _cpu_line(c: dict) -> str:
+    return (
         f"CPU: {c['model']} — {c['physical_cores']} physical cores / {c['logical_cpus']} logical, {c['sockets']} socket(s), "
         f"{c['numa_nodes']} NUMA node(s), matrix ISA {c['matrix_isa']} ({', '.join(c['flags_of_note']) or 'no AVX2'})"
     )
+
+
+def _measured_lines(m: dict) -> list[str]:
+    """The bandwidth, matmul and disk measurements (absent with --no-measure)."""
+    mt = m["matmul_tflops"]
+    L = [
+        f"Measured memory bandwidth: copy {m['memory']['copy_gbs']:,.1f} GB/s, read {m['memory']['read_gbs']:,.1f} GB/s "
+        f"(best of {m['memory']['runs']}, {m['memory']['threads']} threads)"
+    ]
+    mm = f"Measured matmul: fp32 {mt['fp32'] * 1e3:,.1f} GFLOPS (n={mt['fp32_n']})"
+    if "bf16" in mt:
+        mm += f", bf16 {mt['bf16'] * 1e3:,.2f} GFLOPS (n={mt['bf16_n']}, {mt['bf16_via']})"
+    L.append(mm)
+    d = m["disk"]
+    how = "O_DIRECT, page cache bypassed" if d["cache_bypassed"] else "fadvise(DONTNEED); may include page-cache hits"
+    L.append(f"Measured disk read: {d['read_gbs']:,.2f} GB/s over {d['file_mb']} MB at {d['path']} ({how})")
+    return L
+
+
+def _software_lines(sw: dict, engine: str | None) -> list[str]:
+    if not (sw["packages"] or sw["binaries"]):
+        return []
+    items = [f"{k} {v or 'MISSING'}" for k, v in (*sw["packages"].items(), *sw["binaries"].items())]
+    return [f"Engine software{' (' + engine + ')' if engine else ''}: " + ", ".join(items)]
+
+
+_CHECK_MARK = {"ok": "ok     ", "missing": "MISSING", "unknown": "?      "}
+
+
+def _plan_lines(r: dict) -> list[str]:
+    """The plan this machine was checked against, one line per check (absent without a plan)."""
+    L = ["", f"Plan: {r['plan']['describe']} — {r['plan']['reason']}"]
+    L += [f"  {_CHECK_MARK[ch['status']]} {ch['check']}: have {ch['have']}; need {ch['need']}" for ch in r["checks"]]
+    return L
+
+
+def _install_lines(install: dict[str, list[str]]) -> list[str]:
+    if not install:
+        return []
+    L = ["", "Install steps for what is missing:"]
+    for what, steps in install.items():
+        L.append(f"  {what}:")
+        L += ["    " + s for s in steps]
+    return L
+
+
+def render_text(r: dict) -> str:
+    L = [f"dsdeploy doctor — {r['date']} — {r['os']['pretty']}, Python {r['python']}", ""]
+    L += _gpu_lines(r["gpu"])
+    L.append(_cpu_line(r["cpu"]))
     L += _isa_and_llama_lines(r)
     L.append(f"RAM: {_fmt_gb(r['ram']['total_bytes'])} total, {_fmt_gb(r['ram']['available_bytes'])} available")
     L.append(
         f"Disk: {_fmt_gb(r['disk']['free_bytes'])} free of {_fmt_gb(r['disk']['total_bytes'])} at {r['disk']['path']}"
     )
     if "measured" in r:
-        m = r["measured"]
-        mt = m["matmul_tflops"]
-        L.append(
-            f"Measured memory bandwidth: copy {m['memory']['copy_gbs']:,.1f} GB/s, read {m['memory']['read_gbs']:,.1f} GB/s "
-            f"(best of {m['memory']['runs']}, {m['memory']['threads']} threads)"
-        )
-        mm = f"Measured matmul: fp32 {mt['fp32'] * 1e3:,.1f} GFLOPS (n={mt['fp32_n']})"
-        if "bf16" in mt:
-            mm += f", bf16 {mt['bf16'] * 1e3:,.2f} GFLOPS (n={mt['bf16_n']}, {mt['bf16_via']})"
-        L.append(mm)
-        d = m["disk"]
-        how = (
-            "O_DIRECT, page cache bypassed" if d["cache_bypassed"] else "fadvise(DONTNEED); may include page-cache hits"
-        )
-        L.append(f"Measured disk read: {d['read_gbs']:,.2f} GB/s over {d['file_mb']} MB at {d['path']} ({how})")
-    sw = r["software"]
-    if sw["packages"] or sw["binaries"]:
-        items = [f"{k} {v or 'MISSING'}" for k, v in sw["packages"].items()] + [
-            f"{k} {v or 'MISSING'}" for k, v in sw["binaries"].items()
-        ]
-        L.append(f"Engine software{' (' + r['engine'] + ')' if r['engine'] else ''}: " + ", ".join(items))
+        L += _measured_lines(r["measured"])
+    L += _software_lines(r["software"], r["engine"])
     if "plan" in r:
-        L += ["", f"Plan: {r['plan']['describe']} — {r['plan']['reason']}"]
-        for ch in r["checks"]:
-            mark = {"ok": "ok     ", "missing": "MISSING", "unknown": "?      "}[ch["status"]]
-            L.append(f"  {mark} {ch['check']}: have {ch['have']}; need {ch['need']}")
-    if r["install"]:
-        L += ["", "Install steps for what is missing:"]
-        for what, steps in r["install"].items():
-            L.append(f"  {what}:")
-            L += ["    " + s for s in steps]
+        L += _plan_lines(r)
+    L += _install_lines(r["install"])
     L += ["", "Notes:"] + ["  " + n for n in r["requirements"]]
     return "\n".join(L) + "\n"
 

@@ -20,8 +20,10 @@ Formulas (all per token unless stated):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from dsdeploy.errors import UserError
 
@@ -225,7 +227,118 @@ def _opt(cfg: dict, key: str, default, where: str):
     return val
 
 
-SUPPORTED_TYPES = ("deepseek_v3", "deepseek_v32", "deepseek_v2", "qwen2", "llama", "mixtral", "qwen2_moe", "qwen3_moe")
+def _hf_mla(cfg: dict, mt: str, common: dict, where: str) -> ModelSpec:
+    """deepseek_v2 / deepseek_v3 / deepseek_v32: MLA attention, shared + routed experts, MTP layers."""
+    n_routed = _need(cfg, "n_routed_experts", where)
+    moe_inter = _need(cfg, "moe_intermediate_size", where)
+    n_shared = _opt(cfg, "n_shared_experts", 0, where)
+    return ModelSpec(
+        arch="deepseek_v3" if mt != "deepseek_v2" else "deepseek_v2",
+        head_dim=_need(cfg, "qk_nope_head_dim", where) + _need(cfg, "qk_rope_head_dim", where),
+        intermediate=_need(cfg, "intermediate_size", where),
+        dense_layers=_opt(cfg, "first_k_dense_replace", 0, where),
+        attention="mla",
+        q_lora_rank=_opt(cfg, "q_lora_rank", 0, where),
+        kv_lora_rank=_need(cfg, "kv_lora_rank", where),
+        qk_nope_head_dim=_need(cfg, "qk_nope_head_dim", where),
+        qk_rope_head_dim=_need(cfg, "qk_rope_head_dim", where),
+        v_head_dim=_need(cfg, "v_head_dim", where),
+        n_routed_experts=n_routed,
+        n_shared_experts=n_shared,
+        experts_per_token=_need(cfg, "num_experts_per_tok", where),
+        moe_intermediate=moe_inter,
+        shared_intermediate=n_shared * moe_inter,
+        mtp_layers=_opt(cfg, "num_nextn_predict_layers", 0, where),
+        **common,
+    )
+
+
+def _head_dim(cfg: dict, common: dict, where: str) -> int:
+    return _opt(cfg, "head_dim", common["hidden"] // common["heads"], where)
+
+
+def _hf_dense(cfg: dict, mt: str, common: dict, where: str) -> ModelSpec:
+    """qwen2 / llama: every layer a dense MLP (the R1 distills)."""
+    return ModelSpec(
+        arch=mt,
+        head_dim=_head_dim(cfg, common, where),
+        intermediate=_need(cfg, "intermediate_size", where),
+        dense_layers=common["layers"],
+        qkv_bias=(mt == "qwen2") or bool(cfg.get("attention_bias", False)),
+        **common,
+    )
+
+
+def _hf_mixtral(cfg: dict, mt: str, common: dict, where: str) -> ModelSpec:
+    """mixtral: every layer MoE, the experts' size in intermediate_size, no shared expert."""
+    return ModelSpec(
+        arch=mt,
+        head_dim=_head_dim(cfg, common, where),
+        intermediate=0,
+        dense_layers=0,
+        n_routed_experts=_need(cfg, "num_local_experts", where),
+        experts_per_token=_need(cfg, "num_experts_per_tok", where),
+        moe_intermediate=_need(cfg, "intermediate_size", where),
+        **common,
+    )
+
+
+def _hf_qwen_moe(cfg: dict, mt: str, common: dict, where: str) -> ModelSpec:
+    """qwen2_moe / qwen3_moe: MoE every `decoder_sparse_step` layers except `mlp_only_layers`."""
+    head_dim = _head_dim(cfg, common, where)
+    layers = common["layers"]
+    step = _opt(cfg, "decoder_sparse_step", 1, where) or 1
+    mlp_only = cfg.get("mlp_only_layers") or []
+    moe_count = sum(1 for i in range(layers) if i not in mlp_only and (i + 1) % step == 0)
+    shared_inter = _opt(cfg, "shared_expert_intermediate_size", 0, where) if mt == "qwen2_moe" else 0
+    return ModelSpec(
+        arch=mt,
+        head_dim=head_dim,
+        intermediate=_opt(cfg, "intermediate_size", 0, where),
+        dense_layers=layers - moe_count,
+        n_routed_experts=_need(cfg, "num_experts", where),
+        n_shared_experts=1 if shared_inter else 0,
+        experts_per_token=_need(cfg, "num_experts_per_tok", where),
+        moe_intermediate=_need(cfg, "moe_intermediate_size", where),
+        shared_intermediate=shared_inter,
+        qkv_bias=(mt == "qwen2_moe"),
+        qk_norm=(mt == "qwen3_moe"),
+        **common,
+    )
+
+
+# model_type -> the reader for its family
+_HF_READERS: dict[str, Callable[[dict, str, dict, str], ModelSpec]] = {
+    "deepseek_v3": _hf_mla,
+    "deepseek_v32": _hf_mla,
+    "deepseek_v2": _hf_mla,
+    "qwen2": _hf_dense,
+    "llama": _hf_dense,
+    "mixtral": _hf_mixtral,
+    "qwen2_moe": _hf_qwen_moe,
+    "qwen3_moe": _hf_qwen_moe,
+}
+SUPPORTED_TYPES = tuple(_HF_READERS)
+
+
+def _hf_common(cfg: dict, name: str, where: str) -> dict:
+    """The ModelSpec fields every supported model_type reads the same way."""
+    hidden = _need(cfg, "hidden_size", where)
+    layers = _need(cfg, "num_hidden_layers", where)
+    heads = _need(cfg, "num_attention_heads", where)
+    vocab = _need(cfg, "vocab_size", where)
+    if heads == 0 or layers == 0 or hidden == 0:
+        raise UserError(f"{where}: hidden_size, num_hidden_layers and num_attention_heads must be > 0")
+    return dict(
+        name=name,
+        vocab=vocab,
+        hidden=hidden,
+        layers=layers,
+        heads=heads,
+        kv_heads=_opt(cfg, "num_key_value_heads", heads, where),
+        tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        max_position=_opt(cfg, "max_position_embeddings", 0, where),
+    )
 
 
 def from_hf_config(cfg: dict, name: str = "model", where: str = "config.json") -> ModelSpec:
@@ -239,85 +352,7 @@ def from_hf_config(cfg: dict, name: str = "model", where: str = "config.json") -
         raise UserError(f"{where}: missing field 'model_type' (one of {', '.join(SUPPORTED_TYPES)})")
     if mt not in SUPPORTED_TYPES:
         raise UserError(f"{where}: field 'model_type' is '{mt}', not one of {', '.join(SUPPORTED_TYPES)}")
-    hidden = _need(cfg, "hidden_size", where)
-    layers = _need(cfg, "num_hidden_layers", where)
-    heads = _need(cfg, "num_attention_heads", where)
-    vocab = _need(cfg, "vocab_size", where)
-    if heads == 0 or layers == 0 or hidden == 0:
-        raise UserError(f"{where}: hidden_size, num_hidden_layers and num_attention_heads must be > 0")
-    kv_heads = _opt(cfg, "num_key_value_heads", heads, where)
-    tie = bool(cfg.get("tie_word_embeddings", False))
-    max_pos = _opt(cfg, "max_position_embeddings", 0, where)
-    common = dict(
-        name=name, vocab=vocab, hidden=hidden, layers=layers, heads=heads, tie_embeddings=tie, max_position=max_pos
-    )
-    if mt in ("deepseek_v3", "deepseek_v32", "deepseek_v2"):
-        n_routed = _need(cfg, "n_routed_experts", where)
-        moe_inter = _need(cfg, "moe_intermediate_size", where)
-        n_shared = _opt(cfg, "n_shared_experts", 0, where)
-        return ModelSpec(
-            arch="deepseek_v3" if mt != "deepseek_v2" else "deepseek_v2",
-            kv_heads=kv_heads,
-            head_dim=_need(cfg, "qk_nope_head_dim", where) + _need(cfg, "qk_rope_head_dim", where),
-            intermediate=_need(cfg, "intermediate_size", where),
-            dense_layers=_opt(cfg, "first_k_dense_replace", 0, where),
-            attention="mla",
-            q_lora_rank=_opt(cfg, "q_lora_rank", 0, where),
-            kv_lora_rank=_need(cfg, "kv_lora_rank", where),
-            qk_nope_head_dim=_need(cfg, "qk_nope_head_dim", where),
-            qk_rope_head_dim=_need(cfg, "qk_rope_head_dim", where),
-            v_head_dim=_need(cfg, "v_head_dim", where),
-            n_routed_experts=n_routed,
-            n_shared_experts=n_shared,
-            experts_per_token=_need(cfg, "num_experts_per_tok", where),
-            moe_intermediate=moe_inter,
-            shared_intermediate=n_shared * moe_inter,
-            mtp_layers=_opt(cfg, "num_nextn_predict_layers", 0, where),
-            **common,
-        )
-    head_dim = _opt(cfg, "head_dim", hidden // heads, where)
-    if mt in ("qwen2", "llama"):
-        return ModelSpec(
-            arch=mt,
-            kv_heads=kv_heads,
-            head_dim=head_dim,
-            intermediate=_need(cfg, "intermediate_size", where),
-            dense_layers=layers,
-            qkv_bias=(mt == "qwen2") or bool(cfg.get("attention_bias", False)),
-            **common,
-        )
-    if mt == "mixtral":
-        return ModelSpec(
-            arch=mt,
-            kv_heads=kv_heads,
-            head_dim=head_dim,
-            intermediate=0,
-            dense_layers=0,
-            n_routed_experts=_need(cfg, "num_local_experts", where),
-            experts_per_token=_need(cfg, "num_experts_per_tok", where),
-            moe_intermediate=_need(cfg, "intermediate_size", where),
-            **common,
-        )
-    # qwen2_moe / qwen3_moe
-    step = _opt(cfg, "decoder_sparse_step", 1, where) or 1
-    mlp_only = cfg.get("mlp_only_layers") or []
-    moe_count = sum(1 for i in range(layers) if i not in mlp_only and (i + 1) % step == 0)
-    shared_inter = _opt(cfg, "shared_expert_intermediate_size", 0, where) if mt == "qwen2_moe" else 0
-    return ModelSpec(
-        arch=mt,
-        kv_heads=kv_heads,
-        head_dim=head_dim,
-        intermediate=_opt(cfg, "intermediate_size", 0, where),
-        dense_layers=layers - moe_count,
-        n_routed_experts=_need(cfg, "num_experts", where),
-        n_shared_experts=1 if shared_inter else 0,
-        experts_per_token=_need(cfg, "num_experts_per_tok", where),
-        moe_intermediate=_need(cfg, "moe_intermediate_size", where),
-        shared_intermediate=shared_inter,
-        qkv_bias=(mt == "qwen2_moe"),
-        qk_norm=(mt == "qwen3_moe"),
-        **common,
-    )
+    return _HF_READERS[mt](cfg, mt, _hf_common(cfg, name, where), where)
 
 
 def from_deepseek_inference_config(cfg: dict, name: str = "model", where: str = "config") -> ModelSpec:
@@ -393,10 +428,180 @@ def _gguf_component(tname: str, dense_layers: int) -> str:
     return "other"
 
 
+class _GgufFields:
+    """GGUF metadata by key; a missing required field is a UserError naming it."""
+
+    def __init__(self, reader: Any, path: Path):
+        self.reader = reader
+        self.path = path
+
+    def __call__(self, key: str, required: bool = True, default: Any = None) -> Any:
+        import numpy as np
+
+        f = self.reader.fields.get(key)
+        if f is None:
+            if required:
+                raise UserError(f"{self.path}: missing GGUF metadata field '{key}'")
+            return default
+        try:
+            return f.contents()
+        except Exception:
+            val = f.parts[f.data[0]]
+            return val.tolist()[0] if isinstance(val, np.ndarray) and val.size == 1 else val
+
+    def first_int(self, key: str, required: bool = True, default: Any = None) -> int:
+        """A count that some architectures store per layer (a list): the first layer's."""
+        v = self(key, required, default)
+        return int(v[0] if isinstance(v, list) else v)
+
+    def int_or_0(self, key: str) -> int:
+        """An optional count; absent or empty reads as 0."""
+        return int(self(key, False, 0) or 0)
+
+
+@dataclass
+class _GgufHeader:
+    """What every supported architecture reads the same way: `{arch}.*` sizes and the tensor table."""
+
+    arch: str
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    ffn: int
+    vocab: int
+    ctx: int
+    n_exp: int
+    n_used: int
+    n_shared: int
+    moe_inter: int
+    dense: int
+    tensor_names: set[str]
+    comp_bytes: dict[str, int]
+    file_type: Any
+
+    def spec_fields(self, name: str) -> dict[str, Any]:
+        """The ModelSpec fields both readers fill from the header alone."""
+        return dict(
+            name=name,
+            vocab=int(self.vocab),
+            hidden=self.hidden,
+            layers=self.layers,
+            heads=self.heads,
+            dense_layers=self.dense,
+            n_routed_experts=self.n_exp,
+            experts_per_token=self.n_used,
+            tie_embeddings="output.weight" not in self.tensor_names,
+            max_position=self.ctx,
+            gguf_component_bytes=self.comp_bytes,
+            gguf_file_type=str(self.file_type) if self.file_type is not None else None,
+        )
+
+
+def _read_gguf_header(field: _GgufFields) -> _GgufHeader:
+    a = field("general.architecture")
+    layers = int(field(f"{a}.block_count"))
+    hidden = int(field(f"{a}.embedding_length"))
+    heads = field.first_int(f"{a}.attention.head_count")
+    kv_heads = field.first_int(f"{a}.attention.head_count_kv", False, heads)
+    ffn = field.first_int(f"{a}.feed_forward_length", False, 0)
+    tokens = field.reader.fields.get("tokenizer.ggml.tokens")
+    vocab = field(f"{a}.vocab_size", False, None)
+    if vocab is None:
+        vocab = len(tokens.data) if tokens is not None else 0
+    ctx = int(field(f"{a}.context_length", False, 0))
+    n_exp = field.int_or_0(f"{a}.expert_count")
+    n_used = field.int_or_0(f"{a}.expert_used_count")
+    n_shared = field.int_or_0(f"{a}.expert_shared_count")
+    moe_inter = field.int_or_0(f"{a}.expert_feed_forward_length")
+    dense = int(field(f"{a}.leading_dense_block_count", False, 0 if n_exp else layers) or 0)
+    if not n_exp:
+        dense = layers
+    comp_bytes = {c: 0 for c in COMPONENTS}
+    names = set()
+    for t in field.reader.tensors:
+        names.add(t.name)
+        comp_bytes[_gguf_component(t.name, dense)] += int(t.n_bytes)
+    return _GgufHeader(
+        arch=a,
+        layers=layers,
+        hidden=hidden,
+        heads=heads,
+        kv_heads=kv_heads,
+        ffn=ffn,
+        vocab=vocab,
+        ctx=ctx,
+        n_exp=n_exp,
+        n_used=n_used,
+        n_shared=n_shared,
+        moe_inter=moe_inter,
+        dense=dense,
+        tensor_names=names,
+        comp_bytes=comp_bytes,
+        file_type=field("general.file_type", False, None),
+    )
+
+
+def _gguf_mla(field: _GgufFields, h: _GgufHeader, name: str) -> ModelSpec:
+    """deepseek2 (llama.cpp's name for V2 and V3): MLA sizes; the gating function tells V3 (sigmoid, 2) from V2."""
+    a = h.arch
+    kv_lora = int(field(f"{a}.attention.kv_lora_rank"))
+    q_lora = field.int_or_0(f"{a}.attention.q_lora_rank")
+    rope = int(field(f"{a}.rope.dimension_count"))
+    key_mla = field(f"{a}.attention.key_length_mla", False, None)
+    val_mla = field(f"{a}.attention.value_length_mla", False, None)
+    if key_mla is None:
+        key_mla = int(field(f"{a}.attention.key_length"))
+        val_mla = int(field(f"{a}.attention.value_length"))
+    return ModelSpec(
+        arch="deepseek_v3" if field(f"{a}.expert_gating_func", False, 1) == 2 else "deepseek_v2",
+        kv_heads=h.heads,
+        head_dim=int(key_mla),
+        intermediate=h.ffn,
+        attention="mla",
+        q_lora_rank=q_lora,
+        kv_lora_rank=kv_lora,
+        qk_nope_head_dim=int(key_mla) - rope,
+        qk_rope_head_dim=rope,
+        v_head_dim=int(val_mla),
+        n_shared_experts=h.n_shared,
+        moe_intermediate=h.moe_inter,
+        shared_intermediate=h.n_shared * h.moe_inter,
+        **h.spec_fields(name),
+    )
+
+
+def _gguf_gqa(field: _GgufFields, h: _GgufHeader, name: str) -> ModelSpec:
+    """llama / qwen2 / qwen2moe / qwen3moe / mixtral: grouped-query attention, dense or MoE layers."""
+    a = h.arch
+    head_dim = int(field(f"{a}.attention.key_length", False, h.hidden // h.heads) or h.hidden // h.heads)
+    shared_inter = field.int_or_0(f"{a}.expert_shared_feed_forward_length")
+    return ModelSpec(
+        arch=_GGUF_GQA_ARCHS[a],
+        kv_heads=h.kv_heads,
+        head_dim=head_dim,
+        intermediate=h.ffn if not h.n_exp else 0,
+        moe_intermediate=h.moe_inter or (h.ffn if h.n_exp else 0),
+        n_shared_experts=1 if shared_inter else 0,
+        shared_intermediate=shared_inter,
+        qkv_bias="blk.0.attn_q.bias" in h.tensor_names,
+        **h.spec_fields(name),
+    )
+
+
+# GGUF general.architecture -> ModelSpec arch, for the grouped-query-attention families
+_GGUF_GQA_ARCHS = {
+    "llama": "llama",
+    "qwen2": "qwen2",
+    "qwen2moe": "qwen2_moe",
+    "qwen3moe": "qwen3_moe",
+    "mixtral": "mixtral",
+}
+
+
 def from_gguf(path: str | Path) -> ModelSpec:
     """Read a GGUF header (metadata + tensor infos) with the `gguf` package; no weights are loaded
     beyond the memory map. Weight bytes per component come from the tensors themselves."""
-    import numpy as np
     from gguf import GGUFReader
 
     p = Path(path)
@@ -406,115 +611,14 @@ def from_gguf(path: str | Path) -> ModelSpec:
         reader = GGUFReader(str(p), "r")
     except Exception as exc:  # the gguf package raises ValueError/struct errors on bad files
         raise UserError(f"{p}: not a readable GGUF file ({exc})") from None
-
-    def field(key: str, required: bool = True, default=None):
-        f = reader.fields.get(key)
-        if f is None:
-            if required:
-                raise UserError(f"{p}: missing GGUF metadata field '{key}'")
-            return default
-        try:
-            return f.contents()
-        except Exception:
-            val = f.parts[f.data[0]]
-            return val.tolist()[0] if isinstance(val, np.ndarray) and val.size == 1 else val
-
-    arch = field("general.architecture")
-    a = arch
-    layers = int(field(f"{a}.block_count"))
-    hidden = int(field(f"{a}.embedding_length"))
-    heads = field(f"{a}.attention.head_count")
-    heads = int(heads[0] if isinstance(heads, list) else heads)
-    kv_heads = field(f"{a}.attention.head_count_kv", False, heads)
-    kv_heads = int(kv_heads[0] if isinstance(kv_heads, list) else kv_heads)
-    ffn = field(f"{a}.feed_forward_length", False, 0)
-    ffn = int(ffn[0] if isinstance(ffn, list) else ffn)
-    tokens = reader.fields.get("tokenizer.ggml.tokens")
-    vocab = field(f"{a}.vocab_size", False, None)
-    if vocab is None:
-        vocab = len(tokens.data) if tokens is not None else 0
-    ctx = int(field(f"{a}.context_length", False, 0))
-    n_exp = int(field(f"{a}.expert_count", False, 0) or 0)
-    n_used = int(field(f"{a}.expert_used_count", False, 0) or 0)
-    n_shared = int(field(f"{a}.expert_shared_count", False, 0) or 0)
-    moe_inter = int(field(f"{a}.expert_feed_forward_length", False, 0) or 0)
-    dense = int(field(f"{a}.leading_dense_block_count", False, 0 if n_exp else layers) or 0)
-    if not n_exp:
-        dense = layers
-
-    comp_bytes = {c: 0 for c in COMPONENTS}
-    names = set()
-    for t in reader.tensors:
-        names.add(t.name)
-        comp_bytes[_gguf_component(t.name, dense)] += int(t.n_bytes)
-    tie = "output.weight" not in names
-    file_type = field("general.file_type", False, None)
-
-    if arch == "deepseek2":
-        kv_lora = int(field(f"{a}.attention.kv_lora_rank"))
-        q_lora = int(field(f"{a}.attention.q_lora_rank", False, 0) or 0)
-        rope = int(field(f"{a}.rope.dimension_count"))
-        key_mla = field(f"{a}.attention.key_length_mla", False, None)
-        val_mla = field(f"{a}.attention.value_length_mla", False, None)
-        if key_mla is None:
-            key_mla = int(field(f"{a}.attention.key_length"))
-            val_mla = int(field(f"{a}.attention.value_length"))
-        nope = int(key_mla) - rope
-        spec = ModelSpec(
-            name=p.stem,
-            arch="deepseek_v3" if field(f"{a}.expert_gating_func", False, 1) == 2 else "deepseek_v2",
-            vocab=int(vocab),
-            hidden=hidden,
-            layers=layers,
-            heads=heads,
-            kv_heads=heads,
-            head_dim=int(key_mla),
-            intermediate=ffn,
-            dense_layers=dense,
-            attention="mla",
-            q_lora_rank=q_lora,
-            kv_lora_rank=kv_lora,
-            qk_nope_head_dim=nope,
-            qk_rope_head_dim=rope,
-            v_head_dim=int(val_mla),
-            n_routed_experts=n_exp,
-            n_shared_experts=n_shared,
-            experts_per_token=n_used,
-            moe_intermediate=moe_inter,
-            shared_intermediate=n_shared * moe_inter,
-            tie_embeddings=tie,
-            max_position=ctx,
-            gguf_component_bytes=comp_bytes,
-            gguf_file_type=str(file_type) if file_type is not None else None,
-        )
-        return spec
-    if arch in ("llama", "qwen2", "qwen2moe", "qwen3moe", "mixtral"):
-        head_dim = int(field(f"{a}.attention.key_length", False, hidden // heads) or hidden // heads)
-        shared_inter = int(field(f"{a}.expert_shared_feed_forward_length", False, 0) or 0)
-        return ModelSpec(
-            name=p.stem,
-            arch={"qwen2moe": "qwen2_moe", "qwen3moe": "qwen3_moe"}.get(arch, arch),
-            vocab=int(vocab),
-            hidden=hidden,
-            layers=layers,
-            heads=heads,
-            kv_heads=kv_heads,
-            head_dim=head_dim,
-            intermediate=ffn if not n_exp else 0,
-            dense_layers=dense,
-            n_routed_experts=n_exp,
-            experts_per_token=n_used,
-            moe_intermediate=moe_inter or (ffn if n_exp else 0),
-            n_shared_experts=1 if shared_inter else 0,
-            shared_intermediate=shared_inter,
-            qkv_bias="blk.0.attn_q.bias" in names,
-            tie_embeddings=tie,
-            max_position=ctx,
-            gguf_component_bytes=comp_bytes,
-            gguf_file_type=str(file_type) if file_type is not None else None,
-        )
+    field = _GgufFields(reader, p)
+    h = _read_gguf_header(field)
+    if h.arch == "deepseek2":
+        return _gguf_mla(field, h, p.stem)
+    if h.arch in _GGUF_GQA_ARCHS:
+        return _gguf_gqa(field, h, p.stem)
     raise UserError(
-        f"{p}: GGUF architecture '{arch}' is not supported (deepseek2, llama, qwen2, qwen2moe, qwen3moe, mixtral)"
+        f"{p}: GGUF architecture '{h.arch}' is not supported (deepseek2, llama, qwen2, qwen2moe, qwen3moe, mixtral)"
     )
 
 

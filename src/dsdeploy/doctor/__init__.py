@@ -102,56 +102,61 @@ def nvlink_in_topology(topo: str) -> bool:
     return re.search(r"\bNV\d+\b", matrix) is not None
 
 
-def compare(report: dict, dep, mem) -> list[dict]:
-    """What the plan needs against what was found."""
+def _gpu_checks(report: dict, dep) -> list[dict]:
+    """GPU count, memory, driver and interconnect against the plan's accelerators (GPU plans only)."""
+    from dsdeploy.estimators.memory import GB
+
+    gpus = report["gpu"]["gpus"]
+    need_n = dep.per_node
+    need_mem = dep.accelerator.memory_gb.value
+    have = min((g["memory_mib"] * 2**20 / GB for g in gpus), default=0.0)
+    out = [
+        _check(
+            "GPUs",
+            len(gpus) >= need_n,
+            f"{len(gpus)} ({', '.join(sorted({g['name'] for g in gpus})) or 'none found'})",
+            f"{need_n}× {dep.accelerator.name} per node",
+            "install the GPU driver (see install steps)" if not gpus else "",
+        ),
+        _check(
+            "GPU memory",
+            have >= 0.95 * need_mem if gpus else False,
+            f"{have:,.1f} GB per GPU",
+            f"{need_mem:g} GB per GPU ({dep.accelerator.id})",
+        ),
+    ]
+    if gpus and report["gpu"]["tool"] == "nvidia-smi":
+        out.append(_driver_check(report["gpu"]["driver"]))
+    if dep.per_node > 1 and gpus:
+        has_nv = nvlink_in_topology(report["gpu"]["topology"] or "")
+        out.append(
+            _check(
+                "GPU interconnect",
+                has_nv or None,
+                "NVLink seen in topo -m" if has_nv else "no NVLink in topo -m",
+                f"{dep.scale_up.name if dep.scale_up else 'PCIe'} between the {dep.per_node} GPUs",
+            )
+        )
+    return out
+
+
+def _driver_check(driver: str | None) -> dict:
+    drv = driver or "0"
+    major = int(drv.split(".")[0]) if drv.split(".")[0].isdigit() else 0
+    return _check(
+        "NVIDIA driver",
+        major >= 575,
+        drv,
+        "R575+ for CUDA 12.9 wheels (vLLM/SGLang/PyTorch cu129)",
+        "install a newer driver from the CUDA network repository (cuda-keyring)",
+    )
+
+
+def _memory_checks(report: dict, mem) -> list[dict]:
+    """Host RAM for what the plan keeps on the host (if anything), and disk space for the weights."""
     from dsdeploy.estimators.memory import GB
 
     out = []
-    gpus = report["gpu"]["gpus"]
-    if dep.accelerator is not None and dep.placement != "cpu":
-        need_n = dep.per_node
-        out.append(
-            _check(
-                "GPUs",
-                len(gpus) >= need_n,
-                f"{len(gpus)} ({', '.join(sorted({g['name'] for g in gpus})) or 'none found'})",
-                f"{need_n}× {dep.accelerator.name} per node",
-                "install the GPU driver (see install steps)" if not gpus else "",
-            )
-        )
-        need_mem = dep.accelerator.memory_gb.value
-        have = min((g["memory_mib"] * 2**20 / GB for g in gpus), default=0.0)
-        out.append(
-            _check(
-                "GPU memory",
-                have >= 0.95 * need_mem if gpus else False,
-                f"{have:,.1f} GB per GPU",
-                f"{need_mem:g} GB per GPU ({dep.accelerator.id})",
-            )
-        )
-        if gpus and report["gpu"]["tool"] == "nvidia-smi":
-            drv = report["gpu"]["driver"] or "0"
-            major = int(drv.split(".")[0]) if drv.split(".")[0].isdigit() else 0
-            out.append(
-                _check(
-                    "NVIDIA driver",
-                    major >= 575,
-                    drv,
-                    "R575+ for CUDA 12.9 wheels (vLLM/SGLang/PyTorch cu129)",
-                    "install a newer driver from the CUDA network repository (cuda-keyring)",
-                )
-            )
-        if dep.per_node > 1 and gpus:
-            topo = report["gpu"]["topology"] or ""
-            has_nv = nvlink_in_topology(topo)
-            out.append(
-                _check(
-                    "GPU interconnect",
-                    has_nv or None,
-                    "NVLink seen in topo -m" if has_nv else "no NVLink in topo -m",
-                    f"{dep.scale_up.name if dep.scale_up else 'PCIe'} between the {dep.per_node} GPUs",
-                )
-            )
     host = next((d for d in mem.devices if d.kind == "host"), None)
     ram = report["ram"]["total_bytes"] or 0
     if host is not None:
@@ -168,38 +173,56 @@ def compare(report: dict, dep, mem) -> list[dict]:
             f"{mem.weights_bytes_total / GB:,.1f} GB of weights",
         )
     )
-    sw = report["software"]
-    for pkg, ver in sw["packages"].items():
-        out.append(
-            _check(
-                f"python package {pkg}",
-                ver is not None,
-                ver or "not installed",
-                f"{pkg} for {dep.engine.id}",
-                "see install steps",
-            )
+    return out
+
+
+def _software_checks(sw: dict, engine_id: str) -> list[dict]:
+    """One check per Python package, then one per binary, that the engine needs."""
+    packages = [
+        _check(
+            f"python package {pkg}",
+            ver is not None,
+            ver or "not installed",
+            f"{pkg} for {engine_id}",
+            "see install steps",
         )
-    for b, where in sw["binaries"].items():
-        out.append(
-            _check(
-                f"binary {b}",
-                where is not None,
-                where or "not on PATH",
-                f"{b} for {dep.engine.id}",
-                "see install steps",
-            )
-        )
+        for pkg, ver in sw["packages"].items()
+    ]
+    binaries = [
+        _check(f"binary {b}", where is not None, where or "not on PATH", f"{b} for {engine_id}", "see install steps")
+        for b, where in sw["binaries"].items()
+    ]
+    return packages + binaries
+
+
+def _cpu_checks(report: dict, dep) -> list[dict]:
+    """AMX for KTransformers' AMX-INT4 kernels; physical cores for plans that compute on the CPU."""
+    out = []
+    cpu = report["cpu"]
     if dep.engine.id == "ktransformers" and dep.weights.id == "amx-int4":
-        isa = report["cpu"]["matrix_isa"]
+        isa = cpu["matrix_isa"]
         out.append(_check("CPU AMX", isa == "amx", isa, "AMX (Sapphire Rapids or newer Xeon) for --kt-method AMXINT4"))
     if dep.cpu is not None and dep.placement in ("cpu", "experts-on-cpu", "layer-split"):
-        cores = report["cpu"]["physical_cores"]
         need = int(dep.cpu.cores.value) * dep.cpu_sockets
         out.append(
             _check(
-                "CPU cores", cores >= need, f"{cores} physical ({report['cpu']['model']})", f"{need} ({dep.cpu.name})"
+                "CPU cores",
+                cpu["physical_cores"] >= need,
+                f"{cpu['physical_cores']} physical ({cpu['model']})",
+                f"{need} ({dep.cpu.name})",
             )
         )
+    return out
+
+
+def compare(report: dict, dep, mem) -> list[dict]:
+    """What the plan needs against what was found."""
+    out = []
+    if dep.accelerator is not None and dep.placement != "cpu":
+        out += _gpu_checks(report, dep)
+    out += _memory_checks(report, mem)
+    out += _software_checks(report["software"], dep.engine.id)
+    out += _cpu_checks(report, dep)
     return out
 
 

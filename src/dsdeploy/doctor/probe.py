@@ -131,37 +131,49 @@ class CpuInfo:
         return "avx2"
 
 
+_CPU_VENDORS = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}  # /proc/cpuinfo vendor_id -> catalog vendor
+
+
+def _cpuinfo_stanzas(cpuinfo: str) -> list[list[tuple[str, str]]]:
+    """/proc/cpuinfo as one list of (key, value) pairs per logical CPU (stanzas end at a blank line)."""
+    stanzas: list[list[tuple[str, str]]] = [[]]
+    for line in cpuinfo.splitlines():
+        if not line.strip():
+            stanzas.append([])
+            continue
+        k, _, v = line.partition(":")
+        stanzas[-1].append((k.strip(), v.strip()))
+    return stanzas
+
+
+def _first_value(stanzas: list[list[tuple[str, str]]], keys: tuple[str, ...]) -> str:
+    """The first non-empty value under any of `keys` (x86 and Arm kernels name some fields differently)."""
+    return next((v for stanza in stanzas for k, v in stanza if k in keys and v), "")
+
+
+def _cores_and_sockets(stanzas: list[list[tuple[str, str]]]) -> tuple[set[tuple[str, str]], set[str]]:
+    """Distinct (physical id, core id) pairs and physical ids; a stanza without either is not counted."""
+    cores: set[tuple[str, str]] = set()
+    sockets: set[str] = set()
+    for stanza in stanzas:
+        ids = dict(stanza)  # the last line of a key wins
+        phys, core = ids.get("physical id"), ids.get("core id")
+        if phys is not None or core is not None:
+            cores.add((phys or "0", core or str(len(cores))))
+            sockets.add(phys or "0")
+    return cores, sockets
+
+
 def probe_cpu(cpuinfo: str | None = None) -> CpuInfo:
     if cpuinfo is None:
         cpuinfo = read_cpuinfo() or ""
-    model = vendor_id = ""
-    flags: list[str] = []
-    cores: set[tuple[str, str]] = set()
-    sockets: set[str] = set()
-    phys = core = None
-    for line in cpuinfo.splitlines() + [""]:
-        if not line.strip():
-            if phys is not None or core is not None:
-                cores.add((phys or "0", core or str(len(cores))))
-                sockets.add(phys or "0")
-            phys = core = None
-            continue
-        k, _, v = line.partition(":")
-        k, v = k.strip(), v.strip()
-        if k in ("model name", "Model Name") and not model:
-            model = v
-        elif k == "vendor_id" and not vendor_id:
-            vendor_id = v
-        elif k in ("flags", "Features") and not flags:
-            flags = v.split()
-        elif k == "physical id":
-            phys = v
-        elif k == "core id":
-            core = v
+    stanzas = _cpuinfo_stanzas(cpuinfo)
+    model = _first_value(stanzas, ("model name", "Model Name"))
+    vendor_id = _first_value(stanzas, ("vendor_id",))
+    flags = _first_value(stanzas, ("flags", "Features")).split()
+    cores, sockets = _cores_and_sockets(stanzas)
     logical = os.cpu_count() or 1
-    vendor = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(
-        vendor_id, "arm" if platform.machine() in ("aarch64", "arm64") else "other"
-    )
+    vendor = _CPU_VENDORS.get(vendor_id, "arm" if platform.machine() in ("aarch64", "arm64") else "other")
     numa = len(list(Path("/sys/devices/system/node").glob("node[0-9]*"))) or 1
     return CpuInfo(
         model=model or platform.processor() or platform.machine(),

@@ -102,41 +102,53 @@ def memory_svg(rows: list[dict[str, Any]], chart_id: str = "mem-chart") -> str:
     return stacked_bars(chart_id, "Memory per device: weights, KV cache, activations, overhead, free", bars, _gb_axis)
 
 
+PERF_CHARTS = (  # (latency key, x-axis label, chart id, log x axis)
+    ("tpot_ms", "TPOT, ms (time per output token)", "tpot-chart", False),
+    ("ttft_ms", "TTFT, ms (time to first token)", "ttft-chart", True),
+)
+
+
 def perf_svgs(perf: dict[str, Any], slo: dict[str, float | None]) -> dict[str, str]:
     """Two charts: total output throughput against TPOT and against TTFT, one point per concurrency."""
+    return {lat: _perf_svg(perf, slo.get(lat), lat, label, chart_id, log) for lat, label, chart_id, log in PERF_CHARTS}
+
+
+def _perf_series(perf: dict[str, Any], lat: str, pts: list[dict[str, Any]]) -> list[Series]:
+    """The predicted sweep with its error band along `lat`, then each measured run, dashed."""
     pred = perf["predicted"]
-    out = {}
-    for lat, label, chart_id, log in (
-        ("tpot_ms", "TPOT, ms (time per output token)", "tpot-chart", False),
-        ("ttft_ms", "TTFT, ms (time to first token)", "ttft-chart", True),
-    ):
-        series = []
-        pts = [_pt(p) for p in pred]
-        if pred:
-            band = [(*band_bounds(p[lat], p["band"]), p["output_tok_s_total"]) for p in pred]
-            series.append(Series("predicted", "predicted", pts, PALETTE[0], band=band))
-        for i, run in enumerate(perf["measured"]):
-            mpts = [{**p, "run": run["name"]} for p in run["points"]]
-            color = MEASURED_COLORS[i % len(MEASURED_COLORS)]
-            series.append(
-                Series(f"measured-{i}", f"measured: {run['name']}", mpts, color, dashed=True, marker="square")
-            )
-        xs = [p[lat] for s in series for p in s.points if p.get(lat)]
-        xs += [b for s in series for a, b, _ in (s.band or [])] + [a for s in series for a, _, _ in (s.band or [])]
-        ys = [p["output_tok_s_total"] for s in series for p in s.points if p.get("output_tok_s_total") is not None]
-        slo_v = slo.get(lat)
-        if slo_v:
-            xs.append(slo_v)
-        x_axis = Axis.fit(xs, log=log, label=label)
-        y_axis = Axis.fit(ys, label="output tokens/s, all users")
-        vlines = [VLine(f"slo-{lat}", slo_v, f"SLO {slo_v:g} ms")] if slo_v else []
-        hl = None
-        if perf["knee"] is not None:
-            kp = next(p for p in pts if p["concurrency"] == perf["knee"])
-            hl = (kp, f"knee: c={perf['knee']}")
-        title = f"Output throughput against {lat.split('_')[0].upper()} across concurrency"
-        out[lat] = xy_chart(chart_id, title, series, lat, "output_tok_s_total", x_axis, y_axis, vlines, hl)
-    return out
+    series = []
+    if pred:
+        band = [(*band_bounds(p[lat], p["band"]), p["output_tok_s_total"]) for p in pred]
+        series.append(Series("predicted", "predicted", pts, PALETTE[0], band=band))
+    for i, run in enumerate(perf["measured"]):
+        mpts = [{**p, "run": run["name"]} for p in run["points"]]
+        color = MEASURED_COLORS[i % len(MEASURED_COLORS)]
+        series.append(Series(f"measured-{i}", f"measured: {run['name']}", mpts, color, dashed=True, marker="square"))
+    return series
+
+
+def _perf_axes(series: list[Series], lat: str, slo_v: float | None, label: str, log: bool) -> tuple[Axis, Axis]:
+    """Axes that hold every point, both edges of every band and the SLO line."""
+    xs = [p[lat] for s in series for p in s.points if p.get(lat)]
+    xs += [b for s in series for a, b, _ in (s.band or [])] + [a for s in series for a, _, _ in (s.band or [])]
+    ys = [p["output_tok_s_total"] for s in series for p in s.points if p.get("output_tok_s_total") is not None]
+    if slo_v:
+        xs.append(slo_v)
+    return Axis.fit(xs, log=log, label=label), Axis.fit(ys, label="output tokens/s, all users")
+
+
+def _perf_svg(perf: dict[str, Any], slo_v: float | None, lat: str, label: str, chart_id: str, log: bool) -> str:
+    """Output throughput against one latency (`lat`), with the SLO line and the knee ringed."""
+    pts = [_pt(p) for p in perf["predicted"]]
+    series = _perf_series(perf, lat, pts)
+    x_axis, y_axis = _perf_axes(series, lat, slo_v, label, log)
+    vlines = [VLine(f"slo-{lat}", slo_v, f"SLO {slo_v:g} ms")] if slo_v else []
+    hl = None
+    if perf["knee"] is not None:
+        kp = next(p for p in pts if p["concurrency"] == perf["knee"])
+        hl = (kp, f"knee: c={perf['knee']}")
+    title = f"Output throughput against {lat.split('_')[0].upper()} across concurrency"
+    return xy_chart(chart_id, title, series, lat, "output_tok_s_total", x_axis, y_axis, vlines, hl)
 
 
 def _pt(p: dict[str, Any]) -> dict[str, Any]:

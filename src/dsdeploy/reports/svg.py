@@ -185,6 +185,122 @@ class VLine:
     color: str = "#b00020"
 
 
+@dataclass
+class _Plot:
+    """The plotting area of an x–y chart: pixel geometry and the two axes."""
+
+    chart_id: str
+    left: float
+    top: float
+    pw: float  # plot width, pixels
+    ph: float  # plot height, pixels
+    x_axis: Axis
+    y_axis: Axis
+
+    def px(self, v: float) -> float:
+        return self.left + self.pw * min(max(self.x_axis.frac(v), -0.02), 1.02)
+
+    def py(self, v: float) -> float:
+        return self.top + self.ph * (1 - min(max(self.y_axis.frac(v), -0.02), 1.02))
+
+    @property
+    def clip(self) -> str:
+        return f'clip-path="url(#{_a(self.chart_id)}-clip)"'
+
+
+def _legend_layout(
+    series: Sequence[Series], w: int, left: int, right: int
+) -> tuple[list[tuple[float, int, Series]], int]:
+    """Legend entry positions, wrapping onto more rows when the labels are long; and the last row's y."""
+    legend: list[tuple[float, int, Series]] = []
+    lx, ly = float(left + 8), 12
+    for s in series:
+        width = 30 + 6.5 * len(s.label)
+        if lx + width > w - right and lx > left + 8:
+            lx, ly = float(left + 8), ly + 17
+        legend.append((lx, ly, s))
+        lx += width
+    return legend, ly
+
+
+def _grid_and_axes(pl: _Plot, h: int) -> list[str]:
+    """Tick grid lines and labels, the frame, and both axis titles."""
+    left, top, pw, ph = pl.left, pl.top, pl.pw, pl.ph
+    out = []
+    for t in pl.x_axis.ticks():
+        out.append(f'<line x1="{_n(pl.px(t))}" x2="{_n(pl.px(t))}" y1="{top}" y2="{top + ph}" stroke="#e4e4e4"/>')
+        out.append(f'<text x="{_n(pl.px(t))}" y="{top + ph + 16}" text-anchor="middle">{short(t)}</text>')
+    for t in pl.y_axis.ticks():
+        out.append(f'<line x1="{left}" x2="{left + pw}" y1="{_n(pl.py(t))}" y2="{_n(pl.py(t))}" stroke="#e4e4e4"/>')
+        out.append(f'<text x="{left - 6}" y="{_n(pl.py(t) + 4)}" text-anchor="end">{short(t)}</text>')
+    out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
+    out.append(f'<text x="{left + pw / 2}" y="{h - 12}" text-anchor="middle">{escape(pl.x_axis.label)}</text>')
+    out.append(
+        f'<text transform="translate(16 {top + ph / 2}) rotate(-90)" text-anchor="middle">{escape(pl.y_axis.label)}</text>'
+    )
+    return out
+
+
+def _band(pl: _Plot, s: Series, band: list[tuple[float, float, float]]) -> str:
+    """A series' shaded error band: along x_lo one way, back along x_hi."""
+    corners = [(pl.px(a), pl.py(y)) for a, _, y in band] + [(pl.px(b), pl.py(y)) for _, b, y in reversed(band)]
+    poly = " ".join(f"{_n(a)},{_n(b)}" for a, b in corners)
+    return (
+        f'<polygon class="band" data-series="{_a(s.key)}" points="{poly}" fill="{s.color}" '
+        f'fill-opacity="0.15" stroke="none" {pl.clip}><title>{escape(s.label)}: error band</title></polygon>'
+    )
+
+
+def _vline(pl: _Plot, v: VLine) -> list[str]:
+    """A dashed vertical reference line (an SLO, a break-even) and its label."""
+    top, ph = pl.top, pl.ph
+    return [
+        f'<line class="vline" data-line="{_a(v.key)}" data-value="{_a(v.x)}" x1="{_n(pl.px(v.x))}" '
+        f'x2="{_n(pl.px(v.x))}" y1="{top}" y2="{top + ph}" stroke="{v.color}" stroke-dasharray="6 4" '
+        f'stroke-width="1.5"><title>{escape(v.text)}</title></line>',
+        f'<text x="{_n(pl.px(v.x) + 4)}" y="{top + 12}" fill="{v.color}" font-size="11">{escape(v.text)}</text>',
+    ]
+
+
+def _point(pl: _Plot, s: Series, p: dict[str, Any], x_key: str, y_key: str) -> str:
+    """One marker (square, else circle) with the point's fields as data-* attributes and hover text."""
+    attrs = "".join(f' data-{_a(k.replace("_", "-"))}="{_a(v)}"' for k, v in p.items() if v is not None)
+    tip = ", ".join(f"{k} {v}" for k, v in p.items() if v is not None and k != "label")
+    cx, cy = pl.px(p[x_key]), pl.py(p[y_key])
+    square = s.marker == "square"
+    tag = (
+        f'<rect x="{_n(cx - 4)}" y="{_n(cy - 4)}" width="8" height="8"'
+        if square
+        else f'<circle cx="{_n(cx)}" cy="{_n(cy)}" r="4"'
+    )
+    return (
+        f'{tag} class="pt" data-series="{_a(s.key)}"{attrs} fill="{s.color}" stroke="#fff">'
+        f"<title>{escape(s.label)}: {escape(tip)}</title>{'</rect>' if square else '</circle>'}"
+    )
+
+
+def _series(pl: _Plot, s: Series, x_key: str, y_key: str) -> list[str]:
+    """A series' line (when it has one and two or more points) and its markers; points missing x or y are skipped."""
+    pts = [p for p in s.points if p.get(x_key) is not None and p.get(y_key) is not None]
+    out = []
+    if s.line and len(pts) > 1:
+        d = " ".join(f"{_n(pl.px(p[x_key]))},{_n(pl.py(p[y_key]))}" for p in pts)
+        dash = ' stroke-dasharray="5 4"' if s.dashed else ""
+        out.append(f'<polyline points="{d}" fill="none" stroke="{s.color}" stroke-width="2"{dash} {pl.clip}/>')
+    out += [_point(pl, s, p, x_key, y_key) for p in pts]
+    return out
+
+
+def _highlight(pl: _Plot, p: dict[str, Any], text: str, x_key: str, y_key: str) -> list[str]:
+    """A ring round one point (the knee) and its bold label."""
+    cx, cy = pl.px(p[x_key]), pl.py(p[y_key])
+    return [
+        f'<circle class="knee" data-concurrency="{_a(p.get("concurrency"))}" cx="{_n(cx)}" cy="{_n(cy)}" r="10" '
+        f'fill="none" stroke="#222" stroke-width="2"><title>{escape(text)}</title></circle>',
+        f'<text x="{_n(cx + 12)}" y="{_n(cy + 18)}" font-weight="bold">{escape(text)}</text>',
+    ]
+
+
 def xy_chart(
     chart_id: str,
     title: str,
@@ -199,86 +315,24 @@ def xy_chart(
     """Points and lines of several series; optional shaded band per series, vertical reference lines
     (SLOs, break-even) and one highlighted point (the knee)."""
     w, left, right, bottom = 600, 64, 16, 50
-    legend: list[tuple[float, int, Series]] = []
-    lx, ly = float(left + 8), 12  # legend entries wrap onto more rows when the labels are long
-    for s in series:
-        width = 30 + 6.5 * len(s.label)
-        if lx + width > w - right and lx > left + 8:
-            lx, ly = float(left + 8), ly + 17
-        legend.append((lx, ly, s))
-        lx += width
+    legend, ly = _legend_layout(series, w, left, right)
     top = ly + 28
     h = top + 300 + bottom
-    pw, ph = w - left - right, h - top - bottom
-
-    def px(v: float) -> float:
-        return left + pw * min(max(x_axis.frac(v), -0.02), 1.02)
-
-    def py(v: float) -> float:
-        return top + ph * (1 - min(max(y_axis.frac(v), -0.02), 1.02))
-
+    pl = _Plot(chart_id, left, top, w - left - right, h - top - bottom, x_axis, y_axis)
     out = [
         f'<svg id="{_a(chart_id)}" class="chart" viewBox="0 0 {w} {h}" role="img" '
         f'aria-labelledby="{_a(chart_id)}-title" xmlns="http://www.w3.org/2000/svg" {FONT} font-size="12">',
         f'<title id="{_a(chart_id)}-title">{escape(title)}</title>',
-        f'<clipPath id="{_a(chart_id)}-clip"><rect x="{left}" y="{top}" width="{pw}" height="{ph}"/></clipPath>',
+        f'<clipPath id="{_a(chart_id)}-clip"><rect x="{left}" y="{top}" width="{pl.pw}" height="{pl.ph}"/></clipPath>',
     ]
-    for t in x_axis.ticks():
-        out.append(f'<line x1="{_n(px(t))}" x2="{_n(px(t))}" y1="{top}" y2="{top + ph}" stroke="#e4e4e4"/>')
-        out.append(f'<text x="{_n(px(t))}" y="{top + ph + 16}" text-anchor="middle">{short(t)}</text>')
-    for t in y_axis.ticks():
-        out.append(f'<line x1="{left}" x2="{left + pw}" y1="{_n(py(t))}" y2="{_n(py(t))}" stroke="#e4e4e4"/>')
-        out.append(f'<text x="{left - 6}" y="{_n(py(t) + 4)}" text-anchor="end">{short(t)}</text>')
-    out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>')
-    out.append(f'<text x="{left + pw / 2}" y="{h - 12}" text-anchor="middle">{escape(x_axis.label)}</text>')
-    out.append(
-        f'<text transform="translate(16 {top + ph / 2}) rotate(-90)" text-anchor="middle">{escape(y_axis.label)}</text>'
-    )
-    g = f'clip-path="url(#{_a(chart_id)}-clip)"'
-    for s in series:
-        if s.band:
-            corners = [(px(a), py(y)) for a, _, y in s.band] + [(px(b), py(y)) for _, b, y in reversed(s.band)]
-            poly = " ".join(f"{_n(a)},{_n(b)}" for a, b in corners)
-            out.append(
-                f'<polygon class="band" data-series="{_a(s.key)}" points="{poly}" fill="{s.color}" '
-                f'fill-opacity="0.15" stroke="none" {g}><title>{escape(s.label)}: error band</title></polygon>'
-            )
+    out += _grid_and_axes(pl, h)
+    out += [_band(pl, s, s.band) for s in series if s.band]
     for v in vlines:
-        out.append(
-            f'<line class="vline" data-line="{_a(v.key)}" data-value="{_a(v.x)}" x1="{_n(px(v.x))}" '
-            f'x2="{_n(px(v.x))}" y1="{top}" y2="{top + ph}" stroke="{v.color}" stroke-dasharray="6 4" '
-            f'stroke-width="1.5"><title>{escape(v.text)}</title></line>'
-        )
-        out.append(
-            f'<text x="{_n(px(v.x) + 4)}" y="{top + 12}" fill="{v.color}" font-size="11">{escape(v.text)}</text>'
-        )
+        out += _vline(pl, v)
     for s in series:
-        pts = [p for p in s.points if p.get(x_key) is not None and p.get(y_key) is not None]
-        if s.line and len(pts) > 1:
-            d = " ".join(f"{_n(px(p[x_key]))},{_n(py(p[y_key]))}" for p in pts)
-            dash = ' stroke-dasharray="5 4"' if s.dashed else ""
-            out.append(f'<polyline points="{d}" fill="none" stroke="{s.color}" stroke-width="2"{dash} {g}/>')
-        for p in pts:
-            attrs = "".join(f' data-{_a(k.replace("_", "-"))}="{_a(v)}"' for k, v in p.items() if v is not None)
-            tip = ", ".join(f"{k} {v}" for k, v in p.items() if v is not None and k != "label")
-            cx, cy = px(p[x_key]), py(p[y_key])
-            tag = (
-                f'<rect x="{_n(cx - 4)}" y="{_n(cy - 4)}" width="8" height="8"'
-                if s.marker == "square"
-                else f'<circle cx="{_n(cx)}" cy="{_n(cy)}" r="4"'
-            )
-            out.append(
-                f'{tag} class="pt" data-series="{_a(s.key)}"{attrs} fill="{s.color}" stroke="#fff">'
-                f"<title>{escape(s.label)}: {escape(tip)}</title>{'</rect>' if s.marker == 'square' else '</circle>'}"
-            )
+        out += _series(pl, s, x_key, y_key)
     if highlight is not None:
-        p, text = highlight
-        cx, cy = px(p[x_key]), py(p[y_key])
-        out.append(
-            f'<circle class="knee" data-concurrency="{_a(p.get("concurrency"))}" cx="{_n(cx)}" cy="{_n(cy)}" r="10" '
-            f'fill="none" stroke="#222" stroke-width="2"><title>{escape(text)}</title></circle>'
-        )
-        out.append(f'<text x="{_n(cx + 12)}" y="{_n(cy + 18)}" font-weight="bold">{escape(text)}</text>')
+        out += _highlight(pl, *highlight, x_key, y_key)
     for lx, ly, s in legend:
         out.append(f'<rect x="{_n(lx)}" y="{ly}" width="12" height="12" fill="{s.color}"/>')
         out.append(f'<text x="{_n(lx + 16)}" y="{ly + 10}">{escape(s.label)}</text>')

@@ -12,9 +12,10 @@ aiconfigurator's own estimator (`cli_estimate`, the API behind `aiconfigurator c
 
 - aiconfigurator: its prediction for the row's metric, with its default (latest) engine version and
   its default SILICON database (HYBRID where SILICON has no data for the config);
-- dsdeploy: the HELD-OUT prediction -- leave-one-accelerator-out on the InferenceX subset (fitted on
-  the other accelerators' rows of that file plus public.csv rows of other accelerators), and
-  leave-one-source-out on public.csv (`dsdeploy.validate.fit.leave_one_source_out`).
+- dsdeploy: the HELD-OUT prediction -- leave-one-accelerator-out on the InferenceX subset and
+  leave-one-source-out on public.csv, each fitted on the core rows of both files minus the held-out
+  accelerator / source (`dsdeploy.validate.fit.leave_one_accelerator_out` / `leave_one_source_out`
+  with `fit_rows=` where they take it, else the same refit done here with `calibrate`).
 
 Writes docs/peer-aiconfigurator.json (every row, both predictions, aiconfigurator's errors) and
 docs/peer-comparison.md. `--reuse` keeps aiconfigurator's results from the JSON and recomputes only
@@ -24,6 +25,7 @@ dsdeploy's (aiconfigurator's numbers do not change when dsdeploy's model does).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import subprocess
@@ -187,21 +189,24 @@ def run_aic(jobs: list[dict], timeout_s: int) -> dict[str, dict]:
     return results
 
 
-def loao(cat: Catalog, ix_rows: list[Row], other_rows: list[Row]) -> list[RowResult]:
-    """Leave-one-accelerator-out on the InferenceX rows: dsdeploy.validate.fit's function when it
-    has one, else refit with `calibrate` once per accelerator on the rows of the others."""
-    fn: Callable | None = getattr(fit, "leave_one_accelerator_out", None)
+def held_out(
+    cat: Catalog, name: str, rows: list[Row], fit_rows: list[Row], key: Callable[[Row], str]
+) -> list[RowResult]:
+    """Leave-one-`key`-out predictions for `rows`, fitted on `fit_rows` minus the held-out group, as
+    bench/accuracy.py does: dsdeploy.validate.fit's function `name` (with `fit_rows=` where it takes
+    it), else a refit with `calibrate` once per group."""
+    fn: Callable | None = getattr(fit, name, None)
     if callable(fn):
+        params = inspect.signature(fn).parameters
         try:
-            res, _ = fn(cat, ix_rows)
+            res, _ = fn(cat, rows, fit_rows=fit_rows) if "fit_rows" in params else fn(cat, rows)
             return list(res)
         except TypeError:
             pass  # a different signature: fall back to the refit below
     out: list[RowResult] = []
-    for acc in sorted({r.get("accelerator") for r in ix_rows}):
-        train = [r for r in ix_rows + other_rows if r.get("accelerator") != acc]
-        cal = fit.calibrate(cat, train, fitted_on=f"all but {acc}")
-        out.extend(evaluate_rows(cat, [r for r in ix_rows if r.get("accelerator") == acc], cal))
+    for g in sorted({key(r) for r in rows}):
+        cal = fit.calibrate(cat, [r for r in fit_rows if key(r) != g], fitted_on=f"all but {g}")
+        out.extend(evaluate_rows(cat, [r for r in rows if key(r) == g], cal))
     return out
 
 
@@ -265,7 +270,11 @@ def main(argv: list[str] | None = None) -> int:
         "--reuse", action="store_true", help="reuse aiconfigurator's results from docs/peer-aiconfigurator.json"
     )
     ap.add_argument("--timeout", type=int, default=1800, help="seconds for the aiconfigurator child process")
+    ap.add_argument(
+        "--out", type=Path, default=OUT_JSON.parent, help="folder for the JSON and the markdown (default docs/)"
+    )
     args = ap.parse_args(argv)
+    out_json, out_md = args.out / OUT_JSON.name, args.out / OUT_MD.name
 
     t0 = time.time()
     cat = load_catalog()
@@ -279,8 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     unique = {job_key(j): j for j, _ in jobs.values() if j is not None}
     prev: dict[str, dict] = {}
     prev_seconds = 0.0
-    if args.reuse and OUT_JSON.exists():
-        old = json.loads(OUT_JSON.read_text())
+    if args.reuse and out_json.exists():
+        old = json.loads(out_json.read_text())
         prev = {rec["key"]: rec for rec in old["aiconfigurator_runs"]}
         prev_seconds = float(old["seconds"]["aiconfigurator"])
     todo = [j for k, j in unique.items() if k not in prev]
@@ -295,7 +304,13 @@ def main(argv: list[str] | None = None) -> int:
 
     t_ds = time.time()
     ix, pub = rows["inferencex-subset.csv"], rows["public.csv"]
-    held = {"inferencex-subset.csv": loao(cat, ix, pub), "public.csv": fit.leave_one_source_out(cat, pub)[0]}
+    both = pub + ix  # both files are the fit set, as in bench/accuracy.py
+    held = {
+        "inferencex-subset.csv": held_out(
+            cat, "leave_one_accelerator_out", ix, both, lambda r: r.get("accelerator") or "cpu"
+        ),
+        "public.csv": held_out(cat, "leave_one_source_out", pub, both, lambda r: r.source_key),
+    }
     t_ds = time.time() - t_ds
 
     records = []
@@ -332,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
     runs = list(aic.values())
-    OUT_JSON.write_text(
+    out_json.write_text(
         json.dumps(
             {
                 "generated_by": "bench/peer_aiconfigurator.py",
@@ -350,12 +365,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         + "\n"
     )
-    write_md(records, t_aic, t_ds, len(unique), reused)
+    write_md(out_md, records, t_aic, t_ds, len(unique), reused)
     both = [r for r in records if r["aic_ape"] is not None and r["ds_ape"] is not None]
     a, d = stats([r["aic_ape"] for r in both]), stats([r["ds_ape"] for r in both])
     print(
         f"{len(both)} rows both predict: aiconfigurator median APE {pct(a['median_ape'])}, dsdeploy (held-out) {pct(d['median_ape'])}; "
-        f"wrote {OUT_MD.relative_to(ROOT)} and {OUT_JSON.relative_to(ROOT)}"
+        f"wrote {out_md} and {out_json}"
     )
     return 0
 
@@ -382,7 +397,7 @@ def _covered_with(field: str, value: str) -> Callable[[dict], bool]:
     return lambda r: bool(r["aic_covered"]) and r[field] == value
 
 
-def write_md(records: list[dict], t_aic: float, t_ds: float, n_configs: int, reused: int) -> None:
+def write_md(out_md: Path, records: list[dict], t_aic: float, t_ds: float, n_configs: int, reused: int) -> None:
     accs = sorted({r["accelerator"] for r in records if r["aic_ape"] is not None})
     engines = sorted({r["engine"] for r in records if r["aic_ape"] is not None})
     metrics = sorted({r["metric"] for r in records if r["aic_ape"] is not None})
@@ -423,7 +438,8 @@ def write_md(records: list[dict], t_aic: float, t_ds: float, n_configs: int, reu
         "(`aiconfigurator.cli.api.cli_estimate`, aggregated serving, its default latest engine version, SILICON database; "
         "HYBRID where SILICON has no data for the config) in a child process from `.venv-aic`. dsdeploy's numbers are "
         "**held out**: leave-one-accelerator-out on the InferenceX subset (each accelerator's rows predicted by a "
-        "calibration fitted without any row of that accelerator, from either file) and leave-one-source-out on `public.csv`. "
+        "calibration fitted without any row of that accelerator, from either file) and leave-one-source-out on `public.csv` "
+        "(fitted on both files without that source's rows), as `bench/accuracy.py` does. "
         "aiconfigurator, by contrast, carries measured per-op kernel data for every GPU it covers: its numbers are not held out.",
         "",
         "APE = |predicted − measured| ÷ measured, per row; both tools on the same rows.",
@@ -479,7 +495,7 @@ def write_md(records: list[dict], t_aic: float, t_ds: float, n_configs: int, reu
         + f"; dsdeploy's held-out fits: {t_ds:.0f} s.",
         "",
     ]
-    OUT_MD.write_text("\n".join(out))
+    out_md.write_text("\n".join(out))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Literal, TypeGuard, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # Fixed vocabularies (the measurement schema's, data/reference/measurements/SCHEMA.md). Ids that grow
 # with the catalog (accelerators, formats, engines) are data, not types.
@@ -98,6 +98,13 @@ class Accelerator(BaseModel):
     host_link: str | None = None  # id in links (pcie4, pcie5, pcie6, nvlink-c2c, ...)
     max_unified_fraction: Sourced | None = None  # SoCs: share of memory the GPU may wire
     aliases: list[str] = []
+    # GPUs that share one scale-up (NVLink / Infinity Fabric) domain, when it spans more than one
+    # node: 72 for GB200/GB300 NVL72 (18 compute trays of 4 GPUs). None = the GPUs of one node.
+    nvlink_domain: Sourced | None = None
+
+    def scale_up_domain(self, gpus_per_node: int) -> int:
+        """GPUs reachable over the scale-up link: the NVLink domain if stated, else one node."""
+        return int(self.nvlink_domain.value) if self.nvlink_domain else gpus_per_node
 
 
 class Cpu(BaseModel):
@@ -213,6 +220,21 @@ class WeightFormat(BaseModel):
     engines: list[str]
     bpw: dict[str, Sourced]
     known_sizes: list[KnownSize] = []
+    # Hardware support as data: the accelerator `arch` values whose tensor cores run this format
+    # (e.g. NVFP4 only on Blackwell). None = no restriction beyond `compute`/`fallback` being in the
+    # accelerator's `tflops`. `runs_on_source` cites the restriction.
+    runs_on_arch: list[str] | None = None
+    runs_on_source: str = ""
+
+    @model_validator(mode="after")
+    def _runs_on_is_sourced(self) -> WeightFormat:
+        if self.runs_on_arch is not None and len(self.runs_on_source.strip()) < 3:
+            raise ValueError(f"format {self.id}: runs_on_arch needs a runs_on_source")
+        return self
+
+    def runs_on(self, arch: str) -> bool:
+        """Whether the format's hardware restriction (if any) admits this accelerator arch."""
+        return self.runs_on_arch is None or arch in self.runs_on_arch
 
     @field_validator("bpw")
     @classmethod

@@ -5,7 +5,7 @@
     PYTHONPATH=src nice -n 10 .venv/bin/python bench/peer_aiconfigurator.py [--reuse]
 
 For every `core` row (ambiguity none/minor) of data/reference/measurements/inferencex-subset.csv and
-public.csv that aiconfigurator covers (an NVIDIA GPU it ships per-op data for, TRT-LLM / SGLang /
+data/reference/measurements/public.csv that aiconfigurator covers (an NVIDIA GPU it ships per-op data for, TRT-LLM / SGLang /
 vLLM, a DeepSeek model it can read, the row's parallelism, ISL/OSL and concurrency), it runs
 aiconfigurator's own estimator (`cli_estimate`, the API behind `aiconfigurator cli estimate`) from
 `.venv-aic` in one child process (bench/peer_aiconfigurator_worker.py), and scores both tools:
@@ -13,7 +13,7 @@ aiconfigurator's own estimator (`cli_estimate`, the API behind `aiconfigurator c
 - aiconfigurator: its prediction for the row's metric, with its default (latest) engine version and
   its default SILICON database (HYBRID where SILICON has no data for the config);
 - dsdeploy: the HELD-OUT prediction -- leave-one-accelerator-out on the InferenceX subset and
-  leave-one-source-out on public.csv, each fitted on the core rows of both files minus the held-out
+  leave-one-source-out on data/reference/measurements/public.csv, each fitted on the core rows of both files minus the held-out
   accelerator / source (`dsdeploy.validate.fit.leave_one_accelerator_out` / `leave_one_source_out`
   with `fit_rows=` where they take it, else the same refit done here with `calibrate`).
 
@@ -41,7 +41,10 @@ from dsdeploy.validate.scenarios import Row, RowResult, evaluate_rows, filter_ro
 
 ROOT = Path(__file__).resolve().parent.parent
 MEAS = ROOT / "data" / "reference" / "measurements"
-FILES = {"inferencex-subset.csv": "leave-one-accelerator-out", "public.csv": "leave-one-source-out"}
+REF = "data/reference/measurements"
+IX_CSV = "data/reference/measurements/inferencex-subset.csv"
+PUB_CSV = "data/reference/measurements/public.csv"
+FILES = {IX_CSV: "leave-one-accelerator-out", PUB_CSV: "leave-one-source-out"}
 AIC_PY = ROOT / ".venv-aic" / "bin" / "python"
 WORKER = ROOT / "bench" / "peer_aiconfigurator_worker.py"
 OUT_JSON = ROOT / "docs" / "peer-aiconfigurator.json"
@@ -62,7 +65,7 @@ SYSTEMS = {
 BACKENDS = {"trtllm": "trtllm", "sglang": "sglang", "vllm": "vllm"}
 HF_MODELS = {"deepseek-r1": "deepseek-ai/DeepSeek-R1", "deepseek-v3": "deepseek-ai/DeepSeek-V3"}
 # Weight formats aiconfigurator can model, as its quant modes. NVIDIA's NVFP4 DeepSeek checkpoints
-# keep attention in FP8 and quantize the MoE layers (SCHEMA.md weights table).
+# keep attention in FP8 and quantize the MoE layers (data/reference/measurements/SCHEMA.md weights table).
 QUANT = {
     "fp8": {},  # the checkpoint's own FP8 block quantization, inferred by aiconfigurator
     "bf16": {},  # the distills' native BF16, inferred from config.json
@@ -278,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.time()
     cat = load_catalog()
-    rows = {f: filter_rows(read_scenarios(MEAS / f), "core", "minor") for f in FILES}
+    rows = {f: filter_rows(read_scenarios(ROOT / f), "core", "minor") for f in FILES}
 
     model_dirs = distill_model_dirs(cat, MODEL_DIRS)
     jobs: dict[str, tuple[dict | None, str]] = {}
@@ -303,13 +306,11 @@ def main(argv: list[str] | None = None) -> int:
         t_aic = prev_seconds  # every result reused: report the run that produced them
 
     t_ds = time.time()
-    ix, pub = rows["inferencex-subset.csv"], rows["public.csv"]
+    ix, pub = rows[IX_CSV], rows[PUB_CSV]
     both = pub + ix  # both files are the fit set, as in bench/accuracy.py
     held = {
-        "inferencex-subset.csv": held_out(
-            cat, "leave_one_accelerator_out", ix, both, lambda r: r.get("accelerator") or "cpu"
-        ),
-        "public.csv": held_out(cat, "leave_one_source_out", pub, both, lambda r: r.source_key),
+        IX_CSV: held_out(cat, "leave_one_accelerator_out", ix, both, lambda r: r.get("accelerator") or "cpu"),
+        PUB_CSV: held_out(cat, "leave_one_source_out", pub, both, lambda r: r.source_key),
     }
     t_ds = time.time() - t_ds
 
@@ -404,10 +405,13 @@ def write_md(out_md: Path, records: list[dict], t_aic: float, t_ds: float, n_con
     slices: list[tuple[str, Callable[[dict], bool]]] = [
         ("**all rows aiconfigurator covers**", lambda r: r["aic_covered"]),
         (
-            "inferencex-subset.csv (dsdeploy: leave-one-accelerator-out)",
-            lambda r: r["aic_covered"] and r["file"] == "inferencex-subset.csv",
+            f"{IX_CSV} (dsdeploy: leave-one-accelerator-out)",
+            lambda r: r["aic_covered"] and r["file"] == IX_CSV,
         ),
-        ("public.csv (dsdeploy: leave-one-source-out)", lambda r: r["aic_covered"] and r["file"] == "public.csv"),
+        (
+            f"{PUB_CSV} (dsdeploy: leave-one-source-out)",
+            lambda r: r["aic_covered"] and r["file"] == PUB_CSV,
+        ),
     ]
     slices += [(f"accelerator {a}", _covered_with("accelerator", a)) for a in accs]
     slices += [(f"engine {e}", _covered_with("engine", e)) for e in engines]
@@ -432,13 +436,13 @@ def write_md(out_md: Path, records: list[dict], t_aic: float, t_ds: float, n_con
         "[`peer-aiconfigurator.json`](peer-aiconfigurator.json).",
         "",
         "**What is compared.** Every `core` row (ambiguity none/minor) of `data/reference/measurements/inferencex-subset.csv` "
-        "and `public.csv` that NVIDIA's [aiconfigurator](https://pypi.org/project/aiconfigurator/) 0.12.0 covers: an NVIDIA "
+        "and `data/reference/measurements/public.csv` that NVIDIA's [aiconfigurator](https://pypi.org/project/aiconfigurator/) 0.12.0 covers: an NVIDIA "
         "GPU it ships per-op data for, TRT-LLM / SGLang / vLLM, a DeepSeek model it reads, and the row's own parallelism "
         "(TP, attention-DP, EP, PP), ISL, OSL, concurrency and MTP. aiconfigurator runs its own estimator "
         "(`aiconfigurator.cli.api.cli_estimate`, aggregated serving, its default latest engine version, SILICON database; "
         "HYBRID where SILICON has no data for the config) in a child process from `.venv-aic`. dsdeploy's numbers are "
         "**held out**: leave-one-accelerator-out on the InferenceX subset (each accelerator's rows predicted by a "
-        "calibration fitted without any row of that accelerator, from either file) and leave-one-source-out on `public.csv` "
+        "calibration fitted without any row of that accelerator, from either file) and leave-one-source-out on `data/reference/measurements/public.csv` "
         "(fitted on both files without that source's rows), as `bench/accuracy.py` does. "
         "aiconfigurator, by contrast, carries measured per-op kernel data for every GPU it covers: its numbers are not held out.",
         "",
@@ -476,7 +480,7 @@ def write_md(out_md: Path, records: list[dict], t_aic: float, t_ds: float, n_con
         "`moe_ep_size` = `ep`, `moe_tp_size` = TP × DP ÷ EP; `nextn` = 1 where `mtp` = 1, with `nextn_accepted` = 0.85 (aiconfigurator has no default; "
         "0.85 is dsdeploy's own figure, DeepSeek-V3 report §5.4.3).",
         "- `fp8` and `bf16`: the checkpoint's own quantization, which aiconfigurator infers. `nvfp4`: MoE `nvfp4`, "
-        "other GEMMs `fp8_block` (NVIDIA's DeepSeek NVFP4 checkpoints keep attention in FP8; SCHEMA.md).",
+        "other GEMMs `fp8_block` (NVIDIA's DeepSeek NVFP4 checkpoints keep attention in FP8; data/reference/measurements/SCHEMA.md).",
         "- R1 distills: aiconfigurator reads the distill's `config.json` (the copy in `src/dsdeploy/catalog/data/models/`).",
         "- Metrics: `ttft_ms`, `tpot_ms`, `output_tok_s_per_gpu` (tokens/s/gpu), `output_tok_s_total` (tokens/s), "
         "`decode_tok_s_per_user` (tokens/s/user), `e2e_ms` (request latency). `prefill_tok_s` has no counterpart.",

@@ -142,7 +142,8 @@ def _try(catalog: Catalog, model_id: str, spec: ModelSpec, wl: Workload, **kw) -
 
 def format_runs_on(catalog: Catalog, fmt_id: str, accelerator_id: str | None, placement: str) -> bool:
     """Whether the format runs on the hardware (catalog data, formats.toml: `only_vendor`,
-    `only_placement`, `on_cpu`, `on_unified`; else its compute dtype or its fallback exists there)."""
+    `only_placement`, `on_cpu`, `on_unified`, `runs_on_arch`; else its compute dtype or its fallback
+    exists there)."""
     fmt = catalog.format(fmt_id)
     acc = catalog.accelerator(accelerator_id) if accelerator_id is not None else None
     if fmt.only_vendor is not None:
@@ -153,6 +154,8 @@ def format_runs_on(catalog: Catalog, fmt_id: str, accelerator_id: str | None, pl
         return fmt.on_cpu
     if acc.unified_memory:
         return fmt.on_unified
+    if not fmt.runs_on(acc.arch):  # kernels only on some architectures (NVFP4: Blackwell)
+        return False
     if fmt.compute in acc.tflops:
         return True
     return fmt.fallback is not None and fmt.fallback in acc.tflops

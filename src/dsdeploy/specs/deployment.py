@@ -162,6 +162,17 @@ def _check_placement(placement: str, acc: Accelerator | None, cpu: Cpu | None, m
         raise UserError(f"placement 'experts-on-cpu' needs an MoE model; {model_id} is dense (use layer-split)")
 
 
+def _check_format_hardware(fmt: WeightFormat, acc: Accelerator | None) -> None:
+    """A format whose kernels exist only on some architectures (formats.toml `runs_on_arch`, with
+    its source) is refused elsewhere: NVFP4 needs Blackwell's FP4 tensor cores."""
+    if acc is not None and not acc.unified_memory and not fmt.runs_on(acc.arch):
+        archs = ", ".join(fmt.runs_on_arch or [])
+        raise UserError(
+            f"{fmt.id} weights do not run on {acc.id} ({acc.arch}): they need {archs} ({fmt.runs_on_source}); "
+            "use fp8, int8 or awq-int4 weights on this accelerator"
+        )
+
+
 def _engine(catalog: Catalog, engine: str | None, fmt: WeightFormat, placement: str) -> Engine:
     eng = catalog.engine(engine or default_engine(fmt, placement))
     if placement not in eng.placements:
@@ -313,6 +324,7 @@ def resolve_deployment(
     _check_placement(placement, acc, cpu_obj, model, model_id)
     if placement == "cpu":
         count, acc = 0, None
+    _check_format_hardware(fmt, acc)
     eng = _engine(catalog, engine, fmt, placement)
     par = _parallelism(placement, count, nodes, tp, pp, ep, dp_attention, notes)
     _check_model_split(par, model, model_id, placement)

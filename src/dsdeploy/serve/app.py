@@ -208,36 +208,48 @@ class Server:
                 "only response_format {'type': 'text'} is supported", param="response_format", code="unsupported"
             )
 
-    def max_tokens(self, body: dict, n_prompt: int, prompt_param: str) -> int:
-        """The request's token budget: its max_completion_tokens / max_tokens, checked against
-        --max-tokens-limit and the context left after the prompt, or the most that fits."""
-        limit = self.s.max_tokens_limit
+    def requested_tokens(self, body: dict) -> tuple[int | None, str]:
+        """The request's max_completion_tokens (which wins) or max_tokens, checked against
+        --max-tokens-limit, and the name of the field it came from."""
         mct = _num(body, "max_completion_tokens", None, 1, None, integer=True)
         mt = _num(body, "max_tokens", None, 1, None, integer=True)
         param = "max_completion_tokens" if mct is not None else "max_tokens"
         requested = mct if mct is not None else mt
+        limit = self.s.max_tokens_limit
+        if requested is not None and requested > limit:
+            raise bad_request(
+                f"'{param}' is {requested}; this server allows at most {limit}",
+                param=param,
+                code="max_tokens_too_large",
+            )
+        return requested, param
+
+    def fit(self, payload: dict[str, Any], n_prompt: int, prompt_param: str) -> dict[str, Any]:
+        """The checks that need the prompt's length (so they come after every field's own check):
+        the prompt limit, the context left for the completion, min_tokens within the budget.
+        Sets the job's max_tokens: the request's, or the most that fits."""
+        requested, param = payload.pop("max_tokens"), payload.pop("_max_param")
         if n_prompt > self.s.max_prompt_tokens:
             raise too_large(
                 f"the prompt is {n_prompt} tokens; this server accepts at most {self.s.max_prompt_tokens}",
                 param=prompt_param,
             )
         room = self.s.n_ctx - n_prompt
-        if requested is None:
-            return min(limit, room)
-        if requested > limit:
-            raise bad_request(
-                f"'{param}' is {requested}; this server allows at most {limit}",
-                param=param,
-                code="max_tokens_too_large",
-            )
-        if requested > room:
+        if requested is not None and requested > room:
             raise bad_request(
                 f"this model's context is {self.s.n_ctx} tokens; the prompt is {n_prompt} and "
                 f"'{param}' asks for {requested} more",
                 param=param,
                 code="context_length_exceeded",
             )
-        return requested
+        max_tokens = requested if requested is not None else min(self.s.max_tokens_limit, room)
+        if payload["min_tokens"] > max_tokens:
+            raise bad_request(
+                f"'min_tokens' ({payload['min_tokens']}) must not exceed the maximum tokens ({max_tokens})",
+                param="min_tokens",
+            )
+        payload["max_tokens"] = max_tokens
+        return payload
 
     @staticmethod
     def stops(body: dict) -> list[str]:
@@ -250,19 +262,17 @@ class Server:
             return stop
         raise bad_request(f"'stop' must be a string or a list of at most {MAX_STOPS} strings", param="stop")
 
-    def sampling(self, body: dict, n_prompt: int, prompt_param: str) -> dict[str, Any]:
-        """Validate the sampling fields and the limits; return the worker's job payload."""
+    def sampling(self, body: dict) -> dict[str, Any]:
+        """Check every sampling field on its own (type, range); return the worker's job payload,
+        still to be `fit()` to the prompt's length."""
         _num(body, "n", 1, 1, 1, integer=True)
         self.check_unsupported(body)
-        max_tokens = self.max_tokens(body, n_prompt, prompt_param)
-        stops = self.stops(body)
-        min_tokens = _num(body, "min_tokens", 0, 0, None, integer=True)
-        if min_tokens > max_tokens:
-            raise bad_request(
-                f"'min_tokens' ({min_tokens}) must not exceed the maximum tokens ({max_tokens})", param="min_tokens"
-            )
+        requested, param = self.requested_tokens(body)
         return {
-            "max_tokens": max_tokens,
+            "max_tokens": requested,
+            "_max_param": param,
+            "min_tokens": _num(body, "min_tokens", 0, 0, None, integer=True),
+            "stop": self.stops(body),
             "temperature": float(_num(body, "temperature", 1.0, 0.0, 2.0)),
             "top_p": float(_num(body, "top_p", 1.0, 0.0, 1.0)),
             "top_k": int(_num(body, "top_k", 0, -1, INT32_MAX, integer=True)),
@@ -271,9 +281,7 @@ class Server:
             "presence_penalty": float(_num(body, "presence_penalty", 0.0, -2.0, 2.0)),
             "repetition_penalty": float(_num(body, "repetition_penalty", 1.0, 0.0, 10.0)),
             "seed": _num(body, "seed", None, INT64_MIN, INT64_MAX, integer=True),
-            "stop": stops,
             "ignore_eos": _bool(body, "ignore_eos"),
-            "min_tokens": min_tokens,
         }
 
     def stream_opts(self, body: dict) -> tuple[bool, bool]:
@@ -500,8 +508,9 @@ class Generation:
         body = await srv.body(request)
         srv.check_model(body)
         stream, include_usage = srv.stream_opts(body)
+        payload = srv.sampling(body)  # every field's own check first, then the (costlier) prompt
         tokens = srv.chat_tokens(body) if chat else srv.completion_tokens(body)
-        payload = srv.sampling(body, len(tokens), "messages" if chat else "prompt")
+        payload = srv.fit(payload, len(tokens), "messages" if chat else "prompt")
         job = srv.submit(payload, tokens)
         self.m.requests.labels("/v1/chat/completions" if chat else "/v1/completions", "200").inc()
         self.m.prompt_tokens.inc(len(tokens))

@@ -178,6 +178,19 @@ def test_half_sent_requests_are_cut_and_connections_are_capped(hardened):
     assert r.status_code == 200
 
 
+def test_endless_request_head_is_431(hardened):
+    s = _connect(hardened.port)
+    with s:
+        s.sendall(b"GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Pad: ")
+        try:
+            for _ in range(40):  # 320 KiB of one header, never ended, well within --header-timeout
+                s.sendall(b"a" * 8192)
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        reply = _read_response(s)
+    assert reply.startswith(b"HTTP/1.1 431"), reply[:200]
+
+
 # ---- smaller ones ------------------------------------------------------------------------------
 def test_405_has_an_allow_header(hardened):
     r = httpx.get(hardened.base_url + "/v1/completions", headers=hardened.headers)

@@ -9,7 +9,9 @@ httptools protocol:
 - on `connection_made`, past `max_connections` open connections: a 503 in the OpenAI error shape
   and the connection closed, before a byte of it is read;
 - a request's head (request line + headers) must be complete within `header_timeout` seconds of
-  the connection opening or of the request's first byte: else 408 and the connection closed.
+  the connection opening or of the request's first byte: else 408 and the connection closed;
+- and within MAX_HEAD_BYTES: else 431 and the connection closed (httptools itself sets no bound,
+  so a fast client could send an endless header within the deadline).
 
 The body has its own idle deadline (`body_timeout`), enforced where it is read (serve/app.py).
 """
@@ -33,11 +35,15 @@ def _raw_error(status: int, reason: str, message: str, code: str, type_: str) ->
     return head.encode() + b"\r\n" + body
 
 
+MAX_HEAD_BYTES = 64 * 1024  # nginx's large_client_header_buffers is 4 x 8 KiB; uvicorn's h11 16 KiB
+
+
 class GuardedHttpTools(HttpToolsProtocol):
     max_connections = 512
     header_timeout = 10.0
 
     _header_timer: asyncio.TimerHandle | None = None
+    _head_bytes = 0
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -58,6 +64,25 @@ class GuardedHttpTools(HttpToolsProtocol):
     def _arm_header_timer(self) -> None:
         if self._header_timer is None:
             self._header_timer = self.loop.call_later(self.header_timeout, self._header_timed_out)
+
+    def data_received(self, data: bytes) -> None:
+        was_in_head = self._header_timer is not None
+        super().data_received(data)
+        if self._header_timer is None:  # no head in progress (a chunk that ends one may carry body)
+            return
+        self._head_bytes = (self._head_bytes if was_in_head else 0) + len(data)
+        if self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
+            self._disarm_header_timer()
+            self.transport.write(
+                _raw_error(
+                    431,
+                    "Request Header Fields Too Large",
+                    f"the request head is over {MAX_HEAD_BYTES} bytes",
+                    "header_too_large",
+                    "invalid_request_error",
+                )
+            )
+            self.transport.close()
 
     def _disarm_header_timer(self) -> None:
         if self._header_timer is not None:

@@ -249,11 +249,7 @@ def test_hung_worker_fails_its_stream_and_is_restarted(serve_factory):
         next(events)
         busy = [s for s in httpx.get(srv.base_url + "/health").json()["slots"] if s["state"] == "busy"]
         assert len(busy) == 1
-        # the busy worker: the one whose CPU time moves
-        pids = sorted(before)
-        cpu0 = {p: _cpu(p) for p in pids}
-        time.sleep(0.3)
-        hung = max(pids, key=lambda p: _cpu(p) - cpu0[p])
+        hung = _busy_worker(sorted(before))
         os.kill(hung, signal.SIGSTOP)
         try:
             rest = list(events)
@@ -275,6 +271,18 @@ def test_hung_worker_fails_its_stream_and_is_restarted(serve_factory):
     r = httpx.post(srv.base_url + "/v1/completions", headers=srv.headers, json={"prompt": "b", "max_tokens": 3})
     assert r.status_code == 200
     assert "dsdeploy_engine_restarts_total 1.0" in httpx.get(srv.base_url + "/metrics").text
+
+
+def _busy_worker(pids: list[int]) -> int:
+    """The one worker whose CPU time moves (the other one is idle)."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        cpu0 = {p: _cpu(p) for p in pids}
+        time.sleep(0.2)
+        moving = [p for p in pids if _cpu(p) != cpu0[p]]
+        if len(moving) == 1:
+            return moving[0]
+    pytest.fail("could not tell the busy worker from the idle one")
 
 
 def _cpu(pid: int) -> int:

@@ -153,6 +153,7 @@ def test_port_zero_means_any_free_port(fake_gguf):
         ("header_timeout", float("nan"), "--header-timeout"),
         ("body_timeout", -1.0, "--body-timeout"),
         ("watchdog_timeout", float("inf"), "--watchdog-timeout"),
+        ("write_timeout", 0.0, "--write-timeout"),
         ("drain_timeout", float("nan"), "--drain-timeout"),
         ("max_connections", 0, "--max-connections"),
         ("max_connections", 10, "--max-connections"),  # below --max-concurrency (64)

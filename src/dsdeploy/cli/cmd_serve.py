@@ -71,6 +71,9 @@ def register(app: typer.Typer) -> None:
         body_timeout: float = typer.Option(
             30.0, "--body-timeout", help="Seconds the server waits for the next piece of a request body; then 408."
         ),
+        write_timeout: float = typer.Option(
+            30.0, "--write-timeout", help="Seconds one write of a stream may wait for a client that reads nothing."
+        ),
         watchdog_timeout: float = typer.Option(
             30.0,
             "--watchdog-timeout",
@@ -141,5 +144,6 @@ def register(app: typer.Typer) -> None:
             header_timeout=header_timeout,
             body_timeout=body_timeout,
             watchdog_timeout=watchdog_timeout,
+            write_timeout=write_timeout,
         )
         run(settings, announce=lambda line: typer.echo(line))

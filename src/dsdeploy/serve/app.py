@@ -397,16 +397,18 @@ class SSEResponse(Response):
     step per chunk; this sends each batch of ready frames with one `send` and watches for the
     client leaving with one task per response (not per chunk). `body(send_frames)` is a coroutine
     function that produces the stream; `on_disconnect()` is called once if the client goes away
-    before it finishes.
+    before it finishes. A client that stops reading, so that one write waits `write_timeout`
+    seconds, counts as gone: the stream ends there and uvicorn closes the connection.
     """
 
     media_type = "text/event-stream"
 
-    def __init__(self, body, on_disconnect, headers: dict[str, str]) -> None:
+    def __init__(self, body, on_disconnect, headers: dict[str, str], write_timeout: float = 30.0) -> None:
         self.status_code = 200
         self.background = None
         self._body = body
         self._on_disconnect = on_disconnect
+        self._write_timeout = write_timeout
         self.raw_headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
         self.raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
@@ -427,12 +429,18 @@ class SSEResponse(Response):
         raw_send = scope.get(_RAW_SEND, send)
 
         async def send_frames(data: bytes) -> None:
-            await raw_send({"type": "http.response.body", "body": data, "more_body": True})
+            async with asyncio.timeout(self._write_timeout):  # waits only while the client's window is full
+                await raw_send({"type": "http.response.body", "body": data, "more_body": True})
 
         try:
             await self._body(send_frames)
             finished = True
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            async with asyncio.timeout(self._write_timeout):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except TimeoutError:
+            logging.getLogger("uvicorn.error").warning(
+                "a streaming client read nothing for %gs: dropping its stream", self._write_timeout
+            )
         finally:
             watcher.cancel()
             if not finished:  # the send failed or we were cancelled: the client is gone
@@ -521,7 +529,8 @@ class Generation:
         name = srv.s.served_name
         if stream:
             chunks = _Chunks(rid, created, name, chat, include_usage)
-            return SSEResponse(self._stream(job, chunks, len(tokens), t0), lambda: self._abort(job), headers)
+            body = self._stream(job, chunks, len(tokens), t0)
+            return SSEResponse(body, lambda: self._abort(job), headers, srv.s.write_timeout)
         return await self._complete(request, job, rid, created, chat, len(tokens), t0, headers)
 
     async def _complete(self, request, job, rid, created, chat, n_prompt, t0, headers) -> JSONResponse:

@@ -93,6 +93,9 @@ class ServeSettings:
     # seconds a worker with a running request may send nothing while using no CPU before it counts
     # as hung: its request fails, it is killed and restarted (0: no watchdog)
     watchdog_timeout: float = 30.0
+    # seconds one write of a stream may wait for a client that reads nothing; past it the stream
+    # is dropped (its job cancelled) and the connection closed
+    write_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         self.model_path = Path(self.model_path)
@@ -125,6 +128,7 @@ class ServeSettings:
             ("--header-timeout", self.header_timeout, 0.1, 3600.0),
             ("--body-timeout", self.body_timeout, 0.1, 3600.0),
             ("--watchdog-timeout", self.watchdog_timeout, 0.0, 86400.0),
+            ("--write-timeout", self.write_timeout, 0.1, 3600.0),
             ("--drain-timeout", self.drain_timeout, 0.0, 86400.0),
         ):
             if not (lo <= seconds <= hi):  # NaN fails too

@@ -191,6 +191,18 @@ def test_endless_request_head_is_431(hardened):
     assert reply.startswith(b"HTTP/1.1 431"), reply[:200]
 
 
+def test_unparsable_http_gets_the_error_shape(hardened):
+    s = _connect(hardened.port)
+    with s:
+        s.sendall(b"GET /v1/models HTTP/1.1\r\nHost x\r\n\r\n")  # no colon: not HTTP
+        reply = b""
+        while chunk := s.recv(65536):
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head, reply
+    assert set(json.loads(body)["error"]) == ERROR_KEYS
+
+
 # ---- smaller ones ------------------------------------------------------------------------------
 def test_405_has_an_allow_header(hardened):
     r = httpx.get(hardened.base_url + "/v1/completions", headers=hardened.headers)

@@ -104,6 +104,11 @@ class GuardedHttpTools(HttpToolsProtocol):
         )
         self.transport.close()
 
+    def send_400_response(self, msg: str) -> None:
+        """A request httptools can't parse: uvicorn's plain-text 400, in the OpenAI error shape."""
+        self.transport.write(_raw_error(400, "Bad Request", msg, "invalid_http", "invalid_request_error"))
+        self.transport.close()
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._arm_header_timer()  # a keep-alive connection's next request: its own deadline

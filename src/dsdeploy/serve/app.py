@@ -37,22 +37,28 @@ _dumps = json.dumps
 _UNSUPPORTED = ("logprobs", "top_logprobs", "tools", "functions", "suffix", "echo", "best_of")
 
 
-def _num(body: dict, name: str, default, lo=None, hi=None, integer=False):
-    v = body.get(name)
-    if v is None:
-        return default
+def _number(v: Any, integer: bool) -> int | float | None:
+    """`v` as a JSON number of the wanted kind (5.0 counts as the integer 5, as in JSON), else None."""
     if integer and isinstance(v, float) and v.is_integer():
-        v = int(v)  # 5.0 is an integer in JSON (and JSON Schema)
+        return int(v)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
+        return None
+    return v
+
+
+def _num(body: dict, name: str, default, lo=None, hi=None, integer=False):
+    raw = body.get(name)
+    if raw is None:
+        return default
+    v = _number(raw, integer)
+    if v is None:
         kind = "an integer" if integer else "a number"
-        raise bad_request(f"'{name}' must be {kind}, got {v!r}", param=name, code="invalid_type")
+        raise bad_request(f"'{name}' must be {kind}, got {raw!r}", param=name, code="invalid_type")
     # NaN compares false with everything, so it is refused by name (as are inf and -inf)
     if isinstance(v, float) and not math.isfinite(v):
         raise bad_request(f"'{name}' must be a finite number, got {v}", param=name, code="invalid_value")
     if (lo is not None and v < lo) or (hi is not None and v > hi):
-        span = f"between {lo} and {hi}" if lo is not None and hi is not None else f"at least {lo}"
-        if lo is None:
-            span = f"at most {hi}"
+        span = f"at most {hi}" if lo is None else f"at least {lo}" if hi is None else f"between {lo} and {hi}"
         raise bad_request(f"'{name}' must be {span}, got {v}", param=name, code="invalid_value")
     return v
 

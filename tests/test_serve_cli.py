@@ -144,3 +144,27 @@ def test_port_zero_means_any_free_port(fake_gguf):
     ServeSettings(model_path=fake_gguf, served_name="m", port=0).validate()
     with pytest.raises(UserError, match=r"--port must be 0\.\.65535"):
         ServeSettings(model_path=fake_gguf, served_name="m", port=70000).validate()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "flag"),
+    [
+        ("header_timeout", 0.0, "--header-timeout"),
+        ("header_timeout", float("nan"), "--header-timeout"),
+        ("body_timeout", -1.0, "--body-timeout"),
+        ("watchdog_timeout", float("inf"), "--watchdog-timeout"),
+        ("write_timeout", 0.0, "--write-timeout"),
+        ("drain_timeout", float("nan"), "--drain-timeout"),
+        ("max_connections", 0, "--max-connections"),
+        ("max_connections", 10, "--max-connections"),  # below --max-concurrency (64)
+        ("max_body_bytes", 0, "--max-body-bytes"),
+    ],
+)
+def test_hostile_client_limits_are_checked(fake_gguf, field, value, flag):
+    with pytest.raises(UserError, match=flag):
+        ServeSettings(model_path=fake_gguf, served_name="m", **{field: value}).validate()
+
+
+def test_cli_bad_timeout_exits_2(fake_gguf):
+    r = _serve("--model", str(fake_gguf), "--header-timeout", "0")
+    assert r.returncode == 2 and "--header-timeout" in r.stderr and "Traceback" not in r.stderr

@@ -42,6 +42,8 @@ FAKE_WORKER = textwrap.dedent(
             lines = [json.dumps(t) for t in (["a", "", "\\u00e9\\n", '"q"'] * k)[:k]]
             os.write(out, ("\\n".join(lines + [json.dumps({"i": m["id"], "e": "length", "n": k, "t": "!"})]) + "\\n").encode())
             continue
+        t_spin = time.time()
+        while time.time() - t_spin < m.get("spin", 0): pass  # a silent, CPU-bound "prefill"
         n = 0; fin = "length"
         for i in range(m["max_tokens"]):
             if m["id"] in cancelled: fin = "cancelled"; break
@@ -195,6 +197,86 @@ def test_event_view_decodes_short_form(tmp_path):
         try:
             text, end = await _drain(pool.submit({"max_tokens": 4}))
             assert text == 'a\u00e9\n"q"!' and end["e"] == "length"
+        finally:
+            await pool.stop()
+
+    asyncio.run(main())
+
+
+def test_watchdog_fails_a_hung_job_and_restarts_the_worker(worker_argv):
+    async def main():
+        restarts = []
+        pool = EnginePool(
+            worker_argv, parallel=1, max_concurrency=4, watchdog_timeout=0.5, on_restart=lambda: restarts.append(1)
+        )
+        await pool.start()
+        try:
+            pid0 = pool.slots[0].pid
+            job = pool.submit({"max_tokens": 100000, "delay": 0.001})
+            waiting = pool.submit({"max_tokens": 3})
+            await asyncio.sleep(0.1)
+            os.kill(pid0, signal.SIGSTOP)  # hung: sends nothing, uses no CPU
+            _, ev = await _drain(job, timeout=10)
+            assert CRASHED in ev and ev[CRASHED].status == 503 and "no progress" in ev[CRASHED].message
+            assert str(pid0) not in ev[CRASHED].message
+            text, end = await _drain(waiting, timeout=15)  # served by the restarted worker
+            assert text == "xxx" and end["e"] == "length"
+            assert pool.slots[0].pid != pid0 and restarts == [1]
+        finally:
+            await pool.stop()
+
+    asyncio.run(main())
+
+
+def test_watchdog_spares_a_silent_worker_that_is_computing(worker_argv):
+    """A long prefill sends nothing for a while but keeps the CPU busy: not a hang."""
+
+    async def main():
+        pool = EnginePool(worker_argv, parallel=1, max_concurrency=4, watchdog_timeout=1.0)
+        await pool.start()
+        try:
+            pid0 = pool.slots[0].pid
+            text, end = await _drain(pool.submit({"max_tokens": 2, "spin": 3.0}), timeout=20)
+            assert text == "xx" and end["e"] == "length" and pool.slots[0].pid == pid0
+        finally:
+            await pool.stop()
+
+    asyncio.run(main())
+
+
+def test_drain_deadline_fails_running_and_waiting_jobs(worker_argv):
+    async def main():
+        pool = EnginePool(worker_argv, parallel=1, max_concurrency=4)
+        await pool.start()
+        try:
+            running = pool.submit({"max_tokens": 100000, "delay": 0.001})
+            waiting = pool.submit({"max_tokens": 3})
+            await asyncio.sleep(0.05)
+            await pool.drain(0.2)
+            for job in (running, waiting):
+                _, ev = await _drain(job, timeout=5)
+                assert CRASHED in ev and ev[CRASHED].code == "shutting_down"
+            assert pool.running == 0 and not pool.waiting
+            with pytest.raises(APIError):
+                pool.submit({"max_tokens": 1})
+        finally:
+            await pool.stop()
+
+    asyncio.run(main())
+
+
+def test_no_restart_while_draining_and_workers_have_their_own_session(worker_argv):
+    async def main():
+        restarts = []
+        pool = EnginePool(worker_argv, parallel=1, max_concurrency=4, on_restart=lambda: restarts.append(1))
+        await pool.start()
+        try:
+            pid0 = pool.slots[0].pid
+            assert os.getsid(pid0) == pid0 != os.getsid(0)  # a group signal to us does not reach it
+            pool.draining = True
+            os.kill(pid0, signal.SIGKILL)
+            await asyncio.sleep(0.5)
+            assert pool.slots[0].state == "dead" and restarts == []
         finally:
             await pool.stop()
 

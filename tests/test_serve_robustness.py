@@ -9,6 +9,7 @@ import time
 
 import httpx
 import pytest
+from serve_procs import one_worker
 
 openai = pytest.importorskip("openai")
 
@@ -30,7 +31,7 @@ def _wait_all_slots_ready(base: str, timeout: float = 60) -> dict:
 def test_killed_engine_fails_in_flight_request_fast_and_restarts(serve_factory):
     srv = serve_factory("--parallel", "1", "--n-ctx", "2048")
     client = openai.OpenAI(base_url=srv.base_url + "/v1", api_key=srv.api_key, max_retries=0, timeout=30)
-    before = httpx.get(srv.base_url + "/health").json()["slots"][0]
+    before = one_worker(srv.proc.pid)
 
     stream = client.completions.create(
         model=MODEL, prompt="a", max_tokens=2000, stream=True, extra_body={"ignore_eos": True}
@@ -39,7 +40,7 @@ def test_killed_engine_fails_in_flight_request_fast_and_restarts(serve_factory):
     next(it)
     busy = httpx.get(srv.base_url + "/health").json()["slots"][0]
     assert busy["state"] == "busy"
-    os.kill(busy["pid"], signal.SIGKILL)
+    os.kill(one_worker(srv.proc.pid), signal.SIGKILL)
     got = 0
     with pytest.raises(openai.APIError) as e:
         for _ in it:
@@ -48,7 +49,7 @@ def test_killed_engine_fails_in_flight_request_fast_and_restarts(serve_factory):
     assert "engine" in str(e.value).lower()
 
     after = _wait_all_slots_ready(srv.base_url)["slots"][0]
-    assert after["pid"] != before["pid"] and after["restarts"] == 1
+    assert one_worker(srv.proc.pid) != before and after["restarts"] == 1
     r = client.completions.create(model=MODEL, prompt="b", max_tokens=5, extra_body={"ignore_eos": True})
     assert r.usage.completion_tokens == 5
     assert "dsdeploy_engine_restarts_total 1.0" in httpx.get(srv.base_url + "/metrics").text
@@ -73,7 +74,7 @@ def test_killed_engine_non_streaming_gets_503(serve_factory):
         if slot["state"] == "busy":
             break
         time.sleep(0.01)
-    os.kill(slot["pid"], signal.SIGKILL)
+    os.kill(one_worker(srv.proc.pid), signal.SIGKILL)
     t.join(10)
     assert not t.is_alive()
     assert isinstance(box.get("err"), openai.APIStatusError) and box["err"].status_code == 503

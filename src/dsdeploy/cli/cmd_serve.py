@@ -64,6 +64,28 @@ def register(app: typer.Typer) -> None:
         drain_timeout: float = typer.Option(
             30.0, "--drain-timeout", help="Seconds SIGTERM waits for running requests."
         ),
+        # ---- limits against hostile or broken clients and hung engines (docs/serve.md) ----
+        max_connections: int = typer.Option(
+            512, "--max-connections", help="Open HTTP connections at once; one more gets 503 and is closed unread."
+        ),
+        max_body_bytes: int = typer.Option(
+            4 * 1024 * 1024, "--max-body-bytes", help="Largest request body (bytes), checked while reading; then 413."
+        ),
+        header_timeout: float = typer.Option(
+            10.0, "--header-timeout", help="Seconds a client has to send a request's headers; then 408."
+        ),
+        body_timeout: float = typer.Option(
+            30.0, "--body-timeout", help="Seconds the server waits for the next piece of a request body; then 408."
+        ),
+        write_timeout: float = typer.Option(
+            30.0, "--write-timeout", help="Seconds one write of a stream may wait for a client that reads nothing."
+        ),
+        watchdog_timeout: float = typer.Option(
+            30.0,
+            "--watchdog-timeout",
+            help="Seconds an engine worker with a running request may send nothing and use no CPU "
+            "before it is declared hung, killed and restarted (its request fails). 0: off.",
+        ),
         stream_interval_ms: float | None = typer.Option(
             None,
             "--stream-interval-ms",
@@ -125,4 +147,13 @@ def register(app: typer.Typer) -> None:
             if not (0.0 <= stream_interval_ms <= 1000.0):
                 raise UserError(f"--stream-interval-ms must be between 0 and 1000, got {stream_interval_ms}")
             settings = dataclasses.replace(settings, stream_interval_ms=stream_interval_ms)
+        settings = dataclasses.replace(
+            settings,
+            max_connections=max_connections,
+            max_body_bytes=max_body_bytes,
+            header_timeout=header_timeout,
+            body_timeout=body_timeout,
+            watchdog_timeout=watchdog_timeout,
+            write_timeout=write_timeout,
+        )
         run(settings, announce=lambda line: typer.echo(line))

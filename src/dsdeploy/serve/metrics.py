@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+# The `endpoint` label of dsdeploy_requests_total is a route template or this: never a raw path,
+# so a client can't add series by requesting new paths (the label set is bounded by the routes)
+UNMATCHED = "unmatched"
+
 _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _PER_TOKEN = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1)
 
@@ -13,7 +17,10 @@ class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         self.requests = Counter(
-            "dsdeploy_requests", "HTTP requests by endpoint and status code", ["endpoint", "code"], registry=r
+            "dsdeploy_requests",
+            "HTTP requests by route template (or 'unmatched') and status code",
+            ["endpoint", "code"],
+            registry=r,
         )
         self.prompt_tokens = Counter("dsdeploy_prompt_tokens", "Prompt tokens processed", registry=r)
         self.generation_tokens = Counter("dsdeploy_generation_tokens", "Tokens generated", registry=r)

@@ -8,6 +8,12 @@
   its next token and frees the slot.
 - A slot whose process dies fails its in-flight job at once (the caller gets an error event, never
   a hang) and is restarted with a backoff.
+- A watchdog kills a slot that has a running job and makes no progress (sends nothing and uses no
+  CPU) for `watchdog_timeout` seconds: its job fails with an error, the slot is restarted.
+- Workers run in their own session (process group): a signal to the server's process group
+  (Ctrl-C, `kill -- -PGID`) reaches the API process only, which drains; workers are stopped by the
+  pool. While draining, nothing is restarted; at the drain's deadline every job still running or
+  queued is failed with an error (streams end with an error event and [DONE]).
 """
 
 from __future__ import annotations
@@ -114,11 +120,13 @@ class Slot:
         self.ready = asyncio.Event()
         self.rbuf = b""  # an incomplete event line from the last read
         self.rfd: int | None = None  # read end of the worker's event pipe
+        self.progress_at = 0.0  # monotonic time of the last event or CPU use while it had a job
+        self.cpu: int | None = -1  # the worker's CPU time (clock ticks) at the last watchdog look
 
     def info(self) -> dict[str, Any]:
+        """The slot as /health shows it (no PID: process ids are not for the public)."""
         return {
             "slot": self.index,
-            "pid": self.pid,
             "state": self.state,
             "request_id": self.job.id if self.job else None,
             "restarts": self.restarts,
@@ -134,6 +142,7 @@ class EnginePool:
         env: dict[str, str] | None = None,
         on_restart: Callable[[], None] | None = None,
         log: Callable[[str], None] | None = None,
+        watchdog_timeout: float = 30.0,
     ) -> None:
         self.worker_argv = worker_argv
         self.slots = [Slot(i) for i in range(parallel)]
@@ -148,6 +157,8 @@ class EnginePool:
         self._ids = itertools.count(1)
         self.started = False
         self._tasks: set[asyncio.Task] = set()
+        self.watchdog_timeout = watchdog_timeout  # 0: off
+        self._drain_started = False
 
     # ---- lifecycle ------------------------------------------------------------------------
     async def start(self, timeout: float = 300.0) -> None:
@@ -168,6 +179,8 @@ class EnginePool:
             for w in waits:
                 w.cancel()
         self.started = True
+        if self.watchdog_timeout > 0:
+            self._bg(self._watchdog())
 
     @staticmethod
     async def _start_error(slot: Slot) -> str:
@@ -202,9 +215,7 @@ class EnginePool:
             slot.state = "stopped"
             if slot.rfd is not None:
                 self._close_reader(slot, slot.rfd)
-        for job in list(self.waiting):
-            self._fail(job, unavailable("server is shutting down", code="shutting_down"))
-        self.waiting.clear()
+        self._fail_waiting(unavailable("server is shutting down", code="shutting_down"))
 
     async def _spawn(self, slot: Slot) -> None:
         slot.state = "starting"
@@ -223,6 +234,9 @@ class EnginePool:
                 stdout=wfd,
                 stderr=asyncio.subprocess.PIPE,
                 env=self.env,
+                # its own session: Ctrl-C or a signal to the server's process group must not kill
+                # a worker under a running request while the API process drains
+                start_new_session=True,
             )
         except BaseException:
             os.close(rfd)
@@ -264,6 +278,7 @@ class EnginePool:
             self._close_reader(slot, rfd)
             self._bg(self._reap(slot, proc))
             return
+        slot.progress_at = time.monotonic()
         if slot.rbuf:
             data = slot.rbuf + data
         lines = data.split(b"\n")
@@ -287,7 +302,10 @@ class EnginePool:
         job = slot.job
         if "i" in msg:
             if job is None or msg["i"] != job.id:
-                return  # a late event for a job we already gave up on
+                # a late event for a job we already gave up on; its end frees the slot
+                if job is None and slot.state == "busy" and ("e" in msg or "x" in msg):
+                    self._release(slot)
+                return
             if "e" in msg or "x" in msg:
                 job.push(msg)
                 self._release(slot)
@@ -325,7 +343,7 @@ class EnginePool:
             self._fail(
                 job,
                 engine_failed(
-                    f"the engine process (slot {slot.index}, pid {proc.pid}) exited with code "
+                    f"the engine process (slot {slot.index}) exited with code "
                     f"{proc.returncode} while serving this request; it is being restarted"
                 ),
             )
@@ -333,6 +351,11 @@ class EnginePool:
             return
         if not self.started:
             return  # failed during the initial start: start() reports it
+        if self.draining:  # shutting down: no restarts; nothing may wait on a slot that is gone
+            self.log(f"engine slot {slot.index} (pid {proc.pid}) exited with code {proc.returncode} while draining")
+            if not self.alive_slots():
+                self._fail_waiting(unavailable("server is shutting down", code="shutting_down"))
+            return
         self.log(f"engine slot {slot.index} (pid {proc.pid}) exited with code {proc.returncode}; restarting")
         slot.restarts += 1
         if self.on_restart:
@@ -344,9 +367,7 @@ class EnginePool:
         self._bg(self._restart(slot, delay))
         if was_starting and not self.alive_slots():
             # the engine can't even start again: don't let the queue wait on it
-            for waiting in list(self.waiting):
-                self._fail(waiting, engine_failed("the engine failed to restart; retry later"))
-            self.waiting.clear()
+            self._fail_waiting(engine_failed("the engine failed to restart; retry later"))
 
     async def _restart(self, slot: Slot, delay: float) -> None:
         if delay:
@@ -401,6 +422,7 @@ class EnginePool:
             slot.job = job
             job.slot = slot
             job.started = time.perf_counter()
+            slot.progress_at = time.monotonic()
             self.running += 1
             msg = dict(job.payload, op="gen", id=job.id)
             assert slot.proc is not None and slot.proc.stdin is not None  # an idle slot has a live worker
@@ -422,3 +444,96 @@ class EnginePool:
     def _fail(self, job: Job, err: APIError) -> None:
         job.done = True
         job.push({CRASHED: err})
+
+    def _fail_waiting(self, err: APIError) -> None:
+        for job in list(self.waiting):
+            self._fail(job, err)
+        self.waiting.clear()
+
+    def _abandon(self, slot: Slot, err: APIError) -> None:
+        """Fail the slot's running job now (the slot's own end event, if any, is then ignored)."""
+        job = slot.job
+        if job is None:
+            return
+        slot.job = None
+        self.running -= 1
+        self._fail(job, err)
+        proc = slot.proc
+        if proc and proc.returncode is None and proc.stdin:
+            try:
+                proc.stdin.write(b'{"op":"cancel","id":' + json.dumps(job.id).encode() + b"}\n")
+            except (ConnectionError, RuntimeError):
+                pass
+
+    # ---- drain ----------------------------------------------------------------------------
+    async def drain(self, timeout: float) -> None:
+        """Stop admitting; let running and queued jobs finish for up to `timeout` seconds; then
+        fail every one still there with a `shutting_down` error, so that each stream ends with an
+        error event and [DONE] (and each waiting request gets its 503) instead of being cut."""
+        self.draining = True
+        deadline = time.monotonic() + timeout
+        while (self.running or self.waiting) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if not (self.running or self.waiting):
+            return
+        err = unavailable(
+            f"server is shutting down: the drain timeout ({timeout:g}s) ended this request", code="shutting_down"
+        )
+        self._fail_waiting(err)
+        for slot in self.slots:
+            self._abandon(slot, err)
+
+    def start_drain(self, timeout: float) -> None:
+        """`drain()` as a background task (called from the signal handler's loop callback)."""
+        self.draining = True
+        if not self._drain_started:
+            self._drain_started = True
+            self._bg(self.drain(timeout))
+
+    # ---- watchdog -------------------------------------------------------------------------
+    async def _watchdog(self) -> None:
+        """Every second or so, look at each slot that has a job: a worker that sent nothing and
+        used no CPU for `watchdog_timeout` s is hung (stopped, deadlocked). A long prefill sends
+        nothing but keeps the CPU busy, so it is not mistaken for a hang."""
+        tick = min(1.0, self.watchdog_timeout / 4)
+        while not self.closed:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            for slot in self.slots:
+                if slot.job is None or slot.state != "busy" or slot.proc is None:
+                    continue
+                cpu = _cpu_ticks(slot.proc.pid)
+                if cpu != slot.cpu:
+                    slot.cpu = cpu
+                    if cpu is not None:
+                        slot.progress_at = now
+                if now - slot.progress_at >= self.watchdog_timeout:
+                    self._kill_hung(slot, now - slot.progress_at)
+
+    def _kill_hung(self, slot: Slot, stalled: float) -> None:
+        self.log(f"engine slot {slot.index} (pid {slot.pid}) made no progress for {stalled:.1f}s: killing it")
+        self._abandon(
+            slot,
+            engine_failed(
+                f"the engine process (slot {slot.index}) made no progress for {stalled:.0f}s "
+                "(hung); it was killed and is being restarted"
+            ),
+        )
+        slot.state = "dead"  # /health: degraded until the restarted worker is ready
+        try:
+            if slot.proc:
+                slot.proc.kill()  # SIGKILL ends a stopped process too; _on_exit then restarts the slot
+        except ProcessLookupError:
+            pass
+
+
+def _cpu_ticks(pid: int) -> int | None:
+    """The process's user + system CPU time in clock ticks (all threads), from /proc; None where
+    there is no /proc (the watchdog then goes by silence alone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()  # after "pid (comm) ": state is fields[0]
+    return int(fields[11]) + int(fields[12])  # utime, stime (proc(5): fields 14 and 15)

@@ -51,6 +51,18 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+# `python -m dsdeploy.serve.worker`, with SIGINT and SIGTERM ignored first. The pool also starts each
+# worker in its own session, which keeps a signal to the server's process group (Ctrl-C) away from
+# it; this covers a signal to every process of the service (systemd's default KillMode=
+# control-group stop sends SIGTERM to the whole cgroup). The API process stops its workers itself
+# (an exit message, stdin closed, then SIGKILL), after its drain.
+WORKER_BOOT = (
+    "import runpy, signal; "
+    "signal.signal(signal.SIGINT, signal.SIG_IGN); signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "runpy.run_module('dsdeploy.serve.worker', run_name='__main__', alter_sys=True)"
+)
+
+
 def worker_argv(s: ServeSettings, extra_bufts: bool | None = None) -> list[str]:
     """The engine worker's command line; `extra_bufts` None: decided now (dsdeploy.serve.loading)."""
     if extra_bufts is None:
@@ -59,8 +71,8 @@ def worker_argv(s: ServeSettings, extra_bufts: bool | None = None) -> list[str]:
         extra_bufts = resolve_extra_bufts(s.extra_bufts, s.model_path, s.threads or 1).use
     return [
         sys.executable,
-        "-m",
-        "dsdeploy.serve.worker",
+        "-c",
+        WORKER_BOOT,
         "--model",
         str(s.model_path),
         "--n-ctx",
@@ -107,13 +119,18 @@ def run(s: ServeSettings, announce=print) -> None:
     sock = bind(s.host, s.port)
     port = sock.getsockname()[1]
     env = dict(os.environ, **s.extra_worker_env)
-    pool = EnginePool(worker_argv(s, bufts.use), s.parallel, s.max_concurrency, env=env)
+    pool = EnginePool(
+        worker_argv(s, bufts.use), s.parallel, s.max_concurrency, env=env, watchdog_timeout=s.watchdog_timeout
+    )
     app = create_app(s, prompt, pool)
+    loop_box: list[asyncio.AbstractEventLoop] = []
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig, frame):  # SIGTERM/SIGINT: stop admitting, let running requests finish
             try:
                 if not pool.draining:
+                    if loop_box:  # ends every stream still there at the deadline with an error event
+                        loop_box[0].call_soon_threadsafe(pool.start_drain, s.drain_timeout)
                     pool.draining = True
                     print(
                         f"dsdeploy serve: draining ({pool.running} running, {len(pool.waiting)} waiting; "
@@ -126,12 +143,16 @@ def run(s: ServeSettings, announce=print) -> None:
             finally:
                 super().handle_exit(sig, frame)
 
+    from dsdeploy.serve.guard import guarded_protocol
+
     config = uvicorn.Config(
         app,
         log_level=s.log_level,
         access_log=False,
+        # the pool's drain ends every request at drain_timeout; uvicorn's own cut is the backstop.
         # uvicorn annotates int but only hands it to asyncio.wait_for, which takes seconds as a float
-        timeout_graceful_shutdown=s.drain_timeout,  # type: ignore[arg-type]
+        timeout_graceful_shutdown=s.drain_timeout + 5,  # type: ignore[arg-type]
+        http=guarded_protocol(s.max_connections, s.header_timeout),
         # uvicorn's default (5 s) drops an idle keep-alive connection between a client's
         # requests more often than needed; 30 s, like nginx's default keepalive_timeout of 75 s,
         # is a judgement call, not a measured optimum
@@ -140,6 +161,7 @@ def run(s: ServeSettings, announce=print) -> None:
     server = Server(config)
 
     async def main() -> None:
+        loop_box.append(asyncio.get_running_loop())
         try:
             await pool.start()
         except RuntimeError as exc:

@@ -91,6 +91,20 @@ class ServeSettings:
     # the engine workers' niceness (0-19): above 0, the API process (HTTP, tokenizing, streaming)
     # runs first when the workers keep every core busy; llama.cpp's own server has --prio for this
     engine_nice: int = 5
+    # ---- hostile-client limits (docs/serve.md, "Limits and timeouts") ----
+    # open HTTP connections at once; one more is answered 503 and closed before it is read
+    max_connections: int = 512
+    # seconds a client has to send a request's whole head (request line + headers), from the
+    # connection opening or the request's first byte; past it: 408 and the connection closed
+    header_timeout: float = 10.0
+    # seconds the server waits for the next piece of a request body; past it: 408
+    body_timeout: float = 30.0
+    # seconds a worker with a running request may send nothing while using no CPU before it counts
+    # as hung: its request fails, it is killed and restarted (0: no watchdog)
+    watchdog_timeout: float = 30.0
+    # seconds one write of a stream may wait for a client that reads nothing; past it the stream
+    # is dropped (its job cancelled) and the connection closed
+    write_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         self.model_path = Path(self.model_path)
@@ -113,6 +127,7 @@ class ServeSettings:
             ("--max-tokens-limit", self.max_tokens_limit),
             ("--max-prompt-tokens", self.max_prompt_tokens),
             ("--max-concurrency", self.max_concurrency),
+            ("--max-body-bytes", self.max_body_bytes),
         ):
             if value is None or value < 1:
                 raise UserError(f"{name} must be a positive integer, got {value}")
@@ -131,6 +146,21 @@ class ServeSettings:
                 f"({n_ctx_train} tokens, its GGUF context_length): pass at most {n_ctx_train}"
             )
         assert self.max_prompt_tokens is not None  # filled in __post_init__, checked above
+        if self.max_connections < 1:
+            raise UserError(f"--max-connections must be a positive integer, got {self.max_connections}")
+        for flag, seconds, lo, hi in (
+            ("--header-timeout", self.header_timeout, 0.1, 3600.0),
+            ("--body-timeout", self.body_timeout, 0.1, 3600.0),
+            ("--watchdog-timeout", self.watchdog_timeout, 0.0, 86400.0),
+            ("--write-timeout", self.write_timeout, 0.1, 3600.0),
+            ("--drain-timeout", self.drain_timeout, 0.0, 86400.0),
+        ):
+            if not (lo <= seconds <= hi):  # NaN fails too
+                raise UserError(f"{flag} must be between {lo:g} and {hi:g} seconds, got {seconds}")
+        if self.max_connections < self.max_concurrency:
+            raise UserError(
+                f"--max-connections ({self.max_connections}) must be at least --max-concurrency ({self.max_concurrency})"
+            )
         if not (0 <= self.engine_nice <= 19):
             raise UserError(f"--engine-nice must be between 0 and 19, got {self.engine_nice}")
         if self.max_prompt_tokens >= self.n_ctx:

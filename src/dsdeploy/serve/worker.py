@@ -152,8 +152,7 @@ class Engine:
         tokens = list(req["tokens"])
         room = self.n_ctx - len(tokens)
         max_tokens = max(0, min(int(req["max_tokens"]), room))
-        stops = [s for s in (req.get("stop") or []) if s]
-        hold = max((len(s) for s in stops), default=1) - 1
+        stops = _StopScanner(req.get("stop") or [])
         ignore_eos = bool(req.get("ignore_eos"))
         min_tokens = int(req.get("min_tokens") or 0)
         if max_tokens == 0:
@@ -165,7 +164,6 @@ class Engine:
         pieces = self.pieces
         eog = self.eog
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        pending = ""
         n = 0
         pf = None  # prefill time: taking the request -> first token sampled
         finish = "length"
@@ -182,31 +180,47 @@ class Engine:
                 pf = round(time.perf_counter() - t_start, 6)
             text = decoder.decode(pieces[tok])
             if stops:
-                pending += text
-                hit = -1
-                for s in stops:
-                    i = pending.find(s)
-                    if i != -1 and (hit == -1 or i < hit):
-                        hit = i
-                if hit != -1:
-                    emit({"i": rid, "e": "stop", "n": n, "t": pending[:hit], "pf": pf})
+                text, before_stop = stops.feed(text)
+                if before_stop is not None:
+                    emit({"i": rid, "e": "stop", "n": n, "t": before_stop, "pf": pf})
                     return
-                cut = len(pending) - hold
-                if cut > 0:
-                    text, pending = pending[:cut], pending[cut:]
-                else:
-                    text = ""
             emit_text(text)
             if n >= max_tokens:
                 break
             if n == min_tokens and min_tokens > 0 and not ignore_eos:
                 sampler = self._sampler(req, mask_eog=False)  # min_tokens reached: EOS allowed
             self.llm.eval([tok])
-        tail = pending + decoder.decode(b"", final=True)
+        tail = stops.pending + decoder.decode(b"", final=True)
         end = {"i": rid, "e": finish, "n": n, "t": tail}
         if pf is not None:
             end["pf"] = pf
         emit(end)
+
+
+class _StopScanner:
+    """Stop strings over the generated text. `feed(text)` returns the text that can go out now
+    (holding back a tail that could be the start of a stop string) and, once a stop string
+    appears, the text before it (else None)."""
+
+    def __init__(self, stops: list[str]) -> None:
+        self.stops = [s for s in stops if s]
+        self.hold = max((len(s) for s in self.stops), default=1) - 1
+        self.pending = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.stops)
+
+    def feed(self, text: str) -> tuple[str, str | None]:
+        pending = self.pending + text
+        hits = [i for i in (pending.find(s) for s in self.stops) if i != -1]
+        if hits:
+            return "", pending[: min(hits)]
+        cut = len(pending) - self.hold
+        if cut > 0:
+            self.pending = pending[cut:]
+            return pending[:cut], None
+        self.pending = pending
+        return "", None
 
 
 class _Inbox:

@@ -71,6 +71,9 @@ EIGHT_BIT_MOMENTS = 2.0  # bitsandbytes 8-bit Adam: 1 B each for m and v (notes 
 LORA_BYTES_PER_PARAM = 16.0  # fp32 adapter (PEFT autocast_adapter_dtype) 4 + grad 4 + Adam 8
 NF4_BITS = 4.0 + 0.127  # QLoRA §2: NF4 + double-quantised constants
 LOGITS_BYTES = 2 + 4  # bf16 logits + fp32 upcast for cross-entropy (notes §1.4)
+LOGITS_BYTES_FP32 = 4 + 4  # fp32 logits + the log-softmax cross-entropy saves for backward
+# fp32 training stores every activation in 4 bytes instead of 2 (the formulas above count bf16)
+ACT_SCALE = {"mixed": 1.0, "bf16": 1.0, "fp32": 2.0}
 RUNTIME_OVERHEAD_BYTES = int(1.0 * GIB)  # CUDA context + NCCL/allocator slack (estimate, unconfirmed)
 RUNTIME_OVERHEAD_SOURCE = "estimate: CUDA context and communication buffers ≈ 1 GiB (unconfirmed)"
 # ZeRO-3 parameter prefetch keeps about two gathered modules in flight (DeepSpeed: 4·LL bytes in bf16)
@@ -437,6 +440,7 @@ class Activations:
     per_layer_full_bytes: float  # one layer, no recompute (mean over dense and MoE layers)
     stored_bytes: int  # what the whole forward keeps for backward
     transient_bytes: int  # the recomputed layer during backward (checkpointing)
+    backward_bytes: int  # gradient of the layer being back-propagated + the fp32 logits gradient
     logits_bytes: int
     total_bytes: int
 
@@ -459,15 +463,22 @@ def activations(spec: ModelSpec, s: FinetuneSetup) -> Activations:
     else:
         stored = tok * (dense_l * per_dense + moe_l * per_moe)
         transient = 0.0
-    logits = tok * spec.vocab * LOGITS_BYTES / s.tp
+    scale = ACT_SCALE[s.precision]
+    stored, transient = stored * scale, transient * scale
+    logits = tok * spec.vocab * (LOGITS_BYTES_FP32 if s.precision == "fp32" else LOGITS_BYTES) / s.tp
     mean_layer = (dense_l * per_dense + moe_l * per_moe) / spec.layers * tok
+    # backward: the activation gradient of the layer in flight is about as big as its activations,
+    # and the loss hands back an fp32 gradient of the logits (measured on the tiny model with
+    # torch's saved-tensor hooks: docs/finetune-accuracy.md "CPU run")
+    backward = tok * max(per_dense if dense_l else 0.0, per_moe if moe_l else 0.0) * scale + tok * spec.vocab * 4 / s.tp
     return Activations(
         tokens_per_gpu=int(tok),
-        per_layer_full_bytes=mean_layer,
+        per_layer_full_bytes=mean_layer * scale,
         stored_bytes=int(stored),
         transient_bytes=int(transient),
+        backward_bytes=int(backward),
         logits_bytes=int(logits),
-        total_bytes=int(stored + transient + logits),
+        total_bytes=int(stored + transient + backward + logits),
     )
 
 
@@ -486,7 +497,7 @@ class FinetuneMemory:
             "gpu_bytes": self.gpu_bytes,
             "gpu_model_states_bytes": self.states.gpu_bytes,
             "gpu_model_states_breakdown": self.states.breakdown,
-            "gpu_activation_bytes": self.acts.stored_bytes + self.acts.transient_bytes,
+            "gpu_activation_bytes": self.acts.stored_bytes + self.acts.transient_bytes + self.acts.backward_bytes,
             "gpu_logits_bytes": self.acts.logits_bytes,
             "gpu_overhead_bytes": self.overhead_bytes,
             "cpu_bytes_per_node": self.cpu_bytes_per_node,

@@ -55,7 +55,7 @@ def main() -> int:
             lora_targets=(targets,),
             flash_attention=False,
         )
-        mem = ft.memory(spec, setup, overhead_bytes=0)
+        mem = ft.memory(spec, setup, overhead_bytes=0, reserve_factor=1.0)  # glibc, not the CUDA allocator
         weights_fp32 = 4 * spec.params_total
         pred = m["rss_after_load"] + mem.gpu_bytes - weights_fp32
         err = pred / m["peak_rss"] - 1

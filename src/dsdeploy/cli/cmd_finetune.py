@@ -38,6 +38,7 @@ def _render(doc: dict) -> None:
     echo(f"  {'activations':<16} {_gb(m['gpu_activation_bytes']):>12}  ({m['tokens_per_gpu']:,} tokens per GPU)")
     echo(f"  {'logits':<16} {_gb(m['gpu_logits_bytes']):>12}")
     echo(f"  {'runtime':<16} {_gb(m['gpu_overhead_bytes']):>12}")
+    echo(f"  {'allocator':<16} {_gb(m['gpu_allocator_reserve_bytes']):>12}  (calibrated reserve)")
     echo(f"  {'total':<16} {_gb(m['gpu_bytes']):>12}  of {_gb(doc['hardware']['gpu_memory_bytes'])}")
     if m["cpu_bytes_per_node"]:
         echo(f"host RAM per node: {_gb(m['cpu_bytes_per_node'])}")

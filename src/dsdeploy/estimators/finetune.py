@@ -72,10 +72,27 @@ LORA_BYTES_PER_PARAM = 16.0  # fp32 adapter (PEFT autocast_adapter_dtype) 4 + gr
 NF4_BITS = 4.0 + 0.127  # QLoRA §2: NF4 + double-quantised constants
 LOGITS_BYTES = 2 + 4  # bf16 logits + fp32 upcast for cross-entropy (notes §1.4)
 LOGITS_BYTES_FP32 = 4 + 4  # fp32 logits + the log-softmax cross-entropy saves for backward
+# Bytes per logit element (tokens × vocab): (held through the forward, extra during backward).
+# hf: transformers ≥ 4.45 upcasts inside the loss only (notes §1.4), backward adds the fp32 gradient.
+# hf-legacy: transformers < 4.45 (e.g. Llama/Qwen code of 2023–24) returned `logits.float()` in the
+# outputs, the loss made a shifted `.contiguous()` fp32 copy and log-softmax saved fp32: 2 + 4 + 4 + 4;
+# backward holds two fp32 gradients. fused: chunked/fused cross-entropy (Liger, Unsloth) ≈ 0.
+LOGITS_MODES: dict[str, tuple[float, float]] = {
+    "hf": (LOGITS_BYTES, 4.0),
+    "hf-legacy": (14.0, 8.0),
+    "fused": (0.0, 0.0),
+}
 # fp32 training stores every activation in 4 bytes instead of 2 (the formulas above count bf16)
 ACT_SCALE = {"mixed": 1.0, "bf16": 1.0, "fp32": 2.0}
 RUNTIME_OVERHEAD_BYTES = int(1.0 * GIB)  # CUDA context + NCCL/allocator slack (estimate, unconfirmed)
 RUNTIME_OVERHEAD_SOURCE = "estimate: CUDA context and communication buffers ≈ 1 GiB (unconfirmed)"
+# The CUDA caching allocator reserves more than the tensors it holds (block rounding, fragmentation
+# from variable-length batches); frameworks report max_memory_reserved. One factor on the GPU total,
+# calibrated in-sample on data/reference/finetune/measurements.csv by bench/finetune_accuracy.py
+# (it lifts rows within ±25 % from 29/47 to 36/47; leave-one-family-out results in
+# docs/finetune-accuracy.md). Not applied to host RAM or to CPU runs.
+ALLOCATOR_RESERVE = 1.10
+ALLOCATOR_RESERVE_SOURCE = "calibrated: bench/finetune_accuracy.py on data/reference/finetune/measurements.csv"
 # ZeRO-3 parameter prefetch keeps about two gathered modules in flight (DeepSpeed: 4·LL bytes in bf16)
 ZERO3_GATHER_BUFFERS = 2
 
@@ -111,6 +128,8 @@ class FinetuneSetup:
     lora_targets: tuple[str, ...] = ("all-linear",)
     flash_attention: bool = True
     expert_layout: str = "fused"  # fused (transformers >= 5) | per-expert (transformers < 5, Megatron)
+    fp32_grads: bool = False  # Megatron-LM's fp32 gradient buffers
+    logits: str = "hf"  # hf | hf-legacy | fused: how the loss materialises the logits (LOGITS_MODES)
 
     @property
     def gpus(self) -> int:
@@ -139,6 +158,7 @@ def check_setup(s: FinetuneSetup) -> list[str]:
     one_of("precision", s.precision, PRECISIONS)
     one_of("optimizer", s.optimizer, OPTIMIZERS)
     one_of("expert layout", s.expert_layout, EXPERT_LAYOUTS)
+    one_of("logits mode", s.logits, tuple(LOGITS_MODES))
     if s.sharding not in SHARDINGS:
         hint = (
             " (DeepSpeed ZeRO has stages 0–3; use zero3 or zero3-offload-cpu)" if s.sharding.startswith("zero") else ""
@@ -313,9 +333,11 @@ def _weight_bytes(spec: ModelSpec, s: FinetuneSetup) -> float:
     if s.method != "qlora":
         return spec.params_total * w
     comp = spec.params_by_component()
-    bf16_part = comp["embedding"] + comp["lm_head"] + comp["other"]  # not quantised by bitsandbytes
-    linear = spec.params_total - bf16_part
-    return bf16_part * 2 + linear * NF4_BITS / 8
+    # not quantised by bitsandbytes; peft's prepare_model_for_kbit_training (utils/other.py) then casts
+    # every non-4-bit parameter to fp32 "for stability"
+    kept = comp["embedding"] + comp["lm_head"] + comp["other"]
+    linear = spec.params_total - kept
+    return kept * 4 + linear * NF4_BITS / 8
 
 
 def model_states(spec: ModelSpec, s: FinetuneSetup, lora: LoraCount | None = None) -> ModelStates:
@@ -326,6 +348,8 @@ def model_states(spec: ModelSpec, s: FinetuneSetup, lora: LoraCount | None = Non
     trainable = total if s.method == "full" else (lora.trainable if lora else 0)
     frozen = total - trainable if s.method != "full" else 0
     weights = _weight_bytes(spec, s)
+    if s.fp32_grads:
+        g = 4  # Megatron-LM accumulates and all-reduces gradients in fp32 (--accumulate-allreduce-grads-in-fp32)
     if s.method == "full":
         grads, master, optim = g * total, m * total, o * total
     else:
@@ -333,34 +357,51 @@ def model_states(spec: ModelSpec, s: FinetuneSetup, lora: LoraCount | None = Non
         a_o = 8.0 if s.optimizer == "adamw" else EIGHT_BIT_MOMENTS
         weights += 4 * trainable
         grads, master, optim = 4.0 * trainable, 0.0, a_o * trainable
-    mp = s.tp * s.pp  # model parallel split of everything
-    n = s.dp
-    ep_split = 1.0
-    if s.ep > 1 and spec.is_moe:
-        # expert parallel shards the routed experts' share (notes §1.6.2)
-        routed_share = spec.params_by_component()["routed_experts"] / total
-        ep_split = (1 - routed_share) + routed_share / s.ep
     per = {"weights": weights, "grads": grads, "master": master, "optimizer": optim}
-    per = {k: v / mp * ep_split for k, v in per.items()}
-    shard = {
-        "ddp": {"weights": 1, "grads": 1, "master": 1, "optimizer": 1},
-        "zero1": {"weights": 1, "grads": 1, "master": n, "optimizer": n},
-        "zero2": {"weights": 1, "grads": n, "master": n, "optimizer": n},
-    }
-    node_n = min(n, s.gpus_per_node)
-    if s.sharding in shard:
-        div = shard[s.sharding]
-    elif s.sharding == "fsdp-hybrid":
-        div = dict.fromkeys(per, node_n)
-    else:
-        div = dict.fromkeys(per, n)
-    gpu = {k: per[k] / div[k] for k in per}
+    # Routed experts under expert parallelism form their own group (Megatron "MoE parallel folding",
+    # notes §1.6.2): split over ep (expert tensor parallel 1) and pp, data-parallel over gpus/(ep·pp).
+    # Everything else is split over tp and pp and data-parallel over gpus/(tp·pp).
+    ex = {k: 0.0 for k in per}
+    if s.ep > 1 and spec.is_moe:
+        routed = spec.params_by_component()["routed_experts"]
+        if s.method == "full":
+            share = routed / total
+            ex = {k: v * share for k, v in per.items()}
+        else:
+            lr = lora.by_component.get("routed_experts", 0) if lora else 0
+            t_share = lr / trainable if trainable else 0.0
+            w_routed = routed * (NF4_BITS / 8 if s.method == "qlora" else PRECISION_BYTES[s.precision][0])
+            ex = {
+                "weights": w_routed + 4 * lr,
+                "grads": grads * t_share,
+                "master": 0.0,
+                "optimizer": optim * t_share,
+            }
+    rest = {k: per[k] - ex[k] for k in per}
+    n = s.dp
+    n_e = max(1, s.gpus // (s.ep * s.pp))
+
+    def divisors(n: int) -> dict[str, float]:
+        shard = {
+            "ddp": {"weights": 1, "grads": 1, "master": 1, "optimizer": 1},
+            "zero1": {"weights": 1, "grads": 1, "master": n, "optimizer": n},
+            "zero2": {"weights": 1, "grads": n, "master": n, "optimizer": n},
+        }
+        if s.sharding in shard:
+            return shard[s.sharding]
+        if s.sharding == "fsdp-hybrid":
+            return dict.fromkeys(per, min(n, s.gpus_per_node))
+        return dict.fromkeys(per, n)
+
+    d_rest, d_ex = divisors(n), divisors(n_e)
+    gpu = {k: rest[k] / (s.tp * s.pp) / d_rest[k] + ex[k] / (s.ep * s.pp) / d_ex[k] for k in per}
     cpu_node = 0.0
     nvme_node = 0.0
     ll = largest_module_params(spec, s.expert_layout)
     gather = 0
     if s.sharding.startswith("zero3") or s.sharding.startswith("fsdp"):
-        gather = int(ZERO3_GATHER_BUFFERS * ll * 2 / (s.tp if s.tp > 1 else 1))
+        w_gather = 4 if s.precision == "fp32" else 2  # gathered in the weights' own dtype
+        gather = int(ZERO3_GATHER_BUFFERS * ll * w_gather / (s.tp if s.tp > 1 else 1))
     if s.offload != "none":
         # DeepSpeed preset zero3_offload: params and optimizer states (master included) live off-GPU;
         # the GPU keeps the gathered working set and, for the trainable part, its grads until offload.
@@ -465,12 +506,17 @@ def activations(spec: ModelSpec, s: FinetuneSetup) -> Activations:
         transient = 0.0
     scale = ACT_SCALE[s.precision]
     stored, transient = stored * scale, transient * scale
-    logits = tok * spec.vocab * (LOGITS_BYTES_FP32 if s.precision == "fp32" else LOGITS_BYTES) / s.tp
+    held, back = LOGITS_MODES[s.logits]
+    if s.precision == "fp32" and s.logits == "hf":
+        held = LOGITS_BYTES_FP32
+    logits = tok * spec.vocab * held / s.tp
     mean_layer = (dense_l * per_dense + moe_l * per_moe) / spec.layers * tok
     # backward: the activation gradient of the layer in flight is about as big as its activations,
     # and the loss hands back an fp32 gradient of the logits (measured on the tiny model with
     # torch's saved-tensor hooks: docs/finetune-accuracy.md "CPU run")
-    backward = tok * max(per_dense if dense_l else 0.0, per_moe if moe_l else 0.0) * scale + tok * spec.vocab * 4 / s.tp
+    backward = (
+        tok * max(per_dense if dense_l else 0.0, per_moe if moe_l else 0.0) * scale + tok * spec.vocab * back / s.tp
+    )
     return Activations(
         tokens_per_gpu=int(tok),
         per_layer_full_bytes=mean_layer * scale,
@@ -488,7 +534,7 @@ class FinetuneMemory:
     states: ModelStates
     acts: Activations
     overhead_bytes: int
-    gpu_bytes: int
+    gpu_bytes: int  # including the allocator reserve
     cpu_bytes_per_node: int
     nvme_bytes_per_node: int
 
@@ -500,6 +546,8 @@ class FinetuneMemory:
             "gpu_activation_bytes": self.acts.stored_bytes + self.acts.transient_bytes + self.acts.backward_bytes,
             "gpu_logits_bytes": self.acts.logits_bytes,
             "gpu_overhead_bytes": self.overhead_bytes,
+            "gpu_allocator_reserve_bytes": self.gpu_bytes
+            - (self.states.gpu_bytes + self.acts.total_bytes + self.overhead_bytes),
             "cpu_bytes_per_node": self.cpu_bytes_per_node,
             "nvme_bytes_per_node": self.nvme_bytes_per_node,
             "tokens_per_gpu": self.acts.tokens_per_gpu,
@@ -507,11 +555,17 @@ class FinetuneMemory:
         }
 
 
-def memory(spec: ModelSpec, s: FinetuneSetup, overhead_bytes: int = RUNTIME_OVERHEAD_BYTES) -> FinetuneMemory:
+def memory(
+    spec: ModelSpec,
+    s: FinetuneSetup,
+    overhead_bytes: int = RUNTIME_OVERHEAD_BYTES,
+    reserve_factor: float = ALLOCATOR_RESERVE,
+) -> FinetuneMemory:
+    """Peak memory per GPU: (model states + activations + logits + runtime) × the allocator's reserve."""
     lora = lora_trainable(spec, s.lora_rank, s.lora_targets, s.expert_layout) if s.method != "full" else None
     st = model_states(spec, s, lora)
     act = activations(spec, s)
-    gpu = st.gpu_bytes + act.total_bytes + overhead_bytes
+    gpu = int((st.gpu_bytes + act.total_bytes + overhead_bytes) * reserve_factor)
     return FinetuneMemory(st, act, overhead_bytes, gpu, st.cpu_bytes_per_node, st.nvme_bytes_per_node)
 
 

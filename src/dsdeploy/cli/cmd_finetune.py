@@ -56,7 +56,7 @@ def _render(doc: dict) -> None:
         echo(f"  NVMe traffic: {_gb(t['nvme_bytes_per_node'])} per node per step = {t['nvme_seconds']:,.2f} s")
     echo(
         f"checkpoint: {_gb(c['bytes'])} ({', '.join(f'{k} {_gb(v)}' for k, v in c['components'].items())}); "
-        f"{c['write_seconds']:,.0f} s to write at {c['write_gbs']:,.1f} GB/s; export {_gb(c['export_bytes'])}"
+        f"{c['write_seconds']:,.1f} s to write at {c['write_gbs']:,.1f} GB/s; export {_gb(c['export_bytes'])}"
     )
     for n in doc["notes"]:
         echo(f"note: {n}")
@@ -105,6 +105,9 @@ def register(app: typer.Typer) -> None:
         host_ram_gb: float | None = typer.Option(None, "--host-ram-gb", help="Host RAM per node, GB (default 1024)."),
         storage: str = typer.Option("nvme-gen4", "--storage", help="Storage class for checkpoints and NVMe offload."),
         drives: int = typer.Option(1, "--drives", help="Drives per node (RAID0)."),
+        model_path: str | None = typer.Option(
+            None, "--model-path", help="Model path or HF repo for the launch lines (default: the --model value)."
+        ),
         emit: str = typer.Option("plan", "--emit", help=f"What to print: {', '.join(EMITS)}."),
         fsdp_version: int = typer.Option(2, "--fsdp-version", help="FSDP version for the accelerate config: 1 or 2."),
         as_json: opt.AsJson = False,
@@ -159,7 +162,7 @@ def register(app: typer.Typer) -> None:
             configs["peft"] = (
                 fc.lora_config_snippet(setup, sorted(expand_targets(spec, targets))) if method != "full" else None
             )
-            configs["launch"] = fc.launch_lines(setup, spec.name).to_dict()
+            configs["launch"] = fc.launch_lines(setup, model_path or model or "deepseek-ai/DeepSeek-R1").to_dict()
         if as_json:
             typer.echo(json.dumps(doc | {"configs": configs}, indent=2, ensure_ascii=False))
             return

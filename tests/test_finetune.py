@@ -334,3 +334,39 @@ def test_cli_json_and_emit():
     assert doc["fits"] and doc["configs"]["deepspeed"]["zero_optimization"]["stage"] == 3
     r = cli("--sharding", "fsdp-hybrid", "--nodes", "2", "--emit", "accelerate", "--fsdp-version", "1")
     assert r.returncode == 0 and "HYBRID_SHARD" in r.stdout
+
+
+def test_qlora_weights_hybrid_shard_ep_and_nvme_by_hand():
+    from dsdeploy.specs.model import from_hf_config
+
+    dense = from_hf_config(
+        dict(model_type="llama", hidden_size=512, num_hidden_layers=2, num_attention_heads=8, vocab_size=1000,
+             intermediate_size=1024)
+    )  # fmt: skip
+    comp = dense.params_by_component()
+    kept = comp["embedding"] + comp["lm_head"] + comp["other"]
+    # QLoRA (arXiv:2305.14314): NF4 + 0.127 bit of double-quantised constants; peft's
+    # prepare_model_for_kbit_training casts what stays unquantised to fp32
+    q = ft.FinetuneSetup(method="qlora", sharding="ddp", gpus_per_node=1, lora_rank=4, lora_targets=("q_proj",))
+    lora = ft.lora_trainable(dense, 4, ("q_proj",))
+    assert lora.trainable == 2 * 4 * (512 + 512)
+    ms = ft.model_states(dense, q, lora)
+    assert ms.breakdown["weights"] == int(kept * 4 + (dense.params_total - kept) * 4.127 / 8 + 4 * lora.trainable)
+    # FSDP hybrid shards inside a node only: 16 B/param / 8 GPUs, whatever the node count
+    h = ft.FinetuneSetup(method="full", sharding="fsdp-hybrid", gpus_per_node=8, nodes=4)
+    hs = ft.model_states(dense, h)
+    assert hs.gpu_bytes - hs.gather_bytes == pytest.approx(16 * dense.params_total / 8, abs=4)
+    # NVMe offload: the node's shards of weights + grads + master + moments go to NVMe
+    nv = ft.model_states(R1, ft.FinetuneSetup(method="full", sharding="zero3-offload-nvme", nodes=32))
+    assert nv.nvme_bytes_per_node == pytest.approx(16 * R1.params_total / 32, rel=1e-6) and nv.cpu_bytes_per_node == 0
+    # expert parallel: routed experts split over ep, the rest replicated (DDP, no tp)
+    routed = R1.params_by_component()["routed_experts"]
+    ep = ft.model_states(R1, ft.FinetuneSetup(method="full", precision="bf16", sharding="ddp", gpus_per_node=8, ep=8))
+    assert ep.gpu_bytes == pytest.approx(8 * (R1.params_total - routed) + 8 * routed / 8, rel=1e-6)
+
+
+def test_cli_emit_peft_needs_lora_and_deepspeed_needs_zero():
+    r = cli("--method", "full", "--emit", "peft")
+    assert r.returncode == 2 and "--emit peft needs --method lora or qlora" in r.stderr
+    r = cli("--sharding", "fsdp-full", "--emit", "deepspeed")
+    assert r.returncode == 2 and "does not use DeepSpeed" in r.stderr

@@ -101,6 +101,9 @@ def register(app: typer.Typer) -> None:
         expert_layout: str = typer.Option(
             "fused", "--expert-layout", help="fused (transformers ≥ 5) or per-expert (transformers < 5, Megatron)."
         ),
+        logits: str = typer.Option(
+            "hf", "--logits", help="How the loss holds the logits: hf (transformers ≥ 4.45), hf-legacy, fused (Liger)."
+        ),
         no_flash: bool = typer.Option(False, "--no-flash-attention", help="Eager attention (stores the scores)."),
         host_ram_gb: float | None = typer.Option(None, "--host-ram-gb", help="Host RAM per node, GB (default 1024)."),
         storage: str = typer.Option("nvme-gen4", "--storage", help="Storage class for checkpoints and NVMe offload."),
@@ -143,6 +146,7 @@ def register(app: typer.Typer) -> None:
             lora_targets=targets,
             flash_attention=not no_flash,
             expert_layout=expert_layout,
+            logits=logits,
         )
         pf.validate(setup)  # before any file is read: bad input gives one message
         cat = load_catalog()
@@ -160,7 +164,9 @@ def register(app: typer.Typer) -> None:
                 configs["deepspeed"] = None
             configs["accelerate"] = fc.accelerate_config(setup, spec, fsdp_version)
             configs["peft"] = (
-                fc.lora_config_snippet(setup, sorted(expand_targets(spec, targets))) if method != "full" else None
+                fc.lora_config_snippet(setup, sorted(expand_targets(spec, targets)), doc["trainable"]["notes"])
+                if method != "full"
+                else None
             )
             configs["launch"] = fc.launch_lines(setup, model_path or model or "deepseek-ai/DeepSeek-R1").to_dict()
         if as_json:

@@ -266,7 +266,7 @@ def to_yaml(d: dict, indent: int = 0) -> str:
     return "\n".join(out)
 
 
-def lora_config_snippet(setup: FinetuneSetup, targets_resolved: list[str]) -> str:
+def lora_config_snippet(setup: FinetuneSetup, targets_resolved: list[str], notes: list[str] | None = None) -> str:
     """Python for PEFT: the LoraConfig (and, for QLoRA, the bitsandbytes 4-bit load)."""
     lines = []
     if setup.method == "qlora":
@@ -274,7 +274,12 @@ def lora_config_snippet(setup: FinetuneSetup, targets_resolved: list[str]) -> st
             "import torch",
             "from transformers import BitsAndBytesConfig",
             "bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type='nf4',",
-            "                         bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16)",
+            "                         bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.bfloat16"
+            + (
+                ",\n                         bnb_4bit_quant_storage=torch.bfloat16)  # sharded 4-bit weights (ZeRO-3/FSDP)"
+                if setup.sharding.startswith(("zero3", "fsdp"))
+                else ")"
+            ),
             "# AutoModelForCausalLM.from_pretrained(MODEL, quantization_config=bnb, dtype=torch.bfloat16)",
         ]
     targets = list(setup.lora_targets)
@@ -290,6 +295,7 @@ def lora_config_snippet(setup: FinetuneSetup, targets_resolved: list[str]) -> st
         ")",
         f"# modules hit: {', '.join(targets_resolved)}",
     ]
+    lines += [f"# {n}" for n in notes or []]
     return "\n".join(lines)
 
 

@@ -188,10 +188,6 @@ def check_setup(s: FinetuneSetup) -> list[str]:
         errs.append(f"sequence length {s.seq_len} must be a multiple of the sequence parallel size {s.sp}")
     if s.gpus >= 1 and s.sp > s.gpus:
         errs.append(f"sequence parallel size {s.sp} exceeds the {s.gpus} GPUs")
-    if s.method == "qlora" and s.sharding.startswith("zero3"):
-        errs.append(
-            "QLoRA with ZeRO-3 is not supported by bitsandbytes 4-bit weights here; use ddp, zero2 or fsdp-full"
-        )
     return errs
 
 

@@ -161,14 +161,11 @@ def alternatives(spec: ModelSpec, setup: ft.FinetuneSetup, hw: TrainHardware, li
     if not setup.grad_ckpt:
         add("gradient checkpointing on", replace(setup, grad_ckpt=True))
     for sh in ("zero3", "fsdp-full", "zero3-offload-cpu", "zero3-offload-nvme"):
-        if sh != setup.sharding and not (setup.method == "qlora" and sh.startswith("zero3")):
+        if sh != setup.sharding:
             add(f"sharding {sh}", replace(setup, sharding=sh))
             add(f"sharding {sh} + gradient checkpointing", replace(setup, sharding=sh, grad_ckpt=True))
     if setup.method == "lora":
-        add(
-            "QLoRA (NF4 base)",
-            replace(setup, method="qlora", sharding="ddp" if setup.sharding.startswith("zero3") else setup.sharding),
-        )
+        add("QLoRA (NF4 base)", replace(setup, method="qlora"))
     if setup.method == "full":
         add("LoRA instead of full fine-tuning", replace(setup, method="lora"))
     nodes = setup.nodes
@@ -256,6 +253,7 @@ def plan_dict(spec: ModelSpec, setup: ft.FinetuneSetup, hw: TrainHardware, with_
             "percent": round(100 * (lora.trainable if lora else spec.params_total) / spec.params_total, 4),
             "by_component": lora.by_component if lora else {},
             "fused_expert_remap": lora.fused_expert_remap if lora else False,
+            "notes": list(lora.notes) if lora else [],
             "label": "derived",
         },
         "memory": m.to_dict() | {"label": "derived"},

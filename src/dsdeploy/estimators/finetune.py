@@ -378,7 +378,7 @@ def model_states(spec: ModelSpec, s: FinetuneSetup, lora: LoraCount | None = Non
     n_e = max(1, s.gpus // (s.ep * s.pp))
 
     def divisors(n: int) -> dict[str, float]:
-        shard = {
+        shard: dict[str, dict[str, float]] = {
             "ddp": {"weights": 1, "grads": 1, "master": 1, "optimizer": 1},
             "zero1": {"weights": 1, "grads": 1, "master": n, "optimizer": n},
             "zero2": {"weights": 1, "grads": n, "master": n, "optimizer": n},

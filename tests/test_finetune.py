@@ -370,3 +370,16 @@ def test_cli_emit_peft_needs_lora_and_deepspeed_needs_zero():
     assert r.returncode == 2 and "--emit peft needs --method lora or qlora" in r.stderr
     r = cli("--sharding", "fsdp-full", "--emit", "deepspeed")
     assert r.returncode == 2 and "does not use DeepSpeed" in r.stderr
+
+
+def test_known_top_level_keys_are_deepspeeds_own():
+    # every key the "unknown top-level key" check accepts is a string literal in DeepSpeed's source
+    import glob
+    import os
+
+    import deepspeed
+
+    root = os.path.dirname(deepspeed.__file__)
+    src = "".join(open(f, encoding="utf-8").read() for f in glob.glob(f"{root}/**/*.py", recursive=True))
+    missing = [k for k in fc.DEEPSPEED_TOP_KEYS if f'"{k}"' not in src and f"'{k}'" not in src]
+    assert missing == []

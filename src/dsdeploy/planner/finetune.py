@@ -256,7 +256,16 @@ def plan_dict(spec: ModelSpec, setup: ft.FinetuneSetup, hw: TrainHardware, with_
             "notes": list(lora.notes) if lora else [],
             "label": "derived",
         },
-        "memory": m.to_dict() | {"label": "derived"},
+        "memory": m.to_dict()
+        | {
+            "label": f"derived; the × {ft.ALLOCATOR_RESERVE:.2f} allocator reserve is calibrated",
+            "sources": {
+                "model_states": "ZeRO paper arXiv:1910.02054 §3",
+                "activations": "Korthikanti et al. arXiv:2205.05198 §4 with MLA/MoE widths (notes §1.4)",
+                "allocator_reserve": ft.ALLOCATOR_RESERVE_SOURCE,
+                "runtime": ft.RUNTIME_OVERHEAD_SOURCE,
+            },
+        },
         "fits": p.fits,
         "binding": p.binding,
         "verdict": verdict,

@@ -20,14 +20,21 @@ Formulas and where they come from (data/reference/finetune/notes.md is the repo 
   the gated product (SwiGLU); a MoE layer stores that for k routed copies per token plus the shared
   experts, the dispatch buffers in and out (2·k·h each) and fp32 router logits (E). Full recompute
   (HF gradient checkpointing) keeps the 2·h-byte layer input per layer plus one layer's full set.
-- Logits: `s·b·V·(2 + 4)` bytes, bf16 logits and the fp32 upcast for cross-entropy (notes §1.4).
+  Backward holds one layer's activation gradient and the fp32 logits gradient on top (measured on
+  the tiny model with torch's saved-tensor hooks, docs/finetune-accuracy.md §2).
+- Logits: `s·b·V·(2 + 4)` bytes, bf16 logits and the fp32 upcast for cross-entropy (notes §1.4);
+  transformers < 4.45 kept fp32 logits in the outputs plus a shifted copy (LOGITS_MODES).
 - LoRA (Hu et al. 2021): `r·(in + out)` per adapted matrix. PEFT 0.21 with transformers ≥ 5 retargets
   `gate_proj/up_proj/down_proj` onto the fused routed experts (`gate_up_proj` at rank 2r, one rank-r
   pair per expert: `2r·E·(h + 2·I_e)`, `down_proj`: `r·E·(I_e + h)`) and leaves the dense MLP and the
   shared experts without adapters (peft `utils/transformers_weight_conversion.py::_convert_peft_config_moe`,
   `tuners/lora/layer.py::ParamWrapper`; measured exact on the tiny model, tests/test_finetune_real.py).
 - QLoRA (Dettmers et al. 2023, arXiv:2305.14314): NF4 weights 4 bit + double-quantised constants
-  0.127 bit per parameter for the linear layers; embeddings, norms and lm_head stay bf16.
+  0.127 bit per parameter for the linear layers; embeddings, norms and lm_head stay unquantised and
+  peft's `prepare_model_for_kbit_training` casts them to fp32.
+- Expert parallel (notes §1.6.2): routed experts split over ep (and pp), the rest over tp (and pp);
+  each group is data-parallel over the GPUs left. Megatron-LM keeps fp32 gradient buffers.
+- GPU total × ALLOCATOR_RESERVE (calibrated, see the constant).
 - FLOPs: 6·Ψ_active per token for full training (2 forward + 4 backward), attention 3× its forward
   FLOPs; frozen weights skip the weight-gradient matmul (4·Ψ_frozen); recompute adds one forward.
 - Step time = FLOPs / (GPUs × peak × MFU). MFU band: dense from ms-swift's ZeRO-3 Qwen2.5-14B

@@ -28,7 +28,7 @@ VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 
-EXTRAS = {"plan": "", "serve": "[llama]", "test": "[test,llama,crosscheck]", "check": "[check]"}
+EXTRAS = {"plan": "", "serve": "[llama]", "test": "[test,llama,crosscheck,finetune]", "check": "[check]"}
 
 
 def _stamp(extras: str) -> Path:

@@ -429,4 +429,107 @@ def claims(catalog: Catalog) -> list[Claim]:
 
 
 def claims_as_dicts(catalog: Catalog) -> list[dict]:
-    return [c.to_dict() for c in claims(catalog)]
+    return [c.to_dict() for c in claims(catalog) + finetune_claims(catalog)]
+
+
+# ------------------------------------------------------------------------------ fine-tuning claims
+# Issue 14: the article's LoRA, ZeRO-3 and checkpoint-compression claims, judged with the
+# fine-tuning estimators (estimators/finetune.py) and the compression measured on the tiny model.
+def finetune_claims(catalog: Catalog) -> list[Claim]:
+    from dsdeploy.estimators import finetune as ft
+
+    spec = r1_spec()
+    psi = spec.params_total
+    out: list[Claim] = []
+    r8 = ft.lora_trainable_flat(spec, 8, with_routed_experts=False)
+    r8e = ft.lora_trainable_flat(spec, 8, with_routed_experts=True)
+    peft = ft.lora_trainable(spec, 8, ("all-linear",)).trainable
+    rank_for_10b = 10e9 / (r8e / 8)
+    out.append(
+        Claim(
+            "lora-10b",
+            "五 理性决策框架",
+            "使用LoRA(Low-Rank Adaptation)技术将可训练参数从671B降至10B",
+            "LoRA cuts the trainable parameters from 671B to 10B",
+            f"rank 8: {r8 / 1e6:,.1f}M ({100 * r8 / psi:.3f} %) on attention + dense + shared MLPs; "
+            f"{r8e / 1e9:,.2f}B ({100 * r8e / psi:.2f} %) with the routed experts; PEFT 0.21 'all-linear' on "
+            f"transformers 5's fused experts: {peft / 1e9:,.2f}B ({100 * peft / psi:.2f} %)",
+            r8e,
+            10e9,
+            "wrong",
+            "LoRA trains r·(in+out) per adapted matrix. At the usual rank 8, R1 trains 0.009 % (attention and the "
+            f"dense/shared MLPs) or 0.37 % (routed experts too); 10B would take rank ≈ {rank_for_10b:.0f} on every "
+            "matrix including all 14,848 routed experts. The article's −98 % trainable is conservative by two orders "
+            "of magnitude on trainable parameters.",
+            ("notes §1.5 (data/reference/finetune/notes.md)", "estimators/finetune.py lora_trainable"),
+        )
+    )
+    full = ft.model_states(spec, ft.FinetuneSetup(method="full", sharding="ddp", gpus_per_node=1))
+    lcount = ft.LoraCount(r8e, {}, False)
+    lora = ft.model_states(
+        spec, ft.FinetuneSetup(method="lora", precision="bf16", sharding="ddp", gpus_per_node=1), lcount
+    )
+    cut = 1 - lora.gpu_bytes / full.gpu_bytes
+    out.append(
+        Claim(
+            "lora-memory-98pct",
+            "五 理性决策框架",
+            "显存需求降低98%",
+            "(with LoRA) the memory requirement drops by 98 %",
+            f"model states {full.gpu_bytes / 1e12:,.2f} TB (full, 16 B/param) → {lora.gpu_bytes / 1e12:,.2f} TB "
+            f"(LoRA r 8 with experts): −{100 * cut:.0f} %; the frozen bf16 weights alone are {2 * psi / 1e12:.2f} TB",
+            cut,
+            0.98,
+            "wrong",
+            "LoRA removes the gradients and optimizer states of the frozen weights, not the weights: R1's 1.34 TB of "
+            "bf16 weights must still sit in GPU memory (17 H100s' worth) and activations keep their full size because "
+            "gradients flow through the frozen layers. Measured on 7B models the saving is 2.7–5×, not 50× "
+            "(ms-swift rows MS17/MS18, MS25/MS26).",
+            ("ZeRO paper §3 (16 B/param)", "notes §1.5"),
+        )
+    )
+    n = 8
+    z3 = ft.model_states(spec, ft.FinetuneSetup(method="full", sharding="zero3", gpus_per_node=n))
+    out.append(
+        Claim(
+            "zero3-8x",
+            "三.2 框架选择策略",
+            "启用ZeRO-3阶段优化可将显存占用降低8倍",
+            "ZeRO-3 cuts GPU memory by 8×",
+            f"model states 16 B/param → 16/N: ÷{n} on 8 GPUs ({full.gpu_bytes / 1e12:,.2f} TB → "
+            f"{(z3.gpu_bytes - z3.gather_bytes) / 1e12:,.2f} TB per GPU for R1, still "
+            f"{(z3.gpu_bytes - z3.gather_bytes) / (80e9):,.0f}× an H100); activations are not sharded",
+            float(n),
+            8.0,
+            "misleading",
+            "ZeRO-3 divides the model states by the data-parallel degree N, so 8× holds for 8 GPUs only and only for "
+            "weights, gradients and optimizer states; activations and logits are untouched (they dominate the "
+            "measured 25–74 GB per GPU of R1's 32k full fine-tune, rows SO1–SO5). For R1 on 8 H100s, ZeRO-3 alone "
+            "does not come close: the published run used 16–32 nodes with CPU offload and sequence parallelism.",
+            ("ZeRO paper §3", "ScienceOne DeepSeek-671B-SFT-Guide (rows SO1–SO8)"),
+        )
+    )
+    ck = ft.COMPRESSION_MEASURED["fp32-checkpoint"]
+    bf = ft.COMPRESSION_MEASURED["bf16-weights"]
+    ckpt = ft.checkpoint(spec, ft.FinetuneSetup(method="full"), psi, 1.0).bytes_total
+    out.append(
+        Claim(
+            "zfs-40pct",
+            "二.2 存储系统设计",
+            "采用ZFS文件系统可实现实时压缩,将存储占用降低40%",
+            "ZFS inline compression cuts checkpoint storage by 40 %",
+            f"measured saving: fp32 master + Adam moments lz4 {100 * (1 - ck['lz4']):.1f} %, gzip-6 "
+            f"{100 * (1 - ck['zlib-6']):.1f} %; bf16 weights lz4 {100 * (1 - bf['lz4']):.1f} %, gzip-6 "
+            f"{100 * (1 - bf['zlib-6']):.1f} %. R1's {ckpt / 1e12:.2f} TB checkpoint → {ckpt * ck['lz4'] / 1e12:.2f} TB with lz4",
+            1 - ck["lz4"],
+            0.40,
+            "wrong",
+            "Trained weights and optimizer moments are close to incompressible: only the exponent bytes repeat. "
+            "Measured on the tiny model's real tensors in 128 KiB records (ZFS's default recordsize): ZFS's default "
+            "lz4 saves about a tenth of a checkpoint and nothing on bf16 weights; gzip-6 about a sixth. Only fp32 "
+            "copies of bf16 weights (low 16 bits zero) reach 40–50 %, and a real fp32 master copy is not that. "
+            "The tiny model's moments have exact zeros for never-routed experts, so a long run compresses worse.",
+            (ft.COMPRESSION_SOURCE,),
+        )
+    )
+    return out

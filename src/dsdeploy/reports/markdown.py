@@ -137,7 +137,7 @@ def seedcheck_markdown(claims: list[dict], article: str) -> str:
         f"Article: {article} (Chinese, dated 2025-09-26), which sizes a local deployment of DeepSeek-R1 671B "
         '("R1满血版") on 8× H100. Each claim below is quoted, then set against the number this project computes '
         "from its catalog (every catalog figure carries a source; facts.md sections are cited) and its memory planner. "
-        "Claims with no number the planner can judge (software-tuning speed-ups, ZeRO-3 savings, cloud-cost cuts) "
+        "Claims with no number the planner can judge (software-tuning speed-ups, cloud-cost cuts) "
         "are left out.",
         "",
         "Verdicts: " + ", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) + ".",

@@ -114,12 +114,26 @@ class ServeSettings:
             self.max_prompt_tokens = self.n_ctx - 1
 
     def validate(self) -> None:
+        """Every setting checked before anything starts: one UserError naming the flag to fix."""
+        self._validate_model()
+        self._validate_counts()
+        self._validate_machine()
+        self._validate_limits()
+        if not self.api_key and not is_loopback(self.host):
+            raise UserError(
+                f"refusing to serve on non-loopback host {self.host} without an API key: "
+                f"pass --api-key or set {API_KEY_ENV}"
+            )
+
+    def _validate_model(self) -> None:
         if not self.model_path.is_file():
             raise UserError(f"model file not found: {self.model_path}")
         if self.model_path.suffix.lower() != ".gguf":
             raise UserError(f"--model must be a .gguf file, got {self.model_path}")
         if not (0 <= self.port < 65536):
             raise UserError(f"--port must be 0..65535 (0: any free port), got {self.port}")
+
+    def _validate_counts(self) -> None:
         for name, value in (
             ("--n-ctx", self.n_ctx),
             ("--threads", self.threads),
@@ -131,6 +145,16 @@ class ServeSettings:
         ):
             if value is None or value < 1:
                 raise UserError(f"{name} must be a positive integer, got {value}")
+        assert self.max_prompt_tokens is not None  # filled in __post_init__, checked above
+        if self.max_prompt_tokens >= self.n_ctx:
+            raise UserError(f"--max-prompt-tokens ({self.max_prompt_tokens}) must be below --n-ctx ({self.n_ctx})")
+        if self.max_concurrency < self.parallel:
+            raise UserError(f"--max-concurrency ({self.max_concurrency}) must be at least --parallel ({self.parallel})")
+        if not (0 <= self.engine_nice <= 19):
+            raise UserError(f"--engine-nice must be between 0 and 19, got {self.engine_nice}")
+
+    def _validate_machine(self) -> None:
+        """--threads within this machine's cores; --n-ctx within the model's training context."""
         cores = os.cpu_count() or 1
         if (self.threads or 0) > cores:
             raise UserError(
@@ -145,7 +169,8 @@ class ServeSettings:
                 f"--n-ctx {self.n_ctx} is more than {self.model_path.name}'s training context "
                 f"({n_ctx_train} tokens, its GGUF context_length): pass at most {n_ctx_train}"
             )
-        assert self.max_prompt_tokens is not None  # filled in __post_init__, checked above
+
+    def _validate_limits(self) -> None:
         if self.max_connections < 1:
             raise UserError(f"--max-connections must be a positive integer, got {self.max_connections}")
         for flag, seconds, lo, hi in (
@@ -160,15 +185,4 @@ class ServeSettings:
         if self.max_connections < self.max_concurrency:
             raise UserError(
                 f"--max-connections ({self.max_connections}) must be at least --max-concurrency ({self.max_concurrency})"
-            )
-        if not (0 <= self.engine_nice <= 19):
-            raise UserError(f"--engine-nice must be between 0 and 19, got {self.engine_nice}")
-        if self.max_prompt_tokens >= self.n_ctx:
-            raise UserError(f"--max-prompt-tokens ({self.max_prompt_tokens}) must be below --n-ctx ({self.n_ctx})")
-        if self.max_concurrency < self.parallel:
-            raise UserError(f"--max-concurrency ({self.max_concurrency}) must be at least --parallel ({self.parallel})")
-        if not self.api_key and not is_loopback(self.host):
-            raise UserError(
-                f"refusing to serve on non-loopback host {self.host} without an API key: "
-                f"pass --api-key or set {API_KEY_ENV}"
             )

@@ -343,84 +343,95 @@ def _weight_bytes(spec: ModelSpec, s: FinetuneSetup) -> float:
     return kept * 4 + linear * NF4_BITS / 8
 
 
-def model_states(spec: ModelSpec, s: FinetuneSetup, lora: LoraCount | None = None) -> ModelStates:
+def _state_bytes(spec: ModelSpec, s: FinetuneSetup, trainable: int) -> dict[str, float]:
+    """Whole-model bytes of weights, grads, fp32 master and optimizer states (before sharding)."""
     w, g, m, o = PRECISION_BYTES[s.precision]
     if s.optimizer != "adamw":
         o = EIGHT_BIT_MOMENTS
     total = spec.params_total
-    trainable = total if s.method == "full" else (lora.trainable if lora else 0)
-    frozen = total - trainable if s.method != "full" else 0
-    weights = _weight_bytes(spec, s)
+    weights = float(_weight_bytes(spec, s))
     if s.fp32_grads:
         g = 4  # Megatron-LM accumulates and all-reduces gradients in fp32 (--accumulate-allreduce-grads-in-fp32)
     if s.method == "full":
-        grads, master, optim = g * total, m * total, o * total
-    else:
-        # adapters: fp32 param (counted in weights below) + fp32 grad + Adam; 8-bit moments if asked
-        a_o = 8.0 if s.optimizer == "adamw" else EIGHT_BIT_MOMENTS
-        weights += 4 * trainable
-        grads, master, optim = 4.0 * trainable, 0.0, a_o * trainable
-    per = {"weights": weights, "grads": grads, "master": master, "optimizer": optim}
-    # Routed experts under expert parallelism form their own group (Megatron "MoE parallel folding",
-    # notes §1.6.2): split over ep (expert tensor parallel 1) and pp, data-parallel over gpus/(ep·pp).
-    # Everything else is split over tp and pp and data-parallel over gpus/(tp·pp).
-    ex = {k: 0.0 for k in per}
-    if s.ep > 1 and spec.is_moe:
-        routed = spec.params_by_component()["routed_experts"]
-        if s.method == "full":
-            share = routed / total
-            ex = {k: v * share for k, v in per.items()}
-        else:
-            lr = lora.by_component.get("routed_experts", 0) if lora else 0
-            t_share = lr / trainable if trainable else 0.0
-            w_routed = routed * (NF4_BITS / 8 if s.method == "qlora" else PRECISION_BYTES[s.precision][0])
-            ex = {
-                "weights": w_routed + 4 * lr,
-                "grads": grads * t_share,
-                "master": 0.0,
-                "optimizer": optim * t_share,
-            }
+        return {"weights": weights, "grads": g * total, "master": m * total, "optimizer": o * total}
+    # adapters: fp32 param (counted in weights) + fp32 grad + Adam; 8-bit moments if asked
+    a_o = 8.0 if s.optimizer == "adamw" else EIGHT_BIT_MOMENTS
+    return {"weights": weights + 4 * trainable, "grads": 4.0 * trainable, "master": 0.0, "optimizer": a_o * trainable}
+
+
+def _expert_share(
+    spec: ModelSpec, s: FinetuneSetup, per: dict[str, float], trainable: int, lora: LoraCount | None
+) -> dict[str, float]:
+    """The routed experts' part of `per` when they form their own expert-parallel group (Megatron
+    "MoE parallel folding", notes §1.6.2); zeros without expert parallelism."""
+    if not (s.ep > 1 and spec.is_moe):
+        return {k: 0.0 for k in per}
+    routed = spec.params_by_component()["routed_experts"]
+    if s.method == "full":
+        share = routed / spec.params_total
+        return {k: v * share for k, v in per.items()}
+    lr = lora.by_component.get("routed_experts", 0) if lora else 0
+    t_share = lr / trainable if trainable else 0.0
+    w_routed = routed * (NF4_BITS / 8 if s.method == "qlora" else PRECISION_BYTES[s.precision][0])
+    return {
+        "weights": w_routed + 4 * lr,
+        "grads": per["grads"] * t_share,
+        "master": 0.0,
+        "optimizer": per["optimizer"] * t_share,
+    }
+
+
+def _shard_divisors(s: FinetuneSetup, n: int, keys) -> dict[str, float]:
+    """How many ways each state is sharded over `n` data-parallel ranks under `s.sharding`."""
+    shard: dict[str, dict[str, float]] = {
+        "ddp": {"weights": 1, "grads": 1, "master": 1, "optimizer": 1},
+        "zero1": {"weights": 1, "grads": 1, "master": n, "optimizer": n},
+        "zero2": {"weights": 1, "grads": n, "master": n, "optimizer": n},
+    }
+    if s.sharding in shard:
+        return shard[s.sharding]
+    if s.sharding == "fsdp-hybrid":
+        return dict.fromkeys(keys, min(n, s.gpus_per_node))
+    return dict.fromkeys(keys, n)
+
+
+def _gather_bytes(spec: ModelSpec, s: FinetuneSetup, largest: int) -> int:
+    """ZeRO-3 / FSDP gather the largest module whole, in the weights' own dtype."""
+    if not (s.sharding.startswith("zero3") or s.sharding.startswith("fsdp")):
+        return 0
+    w_gather = 4 if s.precision == "fp32" else 2
+    return int(ZERO3_GATHER_BUFFERS * largest * w_gather / (s.tp if s.tp > 1 else 1))
+
+
+def model_states(spec: ModelSpec, s: FinetuneSetup, lora: LoraCount | None = None) -> ModelStates:
+    total = spec.params_total
+    trainable = total if s.method == "full" else (lora.trainable if lora else 0)
+    frozen = total - trainable if s.method != "full" else 0
+    per = _state_bytes(spec, s, trainable)
+    # Everything but the routed experts is split over tp and pp and data-parallel over gpus/(tp·pp);
+    # the experts under expert parallelism over ep and pp, data-parallel over gpus/(ep·pp).
+    ex = _expert_share(spec, s, per, trainable, lora)
     rest = {k: per[k] - ex[k] for k in per}
-    n = s.dp
-    n_e = max(1, s.gpus // (s.ep * s.pp))
-
-    def divisors(n: int) -> dict[str, float]:
-        shard: dict[str, dict[str, float]] = {
-            "ddp": {"weights": 1, "grads": 1, "master": 1, "optimizer": 1},
-            "zero1": {"weights": 1, "grads": 1, "master": n, "optimizer": n},
-            "zero2": {"weights": 1, "grads": n, "master": n, "optimizer": n},
-        }
-        if s.sharding in shard:
-            return shard[s.sharding]
-        if s.sharding == "fsdp-hybrid":
-            return dict.fromkeys(per, min(n, s.gpus_per_node))
-        return dict.fromkeys(per, n)
-
-    d_rest, d_ex = divisors(n), divisors(n_e)
+    d_rest = _shard_divisors(s, s.dp, per)
+    d_ex = _shard_divisors(s, max(1, s.gpus // (s.ep * s.pp)), per)
     gpu = {k: rest[k] / (s.tp * s.pp) / d_rest[k] + ex[k] / (s.ep * s.pp) / d_ex[k] for k in per}
-    cpu_node = 0.0
-    nvme_node = 0.0
     ll = largest_module_params(spec, s.expert_layout)
-    gather = 0
-    if s.sharding.startswith("zero3") or s.sharding.startswith("fsdp"):
-        w_gather = 4 if s.precision == "fp32" else 2  # gathered in the weights' own dtype
-        gather = int(ZERO3_GATHER_BUFFERS * ll * w_gather / (s.tp if s.tp > 1 else 1))
+    gather = _gather_bytes(spec, s, ll)
+    cpu_node = nvme_node = 0.0
     if s.offload != "none":
         # DeepSpeed preset zero3_offload: params and optimizer states (master included) live off-GPU;
         # the GPU keeps the gathered working set and, for the trainable part, its grads until offload.
-        off = gpu["weights"] + gpu["master"] + gpu["optimizer"] + gpu["grads"]
+        per_node = sum(gpu.values()) * min(s.gpus_per_node, s.gpus)
         gpu = {k: 0.0 for k in gpu}
-        per_node = off * min(s.gpus_per_node, s.gpus)
         if s.offload == "cpu":
             cpu_node = per_node
         else:
             nvme_node = per_node
-    gpu_total = int(sum(gpu.values())) + gather
     return ModelStates(
         params_total=total,
         params_trainable=trainable,
         params_frozen=frozen,
-        gpu_bytes=gpu_total,
+        gpu_bytes=int(sum(gpu.values())) + gather,
         cpu_bytes_per_node=int(cpu_node),
         nvme_bytes_per_node=int(nvme_node),
         gather_bytes=gather,

@@ -253,8 +253,8 @@ def _sse_events(stream: httpx.Response):
 
 
 def test_hung_worker_fails_its_stream_and_is_restarted(serve_factory):
-    srv = serve_factory("--parallel", "2", "--n-ctx", "4096", "--watchdog-timeout", "2")
-    body = {"prompt": "a", "max_tokens": 4000, "ignore_eos": True, "stream": True}
+    srv = serve_factory("--parallel", "2", "--n-ctx", "2048", "--watchdog-timeout", "2")
+    body = {"prompt": "a", "max_tokens": 2000, "ignore_eos": True, "stream": True}
     before = set(worker_pids(srv.proc.pid))
     with httpx.stream("POST", srv.base_url + "/v1/completions", headers=srv.headers, json=body, timeout=30) as stream:
         events = _sse_events(stream)
@@ -308,8 +308,8 @@ def _cpu(pid: int) -> int:
 def test_drain_timeout_ends_running_and_queued_streams_properly(serve_factory):
     import threading
 
-    srv = serve_factory("--parallel", "1", "--n-ctx", "4096", "--drain-timeout", "1")
-    body = {"prompt": "a", "max_tokens": 4000, "ignore_eos": True, "stream": True}
+    srv = serve_factory("--parallel", "1", "--n-ctx", "2048", "--drain-timeout", "1")
+    body = {"prompt": "a", "max_tokens": 2000, "ignore_eos": True, "stream": True}
     results: dict[str, list[str]] = {}
 
     def run(name: str) -> None:

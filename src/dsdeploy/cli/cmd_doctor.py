@@ -28,11 +28,37 @@ def _gpu_lines(g: dict) -> list[str]:
     return L
 
 
+def _isa_and_llama_lines(r: dict) -> list[str]:
+    """AMX / AVX-512 flags and what the llama.cpp build uses (issue #10)."""
+    L = []
+    isa = r["cpu"].get("isa")
+    if isa is not None and isa["known"]:
+        L.append(
+            f"  AMX: {', '.join(isa['amx']) or 'none'}; AVX-512: {', '.join(isa['avx512']) or 'none'} ({isa['source']})"
+        )
+    elif isa is not None:
+        L.append("  AMX / AVX-512: unknown (no CPU flags readable here, e.g. no /proc/cpuinfo)")
+    lc = r.get("llama_cpp")
+    if lc is None:
+        return L
+    if not lc["installed"]:
+        L.append("llama.cpp build: llama-cpp-python not installed")
+    elif lc["error"]:
+        L.append(f"llama.cpp build: could not ask it ({lc['error']})")
+    else:
+        on = [k for k, v in lc["features"].items() if v == "1"]
+        L.append(f"llama.cpp build (llama-cpp-python {lc['version']}): {' '.join(on) or lc['system_info']}")
+    if lc.get("note"):
+        L.append(f"  note: {lc['note']}")
+    return L
+
+
 def _machine_lines(r: dict) -> list[str]:
     c = r["cpu"]
     return [
         f"CPU: {c['model']} — {c['physical_cores']} physical cores / {c['logical_cpus']} logical, {c['sockets']} socket(s), "
         f"{c['numa_nodes']} NUMA node(s), matrix ISA {c['matrix_isa']} ({', '.join(c['flags_of_note']) or 'no AVX2'})",
+        *_isa_and_llama_lines(r),
         f"RAM: {_fmt_gb(r['ram']['total_bytes'])} total, {_fmt_gb(r['ram']['available_bytes'])} available",
         f"Disk: {_fmt_gb(r['disk']['free_bytes'])} free of {_fmt_gb(r['disk']['total_bytes'])} at {r['disk']['path']}",
     ]

@@ -38,7 +38,7 @@ class _Dated(BaseModel):
     def label(self) -> str:
         if self.unconfirmed or self.source.startswith("estimate"):
             return "unconfirmed"
-        return "derived" if self.source.startswith("derived") else "spec"
+        return "derived" if self.source.startswith("derived") else "quoted"  # a dated price, not a spec
 
     def cite(self) -> str:
         return f"{self.source} ({self.date})" + (" UNCONFIRMED" if self.label == "unconfirmed" else "")

@@ -39,7 +39,7 @@ class BomLine:
     spec: str
     unit_price: float
     qty: float
-    label: str  # spec | derived | unconfirmed
+    label: str  # "quoted <date>" (a dated price) | derived | unconfirmed
     source: str
 
     @property
@@ -74,7 +74,8 @@ class Bom:
 
 
 def _line(book: PriceBook, item: str, spec: str, p: Price, qty: float) -> BomLine:
-    return BomLine(item=item, spec=spec, unit_price=book.money(p), qty=qty, label=p.label, source=p.cite())
+    label = f"quoted {p.date}" if p.label == "quoted" else p.label
+    return BomLine(item=item, spec=spec, unit_price=book.money(p), qty=qty, label=label, source=p.cite())
 
 
 def server_layout(dep: Deployment, book: PriceBook) -> tuple[str, int]:
@@ -508,4 +509,4 @@ def cost_report(
 
 def _worst(labels) -> str:
     ls = set(labels)
-    return "unconfirmed" if "unconfirmed" in ls else ("derived" if "derived" in ls else "spec")
+    return "unconfirmed" if "unconfirmed" in ls else ("derived" if "derived" in ls else "quoted")

@@ -223,16 +223,20 @@ def min_count_all(
 def best_format(
     catalog: Catalog, model_id: str, spec: ModelSpec, wl: Workload, kv_dtype: str = "bf16", **hw
 ) -> Evaluated | None:
-    """For given hardware, the highest-quality weight format that fits (quality_rank order)."""
+    """For given hardware, the highest-quality weight format that fits (quality_rank order). On several
+    GPUs the tensor-parallel formats are tried first; a GGUF is the fallback when none of them fits
+    (llama.cpp splits its layers across the GPUs, `--split-mode layer`, its default)."""
     placement = hw.get("placement")
     acc = hw.get("accelerator")
     gpus = (hw.get("count") or 0) * (hw.get("nodes") or 1)
-    for fmt in sorted(catalog.formats.values(), key=lambda f: (f.quality_rank, f.id)):
-        pl = placement or ("cpu" if acc is None else ("unified" if catalog.accelerator(acc).unified_memory else "gpu"))
+    pl = placement or ("cpu" if acc is None else ("unified" if catalog.accelerator(acc).unified_memory else "gpu"))
+    layer_split_last = pl == "gpu" and gpus > 1
+    order = sorted(
+        catalog.formats.values(), key=lambda f: (layer_split_last and f.id.startswith("gguf-"), f.quality_rank, f.id)
+    )
+    for fmt in order:
         if not format_runs_on(catalog, fmt.id, acc, pl):
             continue
-        if pl == "gpu" and gpus > 1 and fmt.id.startswith("gguf-"):
-            continue  # multi-GPU servers: tensor-parallel engines (llama.cpp only splits layers)
         kw = dict(hw)
         kw.pop("engine", None)
         ev = _try(catalog, model_id, spec, wl, weights=fmt.id, kv_dtype=kv_dtype, engine=default_engine(fmt, pl), **kw)

@@ -304,3 +304,24 @@ def test_unwritable_output_is_one_message(tmp_path):
         )
         assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stderr[-500:])
         assert "cannot" in r.stderr, r.stderr
+
+
+def test_concurrency_above_kv_capacity_queues_not_does_not_fit(monkeypatch, capsys):
+    """Issue 13: FP8 R1 on 8× H200 holds the weights; 600 concurrent requests of 2,048 tokens exceed the KV
+    cache (a few hundred requests), so the extra requests wait: verdict 'queues', in JSON, text and Markdown."""
+    args = ("plan", "--weights", "fp8", "--accelerator", "h200-sxm", "--concurrency", "600")
+    code, out, err = cli(monkeypatch, capsys, *args, "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["fits"] is False and res["binding"] == "kv"
+    assert res["verdict"] == "queues"
+    assert 1 <= res["max_concurrency"] < 600
+    assert res["reason"].startswith("queues:")
+    assert res["performance"]["concurrency"] == res["max_concurrency"]  # predicted for what runs at once
+    code, out, _ = cli(monkeypatch, capsys, *args)
+    assert "QUEUES" in out and "DOES NOT FIT" not in out
+    code, out, _ = cli(monkeypatch, capsys, *args, "--markdown")
+    assert "**Verdict: QUEUES**" in out
+    # the seed scenario (FP16 on 8× H100) still does not fit: not even one request
+    code, out, _ = cli(monkeypatch, capsys, "plan", "--json")
+    assert json.loads(out)["verdict"] == "does not fit"

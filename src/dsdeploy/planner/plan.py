@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from dsdeploy.catalog import Catalog
 from dsdeploy.catalog.schema import Accelerator, Placement, Sourced, record_reads
@@ -116,6 +116,18 @@ def unconfirmed_inputs(dep: Deployment, wl: Workload, reads: Iterable[Sourced] =
             continue
         out.append(f"{name} = {s.value:g} ({s.source})")
     return list(dict.fromkeys(out))
+
+
+Verdict = Literal["fits", "queues", "does not fit"]
+
+
+def verdict(m: MemoryPlan) -> Verdict:
+    """'fits'; 'queues' when the weights fit and the KV cache holds at least one request but fewer
+    than the requested concurrency (the engine admits what fits and the rest wait: vLLM/SGLang
+    schedule by free KV blocks, llama.cpp by slots); 'does not fit' when not even one request does."""
+    if m.fits:
+        return "fits"
+    return "queues" if m.binding == "kv" and m.max_concurrency >= 1 else "does not fit"
 
 
 def accelerator_of(ev: Evaluated) -> Accelerator:

@@ -160,9 +160,11 @@ def plan_result(
     """The full answer for one deployment: verdict, memory per device, alternatives, performance."""
     dep, m = ev.deployment, ev.memory
     unconfirmed: list[str] = []  # filled below, from what the memory and performance models read
+    v = planner.verdict(m)
     out: dict[str, Any] = {
         "fits": m.fits,
-        "reason": m.reason,
+        "verdict": v,
+        "reason": _queue_reason(m, wl) if v == "queues" else m.reason,
         "binding": m.binding,
         "binding_text": binding_text(ev, wl),
         "weights_bytes_total": int(m.weights_bytes_total),
@@ -189,8 +191,9 @@ def plan_result(
     perf_dict = None
     mod = performance_module() if with_performance else None
     with record_reads() as perf_reads:
-        if mod is not None and m.fits:
-            perf_dict = mod.predict(dep, wl, calibration=calibration).to_dict()
+        if mod is not None and v != "does not fit":
+            run = wl if m.fits else Workload(wl.input_len, wl.output_len, m.max_concurrency)  # queues: what runs
+            perf_dict = mod.predict(dep, run, calibration=calibration).to_dict()
             out["performance"] = perf_dict
             out["performance_sweep"] = [
                 p.to_dict() for p in mod.sweep(dep, wl, m.max_concurrency, calibration=calibration)
@@ -198,6 +201,15 @@ def plan_result(
     unconfirmed += planner.unconfirmed_inputs(dep, wl, perf_reads.values())
     out["labels"] = _labels(dep, unconfirmed, perf_dict)
     return out
+
+
+def _queue_reason(m, wl: Workload) -> str:
+    n = m.max_concurrency
+    return (
+        f"queues: the weights fit and the KV cache holds {m.kv_capacity_tokens:,} tokens, {n:,} requests of "
+        f"{wl.tokens_per_request:,} tokens at once; the other {wl.concurrency - n:,} of the {wl.concurrency:,} "
+        f"requested wait for a free slot"
+    )
 
 
 def _device_dict(d) -> dict[str, Any]:

@@ -284,6 +284,65 @@ def best_format_result(
     return res
 
 
+def _slo_check(wl: Workload, calibration, ttft_ms: float | None, tpot_ms: float | None):
+    """(accept, why not) for `best_model`: the predicted TTFT/TPOT at the workload within the SLOs."""
+    if ttft_ms is None and tpot_ms is None:
+        return None, ""
+    mod = performance_module()
+    if mod is None:
+        raise UserError("--ttft-ms/--tpot-ms need the performance model (dsdeploy.estimators.performance)")
+
+    def accept(ev: Evaluated) -> bool:
+        p = mod.predict(ev.deployment, wl, calibration=calibration)
+        return (ttft_ms is None or p.ttft_ms <= ttft_ms) and (tpot_ms is None or p.tpot_ms <= tpot_ms)
+
+    slo = ", ".join(f"{k} ≤ {v:g} ms" for k, v in (("TTFT", ttft_ms), ("TPOT", tpot_ms)) if v is not None)
+    return accept, f"fits, but no format of it meets the SLOs ({slo}) at this workload"
+
+
+def best_model_result(
+    catalog: Catalog,
+    wl: Workload,
+    kv_dtype: str,
+    calibration=None,
+    ttft_ms: float | None = None,
+    tpot_ms: float | None = None,
+    **hw,
+) -> dict[str, Any]:
+    """`plan --best-model`: the most capable DeepSeek model and format that fit the given hardware
+    (and meet the SLOs, if given), with the reason and the more capable models passed over."""
+    accept, why = _slo_check(wl, calibration, ttft_ms, tpot_ms)
+    search = planner.best_model(catalog, wl, kv_dtype, accept=accept, why_not_accepted=why, **hw)
+    head = {
+        "mode": "best-model",
+        "slo": {"ttft_ms": ttft_ms, "tpot_ms": tpot_ms},
+        "passed_over": search.passed_over,
+    }
+    ev = search.found
+    if ev is None:
+        return head | {
+            "found": False,
+            "kv_dtype": kv_dtype,
+            "workload": _workload(wl),
+            "hardware_request": {k: v for k, v in hw.items() if v is not None},
+            "reason": "no catalog DeepSeek model fits this hardware at this workload"
+            + (" within the SLOs" if accept else ""),
+        }
+    dep = ev.deployment
+    rank = catalog.models[dep.model_id].capability_rank
+    assert rank is not None  # best_model only ranks models that have one
+    above = ", ".join(f"{p['model']} ({p['why']})" for p in search.passed_over)
+    reason = (
+        f"{dep.model_id} is the most capable catalog DeepSeek model (capability rank {rank.value:g}: {rank.source}) "
+        f"that fits {dep.describe().split(' on ', 1)[-1]}"
+        + (" within the SLOs" if accept else "")
+        + f"; {dep.weights.id} is its best-quality format that does (quality rank {dep.weights.quality_rank})"
+        + (f". More capable, passed over: {above}" if above else "")
+    )
+    res = plan_result(catalog, ev, wl, calibration=calibration)
+    return res | head | {"found": True, "best_model_reason": reason}
+
+
 # ---------------------------------------------------------------------------------- model
 def model_summary(spec: ModelSpec, catalog: Catalog, model_id: str | None = None) -> dict[str, Any]:
     """`dsdeploy model --json`: parameter counts, KV bytes per token and FLOPs, from the spec."""

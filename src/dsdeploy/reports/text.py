@@ -184,6 +184,16 @@ def render_best_format(res: dict, console: Console | None = None) -> None:
     render_plan(res, c)
 
 
+def render_best_model(res: dict, console: Console | None = None) -> None:
+    c = console or Console()
+    if not res["found"]:
+        c.print(f"[bold red]No model fits:[/bold red] {res['reason']}")
+        return
+    c.print(f"[bold]Best model that fits: {res['model']} ({res['weights']})[/bold]")
+    c.print(res["best_model_reason"])
+    render_plan(res, c)
+
+
 def render_model(summary: dict, console: Console | None = None) -> None:
     c = console or Console()
     a = summary["architecture"]

@@ -172,3 +172,21 @@ def test_market_cn_offers_only_parts_sold_in_china(ctx):
             book,
             CostOptions(),
         )
+
+
+def test_peak_above_every_kv_capacity_queues_instead_of_vanishing(ctx):
+    """Issue 13: concurrency above the KV capacity is 'queues', not 'does not fit'. At a peak of 100,000
+    requests of 2,500 tokens (250 M tokens × 70,272 B = 17.6 TB of KV), no layout of up to 32 GPUs holds
+    the peak; GPU options used to vanish. Now each is the fewest GPUs that hold one request, verdict
+    'queues', with the last request's wait in its TTFT."""
+    r = _opts(ctx, peak_concurrency=100_000, max_quality_rank=1)
+    buys = [o for o in r["options"] if o["kind"] == "buy" and o["verdict"] is not None]
+    queued = [o for o in buys if o["verdict"] == "queues"]
+    assert queued, [o["label"] for o in buys]
+    for o in queued:
+        assert "queues above" in o["label"]
+        q = next(x for x in o["reasons"] if x.startswith("queues:"))
+        assert "of the peak's 100000 requests at once" in q
+        assert not o["feasible"]  # minutes of waiting break the default 2 s TTFT
+    assert all(o["verdict"] in ("fits", "queues") for o in buys)
+    assert not any("does not fit" in " ".join(o["reasons"]) for o in buys)

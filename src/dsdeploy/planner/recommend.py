@@ -25,7 +25,7 @@ from dsdeploy.estimators import cost as C
 from dsdeploy.estimators.memory import Workload
 from dsdeploy.planner.bom import CostOptions, api_model_for, cost_report, predict_throughput
 from dsdeploy.planner.demand import MAX_BUSY, Demand, copies_and_utilization  # noqa: F401
-from dsdeploy.planner.plan import Evaluated, _try, accelerator_of, format_runs_on, min_count
+from dsdeploy.planner.plan import Evaluated, _try, accelerator_of, evaluate, format_runs_on, min_count, verdict
 from dsdeploy.specs.deployment import default_engine
 from dsdeploy.specs.model import ModelSpec
 
@@ -76,6 +76,7 @@ class Option:
     utilization: float | None = None
     quality: str = ""
     cost_per_mtok_blended: float | None = None
+    verdict: str | None = None  # local options: "fits" the peak, or "queues" (holds fewer at once)
     ev: Evaluated | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
@@ -96,6 +97,7 @@ class Option:
             "copies": self.copies,
             "utilization": r(self.utilization),
             "quality": self.quality,
+            "verdict": self.verdict,
             "reasons": self.reasons,
         }
 
@@ -126,6 +128,18 @@ def _slo(d: Demand, ttft: float, tpot: float) -> tuple[bool, list[str]]:
         ok = False
         why.append(f"TPOT {tpot:,.1f} ms > SLO {d.tpot_ms:g} ms")
     return ok, why
+
+
+def _queued_ttft(perf, running: int, peak: int) -> tuple[float, list[str]]:
+    """TTFT of the last request at the peak when only `running` fit at once: it waits for
+    ⌈peak / running⌉ − 1 earlier waves, each one request's end-to-end time (derived: FIFO admission
+    as KV frees; vLLM/SGLang admit by free KV blocks)."""
+    waves = math.ceil(peak / max(1, running)) - 1
+    ttft = perf.ttft_ms + waves * perf.e2e_ms
+    return ttft, [
+        f"queues: the KV cache holds {running} of the peak's {peak} requests at once; the last waits "
+        f"{waves} × {perf.e2e_ms:,.0f} ms (one request end to end): TTFT up to {ttft:,.0f} ms"
+    ]
 
 
 def _buying_notes(dep, d: Demand, book: PriceBook) -> tuple[bool, list[str]]:
@@ -167,7 +181,9 @@ def cost_local(
     """Cost a deployment carrying `share` of the demand; with a market (`d.market`), one whose
     accelerator is not sold there is not feasible."""
     dep = ev.deployment
-    conc = concurrency or d.peak_concurrency
+    peak = concurrency or d.peak_concurrency
+    v = verdict(ev.memory)
+    conc = min(peak, ev.memory.max_concurrency) if v == "queues" else peak  # what runs at once
     wl = Workload(d.input_len, d.output_len, conc)
     perf = predict_throughput(dep, wl, calibration)
     if perf is None:
@@ -177,18 +193,23 @@ def cost_local(
     need = d.avg_output_tok_s * share
     copies, util = copies_and_utilization(need, perf.output_tok_s_total)
     rep = cost_report(catalog, dep, wl, ev.memory, book, replace(opts, utilization=util), perf=perf)
-    ok, why = _slo(d, perf.ttft_ms, perf.tpot_ms)
+    ttft, queue_note = _queued_ttft(perf, conc, peak) if v == "queues" else (perf.ttft_ms, [])
+    ok, why = _slo(d, ttft, perf.tpot_ms)
     capex = rep["capex"] * copies
     annual = rep["annual"]["total"] * copies
     label = _label_for_copies(label, ev, copies)
-    reasons = [
-        f"{dep.describe()}"
-        + (f" × {copies} copies (capex and running costs are for all {copies})" if copies > 1 else ""),
-        f"TTFT {perf.ttft_ms:,.0f} ms, TPOT {perf.tpot_ms:,.1f} ms at {conc} concurrent ({perf.label})",
-        f"{util:.1%} busy; capex {capex:,.0f}, {rep['annual']['total'] * copies:,.0f}/yr "
-        f"(energy {rep['annual']['energy'] * copies:,.0f}, {rep['power_kw']['load'] * copies:.1f} kW at load)",
-        f"cooling: {rep['cooling']['guidance']}",
-    ] + why
+    reasons = (
+        [
+            f"{dep.describe()}"
+            + (f" × {copies} copies (capex and running costs are for all {copies})" if copies > 1 else ""),
+            f"TTFT {perf.ttft_ms:,.0f} ms, TPOT {perf.tpot_ms:,.1f} ms at {conc} concurrent ({perf.label})",
+            f"{util:.1%} busy; capex {capex:,.0f}, {rep['annual']['total'] * copies:,.0f}/yr "
+            f"(energy {rep['annual']['energy'] * copies:,.0f}, {rep['power_kw']['load'] * copies:.1f} kW at load)",
+            f"cooling: {rep['cooling']['guidance']}",
+        ]
+        + queue_note
+        + why
+    )
     if d.budget is not None and capex > d.budget:
         reasons.append(f"capex {capex:,.0f} exceeds the budget {d.budget:,.0f}")
     sellable, notes = _buying_notes(dep, d, book)
@@ -204,10 +225,11 @@ def cost_local(
         / ((d.input_len + d.output_len) / d.output_len),
         annual=annual,
         capex=capex,
-        ttft_ms=perf.ttft_ms,
+        ttft_ms=ttft,
         tpot_ms=perf.tpot_ms,
         meets_slo=ok,
         feasible=ok and sellable and (d.budget is None or capex <= d.budget),
+        verdict=v,
         reasons=reasons,
         deployment=dep.describe(),
         copies=copies,
@@ -288,6 +310,18 @@ def _label_for_copies(label: str, ev: Evaluated, copies: int) -> str:
     return f"buy {copies} × ({head}){sep}{rest}"
 
 
+def _queueing(
+    catalog: Catalog, model_id: str, spec: ModelSpec, fmt: str, kv: str, wl: Workload, acc: str
+) -> Evaluated | None:
+    """When no layout holds the whole peak's KV cache: the fewest GPUs that hold one request, evaluated at
+    the peak, so its verdict is 'queues' (the rest wait), not dropped as if the model did not fit."""
+    one = min_count(catalog, model_id, spec, fmt, kv, Workload(wl.input_len, wl.output_len, 1), acc)
+    if one is None:
+        return None
+    at_peak = evaluate(one.deployment, wl)
+    return at_peak if verdict(at_peak.memory) == "queues" else None
+
+
 def _unit_candidate(
     catalog: Catalog, model_id: str, spec: ModelSpec, wl: Workload, ev: Evaluated, fmt, kv: str, unit_gpus: int
 ) -> tuple[Evaluated, str] | None:
@@ -320,14 +354,17 @@ def _unit_candidate(
 def _gpu_candidate(
     catalog: Catalog, model_id: str, spec: ModelSpec, wl: Workload, acc, fmt, kv: str, unit_gpus: int | None = None
 ) -> tuple[Evaluated, str] | None:
-    ev = min_count(catalog, model_id, spec, fmt.id, kv, wl, acc.id)
+    ev = min_count(catalog, model_id, spec, fmt.id, kv, wl, acc.id) or _queueing(
+        catalog, model_id, spec, fmt.id, kv, wl, acc.id
+    )
     if ev is None:
         return None
     if unit_gpus is not None:
         return _unit_candidate(catalog, model_id, spec, wl, ev, fmt, kv, unit_gpus)
     dd = ev.deployment
     nodes = f" ({dd.nodes} nodes)" if dd.nodes > 1 else ""
-    return ev, f"buy {dd.devices}× {acc.id}{nodes}, {fmt.id}, {dd.engine.id}"
+    queues = "" if ev.memory.fits else f", queues above {ev.memory.max_concurrency} concurrent"
+    return ev, f"buy {dd.devices}× {acc.id}{nodes}, {fmt.id}, {dd.engine.id}{queues}"
 
 
 def _hybrid_candidates(

@@ -205,3 +205,15 @@ def test_gguf_of_unknown_file_type_asks_for_weights_instead_of_guessing():
     with pytest.raises(UserError, match="pass --weights"):
         default_weights(SimpleNamespace(gguf_file_type=0), None)
     assert default_weights(SimpleNamespace(gguf_file_type=7), None) == "gguf-q8_0"
+
+
+def test_fp8_does_not_run_on_ascend():
+    """Ascend cannot load FP8 weights (hiascend.com techArticles 20250222-1; DeepSeek runs there as W8A8
+    INT8 or BF16), so the China recommendation no longer offers 'fp8 on ascend-910b'. FP8 still runs on
+    A100 as W8A16 (Marlin) and natively on H20 and MI300X."""
+    assert not P.format_runs_on(CAT, "fp8", "ascend-910b", "gpu")
+    assert P.format_runs_on(CAT, "int8", "ascend-910b", "gpu")
+    for acc in ("a100-sxm-80g", "h20", "mi300x", "l20"):
+        assert P.format_runs_on(CAT, "fp8", acc, "gpu"), acc
+    with pytest.raises(UserError, match="--best-format --accelerator ascend-910b"):
+        resolve_deployment(CAT, "deepseek-r1", R1, "fp8", "bf16", "ascend-910b", 8)

@@ -169,7 +169,7 @@ def _check_format_hardware(fmt: WeightFormat, acc: Accelerator | None) -> None:
         archs = ", ".join(fmt.runs_on_arch or [])
         raise UserError(
             f"{fmt.id} weights do not run on {acc.id} ({acc.arch}): they need {archs} ({fmt.runs_on_source}); "
-            "use fp8, int8 or awq-int4 weights on this accelerator"
+            f"choose weights that run there (`dsdeploy plan --best-format --accelerator {acc.id}` lists the best)"
         )
 
 

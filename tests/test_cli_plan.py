@@ -304,3 +304,58 @@ def test_unwritable_output_is_one_message(tmp_path):
         )
         assert r.returncode == 2 and "Traceback" not in r.stderr, (args, r.stderr[-500:])
         assert "cannot" in r.stderr, r.stderr
+
+
+def test_concurrency_above_kv_capacity_queues_not_does_not_fit(monkeypatch, capsys):
+    """Issue 13: FP8 R1 on 8× H200 holds the weights; 600 concurrent requests of 2,048 tokens exceed the KV
+    cache (a few hundred requests), so the extra requests wait: verdict 'queues', in JSON, text and Markdown."""
+    args = ("plan", "--weights", "fp8", "--accelerator", "h200-sxm", "--concurrency", "600")
+    code, out, err = cli(monkeypatch, capsys, *args, "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["fits"] is False and res["binding"] == "kv"
+    assert res["verdict"] == "queues"
+    assert 1 <= res["max_concurrency"] < 600
+    assert res["reason"].startswith("queues:")
+    assert res["performance"]["concurrency"] == res["max_concurrency"]  # predicted for what runs at once
+    code, out, _ = cli(monkeypatch, capsys, *args)
+    assert "QUEUES" in out and "DOES NOT FIT" not in out
+    code, out, _ = cli(monkeypatch, capsys, *args, "--markdown")
+    assert "**Verdict: QUEUES**" in out
+    # the seed scenario (FP16 on 8× H100) still does not fit: not even one request
+    code, out, _ = cli(monkeypatch, capsys, "plan", "--json")
+    assert json.loads(out)["verdict"] == "does not fit"
+
+
+def test_best_model_on_four_a100(monkeypatch, capsys):
+    """Issue 13: --best-model answers for 4× A100 80 GB with its reason: full R1 (capability rank 1) in
+    UD-Q2_K_XL, the best format that fits 320 GB (llama.cpp splitting layers)."""
+    code, out, err = cli(
+        monkeypatch, capsys, "plan", "--best-model", "--accelerator", "a100-sxm-80g", "--count", "4", "--json"
+    )
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["mode"] == "best-model" and res["found"] is True and res["fits"] is True
+    assert (res["model"], res["weights"]) == ("deepseek-r1", "gguf-ud-q2_k_xl")
+    assert res["passed_over"] == []
+    assert "capability rank 1" in res["best_model_reason"] and "gguf-ud-q2_k_xl" in res["best_model_reason"]
+    code, out, _ = cli(monkeypatch, capsys, "plan", "--best-model", "--accelerator", "a100-sxm-80g", "--count", "4")
+    assert code == 0 and "Best model that fits: deepseek-r1" in out
+
+
+def test_best_model_on_one_rtx4090_with_256_gb_ddr5(monkeypatch, capsys):
+    """One 24 GB RTX 4090 with 256 GB of DDR5: R1 runs with the routed experts in DRAM (UD-Q2_K_XL,
+    ~216 GB); without the host memory the best is a distill, and the 671B models are passed over."""
+    args = ("plan", "--best-model", "--accelerator", "rtx-4090", "--count", "1", "--json")
+    code, out, err = cli(monkeypatch, capsys, *args, "--cpu", "epyc-9654", "--dram-gb", "256")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["found"] and res["model"] == "deepseek-r1" and res["placement"] == "experts-on-cpu"
+    assert res["hardware"]["dram_gb"] == 256
+    code, out, err = cli(monkeypatch, capsys, *args)
+    res = json.loads(out)
+    assert res["found"] and res["model"].startswith("r1-distill-")
+    assert {p["model"] for p in res["passed_over"]} >= {"deepseek-r1", "deepseek-v3"}
+    assert all(p["why"] == "no catalog weight format fits" for p in res["passed_over"][:4])
+    code, out, err = cli(monkeypatch, capsys, "plan", "--ttft-ms", "100")
+    assert code == 2 and "--best-model" in err

@@ -130,4 +130,8 @@ def test_rack_priced_gpus_get_no_host_memory_or_drive_lines():
     d = json.loads(r.output)
     items = [b["item"] for b in d["bom"]]
     assert items == ["accelerator"]
-    assert d["capex"] == pytest.approx(8 * 43_000.0)
+    # issue 13: sold only as whole NVL72 racks: 8 GPUs are one rack at ≈$3.1 M (facts.md §1d
+    # [fetchlogic-gb200]), not 8 × the $43,000 per-GPU share; the rack ships liquid-cooled
+    assert d["bom"][0]["qty"] == 1 and "NVL72 rack" in d["bom"][0]["spec"]
+    assert d["capex"] == pytest.approx(3_100_000.0)
+    assert d["cooling"]["kind"] == "liquid-unit" and "air" not in d["cooling"]["guidance"]

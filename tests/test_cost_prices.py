@@ -21,7 +21,18 @@ def test_packaged_catalog_complete():
     assert p.staff.salary.value == 300_000 and p.staff.salary.currency == "CNY"
     # estimates are marked
     assert p.accelerator["h100-pcie"].purchase.label == "unconfirmed"
-    assert p.accelerator["b200"].purchase.label == "spec"
+    assert p.accelerator["b200"].purchase.label == "quoted"
+
+
+def test_prices_are_labelled_quoted_with_date_not_spec():
+    """Issue 13: a price is a dated quote, not a specification; BOM lines say 'quoted <date>'."""
+    from dsdeploy.planner.bom import _line
+
+    p = load_prices()
+    book = PriceBook.build(p, "USD")
+    line = _line(book, "accelerator", "B200", p.accelerator["b200"].purchase, 8)
+    assert line.label == "quoted 2026"
+    assert "spec" not in line.label
 
 
 def test_fx_conversion():

@@ -70,6 +70,18 @@ def test_save_writes_a_catalog_the_planner_uses(report, tmp_path):
     assert dep.cpu.id == "local" and mem.fits
 
 
+def test_local_cpu_host_memory_is_the_measured_ram_not_512_gb(report, tmp_path):
+    """Issue 13: `--cpu local` without --dram-gb used to assume 512 GB per socket; the RAM that doctor
+    measured (MemTotal, saved as the local CPU's max_dram_gb per socket) is the host memory."""
+    save_local_hardware(report, home=tmp_path)
+    dep, _, _ = resolve(
+        PlanOptions(model="r1-distill-qwen-1.5b", weights="bf16", cpu="local", placement="cpu"), home=str(tmp_path)
+    )
+    assert dep.dram_gb == pytest.approx(report["ram"]["total_bytes"] / 1e9)
+    assert dep.dram_gb != 512
+    assert any("measured: dsdeploy doctor" in n for n in dep.notes)
+
+
 def test_plan_cli_uses_local_cpu(report, tmp_path):
     save_local_hardware(report, home=tmp_path)
     r = subprocess.run(

@@ -125,6 +125,19 @@ def test_best_format_is_the_best_ranked_that_fits():
     assert checked >= {"bf16", "fp16", "fp8"}, checked  # the loop really compared something
 
 
+def test_best_format_on_four_a100_falls_back_to_a_layer_split_gguf():
+    """Issue 13: 4× A100 80 GB (320 GB) holds no tensor-parallel format of R1 (AWQ-INT4 is ~370 GB),
+    but UD-Q2_K_XL (~216 GB) fits with llama.cpp splitting layers; --best-format used to say none fits."""
+    ev = P.best_format(CAT, "deepseek-r1", R1, SEED, accelerator="a100-sxm-80g", count=4)
+    assert ev is not None and ev.memory.fits
+    assert ev.deployment.weights.id == "gguf-ud-q2_k_xl"
+    assert ev.deployment.engine.id == "llama.cpp"
+    better = [f.id for f in CAT.formats.values() if f.quality_rank < 9 and f.id.startswith("gguf-")]
+    for f in better:  # Q8_0 .. Q3_K_M do not fit in 320 GB
+        dep = resolve_deployment(CAT, "deepseek-r1", R1, f, "bf16", "a100-sxm-80g", 4)
+        assert not P.evaluate(dep, SEED).memory.fits, f
+
+
 def test_plan_result_keys_and_types(seed):
     dep, ev, alts = seed
     res = R.plan_result(CAT, ev, SEED, alts)
@@ -192,3 +205,15 @@ def test_gguf_of_unknown_file_type_asks_for_weights_instead_of_guessing():
     with pytest.raises(UserError, match="pass --weights"):
         default_weights(SimpleNamespace(gguf_file_type=0), None)
     assert default_weights(SimpleNamespace(gguf_file_type=7), None) == "gguf-q8_0"
+
+
+def test_fp8_does_not_run_on_ascend():
+    """Ascend cannot load FP8 weights (hiascend.com techArticles 20250222-1; DeepSeek runs there as W8A8
+    INT8 or BF16), so the China recommendation no longer offers 'fp8 on ascend-910b'. FP8 still runs on
+    A100 as W8A16 (Marlin) and natively on H20 and MI300X."""
+    assert not P.format_runs_on(CAT, "fp8", "ascend-910b", "gpu")
+    assert P.format_runs_on(CAT, "int8", "ascend-910b", "gpu")
+    for acc in ("a100-sxm-80g", "h20", "mi300x", "l20"):
+        assert P.format_runs_on(CAT, "fp8", acc, "gpu"), acc
+    with pytest.raises(UserError, match="--best-format --accelerator ascend-910b"):
+        resolve_deployment(CAT, "deepseek-r1", R1, "fp8", "bf16", "ascend-910b", 8)

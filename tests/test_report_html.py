@@ -67,6 +67,7 @@ def test_report_charts_carry_plan_json_numbers(monkeypatch, capsys, tmp_path, in
     # verdict
     verdict = page.find(id="verdict")[0]
     assert verdict["data-fits"] == ("true" if plan["fits"] else "false")
+    assert verdict["data-verdict"] == plan["verdict"]  # fits / queues / does not fit
     # performance: one point per sweep entry, the plan's numbers to the last digit
     pts = page.find("circle", data_series="predicted")
     sweep = plan.get("performance_sweep", [])

@@ -39,6 +39,15 @@ def test_fp16_r1_does_not_fit_8x_h100(claims):
     assert claims["fp16-8xh100"].verdict == "wrong"
 
 
+def test_kv_reserve_counts_the_mla_latent_on_every_tp_rank(claims):
+    """Issue 13: MLA's latent (one KV head) is replicated on all 8 TP ranks, so each GPU's 20 % reserve
+    (0.2 × 80 GB = 16 GB) holds 16e9 // 70,272 B = 227,686 tokens (61 × (512 + 64) × 2 B per token,
+    DeepSeek-V2 §2.1.3) and the 8 GPUs hold the same tokens: not 128 GB // 70,272 = 1,821,493 (8× over)."""
+    c = claims["kv-reserve-20pct"]
+    assert c.value == 227_686
+    assert "111 requests" in c.ours
+
+
 def test_article_4bit_size_167gb_is_wrong(claims):
     c = claims["4bit-size"]
     # 4 bits × 671.03B = 335.5 GB before any scale; Q4_K_M as published: 376.65 GiB = 404.4 GB

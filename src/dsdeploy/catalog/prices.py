@@ -38,7 +38,7 @@ class _Dated(BaseModel):
     def label(self) -> str:
         if self.unconfirmed or self.source.startswith("estimate"):
             return "unconfirmed"
-        return "derived" if self.source.startswith("derived") else "spec"
+        return "derived" if self.source.startswith("derived") else "quoted"  # a dated price, not a spec
 
     def cite(self) -> str:
         return f"{self.source} ({self.date})" + (" UNCONFIRMED" if self.label == "unconfirmed" else "")
@@ -61,11 +61,23 @@ class Figure(_Dated):
     """A dated, sourced non-money number (PUE, FTE, %, TB)."""
 
 
+class SoldAs(BaseModel):
+    """A part sold only as a larger unit (GB200/GB300: whole NVL72 racks): the unit's GPUs, price and cooling."""
+
+    model_config = ConfigDict(extra="forbid")
+    gpus: int = Field(ge=1)
+    name: str
+    cooling: Literal["air", "liquid"]
+    cooling_source: str = Field(min_length=3)
+    purchase: Price
+
+
 class AcceleratorPrice(BaseModel):
     model_config = ConfigDict(extra="forbid")
     server: str
     purchase: Price
     rent_hour: Price | None = None
+    sold_as: SoldAs | None = None
 
 
 class ServerPrice(BaseModel):

@@ -266,6 +266,8 @@ class CatalogModel(BaseModel):
     published_params_active_b: Sourced
     # reasoning models: the generation budget their makers evaluate with (thinking + answer)
     reasoning_tokens: Sourced | None = None
+    # `plan --best-model`: 1 = most capable; models without one are not candidates (test models)
+    capability_rank: Sourced | None = None
 
 
 class Engine(BaseModel):

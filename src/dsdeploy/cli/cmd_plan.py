@@ -57,6 +57,17 @@ def register(app: typer.Typer) -> None:
         best_format: bool = typer.Option(
             False, "--best-format", help="Search: the best-quality weight format that fits the given hardware."
         ),
+        best_model: bool = typer.Option(
+            False,
+            "--best-model",
+            help="Search: the most capable DeepSeek model and format that fit the given hardware (and --ttft-ms/--tpot-ms).",
+        ),
+        ttft_ms: float | None = typer.Option(
+            None, "--ttft-ms", min=0.001, help="With --best-model: SLO on time to first token, ms."
+        ),
+        tpot_ms: float | None = typer.Option(
+            None, "--tpot-ms", min=0.001, help="With --best-model: SLO on time per output token, ms."
+        ),
         as_json: bool = typer.Option(
             False, "--json", help="Print the result as JSON (stable keys; docs/plan-json-schema.md)."
         ),
@@ -66,18 +77,21 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Plan a deployment: verdict, memory per device, binding constraint, alternatives that fit."""
-        _check_flags(markdown_file, markdown, min_count, best_format, as_json)
+        searches = {"min-count": min_count, "best-format": best_format, "best-model": best_model}
+        _check_flags(markdown_file, markdown, searches, as_json)
+        if (ttft_ms is not None or tpot_ms is not None) and not best_model:
+            raise UserError("--ttft-ms/--tpot-ms go with --best-model (plan reports TTFT and TPOT; it has no SLO)")
         o = options_from(locals())
-        mode = "min-count" if min_count else ("best-format" if best_format else "plan")
-        res = plan_answer(o, mode, str(calibration) if calibration else None)
+        mode = next((k for k, on in searches.items() if on), "plan")
+        res = plan_answer(o, mode, str(calibration) if calibration else None, (ttft_ms, tpot_ms))
         _emit(res, as_json, markdown, markdown_file, mode)
 
 
-def _check_flags(markdown_file: Path | None, markdown: bool, min_count: bool, best_format: bool, as_json: bool) -> None:
+def _check_flags(markdown_file: Path | None, markdown: bool, searches: dict[str, bool], as_json: bool) -> None:
     if markdown_file is not None and not markdown:
         raise UserError(f"unexpected argument '{markdown_file}': a FILE is only taken after --markdown")
-    if min_count and best_format:
-        raise UserError("--min-count and --best-format are separate searches; choose one")
+    if sum(searches.values()) > 1:
+        raise UserError(f"{', '.join('--' + k for k, on in searches.items() if on)} are separate searches; choose one")
     if as_json and markdown:
         raise UserError("--json and --markdown are separate outputs; choose one")
 
@@ -91,10 +105,12 @@ def _emit(res: dict, as_json: bool, markdown: bool, markdown_file: Path | None, 
 
         if mode == "min-count":
             text = min_count_markdown(res)
-        elif mode == "best-format" and not res.get("found"):
-            text = f"# dsdeploy plan --best-format\n\nNo format fits: {res['reason']}\n"
+        elif mode in ("best-format", "best-model") and not res.get("found"):
+            text = f"# dsdeploy plan --{mode}\n\nNothing fits: {res['reason']}\n"
         else:
             text = plan_markdown(res)
+            if mode == "best-model":
+                text = f"**Best model:** {res['best_model_reason']}\n\n" + text
         if markdown_file is not None:
             write_text(markdown_file, text)
             typer.echo(f"wrote {markdown_file}")
@@ -103,4 +119,9 @@ def _emit(res: dict, as_json: bool, markdown: bool, markdown_file: Path | None, 
         return
     from dsdeploy.reports import text as T
 
-    {"plan": T.render_plan, "min-count": T.render_min_count, "best-format": T.render_best_format}[mode](res)
+    {
+        "plan": T.render_plan,
+        "min-count": T.render_min_count,
+        "best-format": T.render_best_format,
+        "best-model": T.render_best_model,
+    }[mode](res)

@@ -34,6 +34,7 @@ def run_recommend(
     top=12,
     opts=None,
     calibration: Path | None = None,
+    market: str | None = None,
 ) -> dict:
     from dsdeploy.catalog import load_catalog
     from dsdeploy.catalog.calibration import load_calibration
@@ -56,6 +57,7 @@ def run_recommend(
         max_quality_rank=max_quality_rank,
         overflow_share=overflow_share,
         finetune_gpu_hours=finetune_gpu_hours,
+        market=market,
     )
     cat = load_catalog()
     model_id, spec = resolve_model(model, None, cat)
@@ -84,6 +86,13 @@ def render(res: dict) -> None:
         f"[bold]{res['model']}[/bold]: {dm['requests_per_day']:,.0f} requests/day × ({dm['input_len']} in + {dm['output_len']} out), "
         f"peak {dm['peak_concurrency']} concurrent" + (" — data stays on premises" if dm["on_prem"] else "")
     )
+    con.print(
+        f"SLOs: TTFT ≤ {dm['ttft_ms_slo']:g} ms ({dm['slo_source']['ttft_ms']}); "
+        f"TPOT ≤ {dm['tpot_ms_slo']:g} ms ({dm['slo_source']['tpot_ms']})"
+    )
+    if dm.get("market"):
+        mk = dm["market"]
+        con.print(f"Market: {mk['name']} — only parts sold there ({mk['rules']}; as of {mk['date']})")
     t = Table(title=f"Options ({res['currency']}; cost per 1M output tokens at this volume)")
     for col in ("#", "kind", "option", "per 1M out", "per year", "capex", "TTFT ms", "TPOT ms", "ok"):
         t.add_column(
@@ -157,6 +166,11 @@ def register(app: typer.Typer) -> None:
         ),
         as_json: opt.AsJson = False,
         calibration: opt.Calibration = None,
+        market: str | None = typer.Option(
+            None,
+            "--market",
+            help="Buy only accelerators sold in this market under export controls (e.g. cn; catalog buying.toml).",
+        ),
     ) -> None:
         """Rank ways to serve a workload: buy, rent, API, hybrid — with cost per 1M tokens, capex, latency, reasons."""
         from dsdeploy.planner.bom import CostOptions
@@ -193,6 +207,7 @@ def register(app: typer.Typer) -> None:
             top=top,
             opts=opts,
             calibration=calibration,
+            market=market,
         )
         if as_json:
             typer.echo(json.dumps(res, indent=2, ensure_ascii=False))

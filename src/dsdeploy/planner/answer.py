@@ -68,8 +68,14 @@ def checked_plan(o: DeploymentOptions, calibration: str | None = None) -> PlanEv
     return plan_evaluation(o, R.load_calibration(calibration), cat, (model_id, spec))
 
 
-def plan_answer(o: DeploymentOptions, mode: str = "plan", calibration: str | None = None) -> dict:
-    """The plan JSON for options `o`: the plan itself, or one of its two searches."""
+def plan_answer(
+    o: DeploymentOptions,
+    mode: str = "plan",
+    calibration: str | None = None,
+    slo: tuple[float | None, float | None] = (None, None),
+) -> dict:
+    """The plan JSON for options `o`: the plan itself, or one of its searches (min-count, best-format,
+    best-model; `slo` = (TTFT ms, TPOT ms) for best-model)."""
     from dsdeploy.planner import result as R
     from dsdeploy.planner.options import default_accelerator, default_count
 
@@ -80,13 +86,7 @@ def plan_answer(o: DeploymentOptions, mode: str = "plan", calibration: str | Non
         return R.min_count_result(cat, model_id, spec, w, o.kv_dtype, wl)
     cal = R.load_calibration(calibration)
     acc = default_accelerator(cat, o.accelerator, o.placement)
-    return R.best_format_result(
-        cat,
-        model_id,
-        spec,
-        wl,
-        o.kv_dtype,
-        calibration=cal,
+    hw = dict(
         accelerator=acc,
         count=default_count(cat, acc, o.count),
         nodes=o.nodes,
@@ -96,3 +96,6 @@ def plan_answer(o: DeploymentOptions, mode: str = "plan", calibration: str | Non
         dram=o.dram,
         dram_gb=o.dram_gb,
     )
+    if mode == "best-model":
+        return R.best_model_result(cat, wl, o.kv_dtype, calibration=cal, ttft_ms=slo[0], tpot_ms=slo[1], **hw)
+    return R.best_format_result(cat, model_id, spec, wl, o.kv_dtype, calibration=cal, **hw)

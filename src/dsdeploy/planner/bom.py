@@ -3,7 +3,8 @@ cost per token vs the API and renting). No I/O: prices come in as a `PriceBook`.
 
 BOM rules (each line says where its price comes from)
 - Accelerators: count × purchase price. Unified-memory computers (Mac Studio, DGX Spark): the price is the
-  whole machine. GB200/GB300: per-GPU share of an NVL72 rack incl. Grace and NVLink switches.
+  whole machine. Parts sold only as a larger unit (prices.toml `sold_as`; GB200/GB300): whole NVL72 racks,
+  ⌈GPUs / 72⌉ × the rack price, with the rack's own (liquid) cooling.
 - Server/host: one per node, of the accelerator's `server` class (prices.toml); a workstation class
   holding fewer GPUs than a node has becomes a PCIe GPU server. CPU-only and experts-on-CPU /
   layer-split deployments with --cpu: a CPU-server chassis + sockets × CPU price.
@@ -39,7 +40,7 @@ class BomLine:
     spec: str
     unit_price: float
     qty: float
-    label: str  # spec | derived | unconfirmed
+    label: str  # "quoted <date>" (a dated price) | derived | unconfirmed
     source: str
 
     @property
@@ -74,7 +75,8 @@ class Bom:
 
 
 def _line(book: PriceBook, item: str, spec: str, p: Price, qty: float) -> BomLine:
-    return BomLine(item=item, spec=spec, unit_price=book.money(p), qty=qty, label=p.label, source=p.cite())
+    label = f"quoted {p.date}" if p.label == "quoted" else p.label
+    return BomLine(item=item, spec=spec, unit_price=book.money(p), qty=qty, label=label, source=p.cite())
 
 
 def server_layout(dep: Deployment, book: PriceBook) -> tuple[str, int]:
@@ -110,10 +112,41 @@ def default_dram_gb(dep: Deployment) -> tuple[float, str]:
 
 
 def _accelerator_lines(dep: Deployment, book: PriceBook, acc) -> list[BomLine]:
+    """Devices × price; a part sold only as a larger unit (prices.toml `sold_as`: GB200/GB300 NVL72) is
+    bought in whole units: ⌈devices / unit GPUs⌉ × the unit's price."""
     if acc is None:
         return []
+    ap = book.accelerator(acc.id)
+    if ap.sold_as is not None:
+        units = math.ceil(max(1, dep.devices) / ap.sold_as.gpus)
+        return [_line(book, "accelerator", ap.sold_as.name, ap.sold_as.purchase, units)]
     whole = " (whole computer)" if acc.unified_memory else ""
-    return [_line(book, "accelerator", acc.name + whole, book.accelerator(acc.id).purchase, max(1, dep.devices))]
+    return [_line(book, "accelerator", acc.name + whole, ap.purchase, max(1, dep.devices))]
+
+
+def _cooling(dep: Deployment, book: PriceBook, pw, pa: P.PowerAssumptions) -> P.CoolingGuidance:
+    """What the unit ships with (sold_as), else guidance by rack density."""
+    return sold_as_cooling(dep, book) or P.cooling_guidance(pw.per_server_max_kw, pw.servers, pa.servers_per_rack)
+
+
+def sold_as_cooling(dep: Deployment, book: PriceBook) -> P.CoolingGuidance | None:
+    """The cooling a part sold as a whole unit ships with (NVL72: liquid only), or None."""
+    if dep.accelerator is None or dep.placement != "gpu":
+        return None
+    unit = book.accelerator(dep.accelerator.id).sold_as
+    if unit is None:
+        return None
+    units = math.ceil(max(1, dep.devices) / unit.gpus)
+    rack_kw = unit.gpus * dep.accelerator.tdp_w.value / 1e3
+    return P.CoolingGuidance(
+        kind=f"{unit.cooling}-unit",
+        rack_kw=rack_kw,
+        servers_per_rack=1,
+        racks=units,
+        text=f"{units} × {unit.name}: ships {unit.cooling}-cooled only; ≥ {rack_kw:,.0f} kW of GPUs per rack "
+        "(the CDU and facility water loop are not costed)",
+        source=unit.cooling_source,
+    )
 
 
 def _server_lines(dep: Deployment, book: PriceBook, cls: str, servers: int) -> list[BomLine]:
@@ -202,7 +235,7 @@ def build_bom(
         nvme_line, drives = _nvme_line(book, weights_bytes, storage_class, servers)
         lines += [dram_line, nvme_line]
     lines += _network_lines(dep, book, acc)
-    if cooling_kind.startswith("liquid"):
+    if cooling_kind in ("liquid", "liquid-facility"):  # "liquid-unit": in the unit's price (sold_as)
         cp = book.catalog.cooling["liquid"].purchase
         spec = "direct-to-chip liquid cooling per server (+ facility loop, not costed)"
         lines.append(_line(book, "cooling", spec, cp, servers))
@@ -424,7 +457,7 @@ def cost_report(
     # power and cooling
     cls, servers = server_layout(dep, book)
     pw = deployment_power(dep, servers, power_assumptions)
-    cool = P.cooling_guidance(pw.per_server_max_kw, pw.servers, power_assumptions.servers_per_rack)
+    cool = _cooling(dep, book, pw, power_assumptions)
     storage_class = opts.storage_class or cat_p.defaults.storage
     bom = build_bom(dep, mem.weights_bytes_total, book, cooling_kind=cool.kind, storage_class=storage_class)
     capex = bom.total
@@ -508,4 +541,4 @@ def cost_report(
 
 def _worst(labels) -> str:
     ls = set(labels)
-    return "unconfirmed" if "unconfirmed" in ls else ("derived" if "derived" in ls else "spec")
+    return "unconfirmed" if "unconfirmed" in ls else ("derived" if "derived" in ls else "quoted")

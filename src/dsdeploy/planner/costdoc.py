@@ -241,12 +241,14 @@ def _hospital(cat: Catalog) -> list[str]:
         f"{d.output_len:,} out (reasoning + answer) = {d.output_tokens_per_day:,.0f} output tokens/day; "
         f"peak {d.peak_concurrency} concurrent; SLO TTFT ≤ {d.ttft_ms:g} ms, TPOT ≤ {d.tpot_ms:g} ms; "
         "patient data must stay on premises; full-quality R1 (FP8 or better, `--max-quality-rank 1`); "
+        f"only accelerators that can be bought in China (`--market cn`: {res['demand']['market']['rules']}, "
+        f"as of {res['demand']['market']['date']}; catalog buying.toml lists each part's status with its source); "
         "China average industrial electricity (facts.md §4c, ≈ 0.63 CNY/kWh), PUE 1.56, 0.5 FTE × 300,000 CNY, "
         "10 %/yr maintenance, 3-year depreciation.",
         "",
         "```",
         "dsdeploy recommend --requests-per-day 1200 --input-len 1500 --output-len 1000 --peak-concurrency 16 \\",
-        "  --ttft-ms 3000 --tpot-ms 100 --on-prem --max-quality-rank 1 --currency CNY --region cn-avg",
+        "  --ttft-ms 3000 --tpot-ms 100 --on-prem --max-quality-rank 1 --currency CNY --region cn-avg --market cn",
         "```",
         "",
         "| # | kind | option | CNY per 1M output | CNY per year | capex (CNY) | TTFT ms | TPOT ms | allowed |",

@@ -25,6 +25,7 @@ class Demand:
     max_quality_rank: int = 7  # 7 = 4-bit (gguf-q4_k_m / awq-int4); higher = lower-bit quants
     overflow_share: float = 0.2  # hybrid: share of tokens sent to the API at peaks
     finetune_gpu_hours: float = 800.0  # cloud–edge split: rented GPU-hours per year for fine-tuning
+    market: str | None = None  # buy only what is sold there (catalog buying.toml [market.<id>])
 
     @classmethod
     def build(cls, requests_per_day=None, tokens_per_day=None, **kw) -> Demand:

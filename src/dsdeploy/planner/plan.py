@@ -6,9 +6,9 @@ the edges render. It does no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 from dsdeploy.catalog import Catalog
 from dsdeploy.catalog.schema import Accelerator, Placement, Sourced, record_reads
@@ -118,6 +118,18 @@ def unconfirmed_inputs(dep: Deployment, wl: Workload, reads: Iterable[Sourced] =
     return list(dict.fromkeys(out))
 
 
+Verdict = Literal["fits", "queues", "does not fit"]
+
+
+def verdict(m: MemoryPlan) -> Verdict:
+    """'fits'; 'queues' when the weights fit and the KV cache holds at least one request but fewer
+    than the requested concurrency (the engine admits what fits and the rest wait: vLLM/SGLang
+    schedule by free KV blocks, llama.cpp by slots); 'does not fit' when not even one request does."""
+    if m.fits:
+        return "fits"
+    return "queues" if m.binding == "kv" and m.max_concurrency >= 1 else "does not fit"
+
+
 def accelerator_of(ev: Evaluated) -> Accelerator:
     """The accelerator of a GPU-placed candidate (min_count only builds those)."""
     assert ev.deployment.accelerator is not None
@@ -221,24 +233,88 @@ def min_count_all(
 
 
 def best_format(
-    catalog: Catalog, model_id: str, spec: ModelSpec, wl: Workload, kv_dtype: str = "bf16", **hw
+    catalog: Catalog,
+    model_id: str,
+    spec: ModelSpec,
+    wl: Workload,
+    kv_dtype: str = "bf16",
+    accept: Callable[[Evaluated], bool] | None = None,
+    **hw,
 ) -> Evaluated | None:
-    """For given hardware, the highest-quality weight format that fits (quality_rank order)."""
+    """For given hardware, the highest-quality weight format that fits (quality_rank order). On several
+    GPUs the tensor-parallel formats are tried first; a GGUF is the fallback when none of them fits
+    (llama.cpp splits its layers across the GPUs, `--split-mode layer`, its default)."""
     placement = hw.get("placement")
     acc = hw.get("accelerator")
     gpus = (hw.get("count") or 0) * (hw.get("nodes") or 1)
-    for fmt in sorted(catalog.formats.values(), key=lambda f: (f.quality_rank, f.id)):
-        pl = placement or ("cpu" if acc is None else ("unified" if catalog.accelerator(acc).unified_memory else "gpu"))
+    pl = placement or ("cpu" if acc is None else ("unified" if catalog.accelerator(acc).unified_memory else "gpu"))
+    layer_split_last = pl == "gpu" and gpus > 1
+    order = sorted(
+        catalog.formats.values(), key=lambda f: (layer_split_last and f.id.startswith("gguf-"), f.quality_rank, f.id)
+    )
+    for fmt in order:
         if not format_runs_on(catalog, fmt.id, acc, pl):
             continue
-        if pl == "gpu" and gpus > 1 and fmt.id.startswith("gguf-"):
-            continue  # multi-GPU servers: tensor-parallel engines (llama.cpp only splits layers)
         kw = dict(hw)
         kw.pop("engine", None)
         ev = _try(catalog, model_id, spec, wl, weights=fmt.id, kv_dtype=kv_dtype, engine=default_engine(fmt, pl), **kw)
-        if ev is not None and ev.memory.fits:
+        if ev is not None and ev.memory.fits and (accept is None or accept(ev)):
             return ev
     return None
+
+
+@dataclass
+class ModelSearch:
+    """`plan --best-model`: the chosen deployment (None if no model fits) and, for each more capable
+    model, why it was passed over."""
+
+    found: Evaluated | None
+    passed_over: list[dict[str, str]]
+
+
+def best_model(
+    catalog: Catalog,
+    wl: Workload,
+    kv_dtype: str = "bf16",
+    accept: Callable[[Evaluated], bool] | None = None,
+    why_not_accepted: str = "",
+    **hw,
+) -> ModelSearch:
+    """For given hardware, the most capable catalog DeepSeek model (models.toml `capability_rank`) in
+    the best format that fits (`best_format`), and that `accept`s (e.g. meets SLOs)."""
+    from dsdeploy.specs.model import load_model_spec
+
+    ranked = sorted(
+        (m for m in catalog.models.values() if m.capability_rank is not None),
+        key=lambda m: (m.capability_rank.value if m.capability_rank else 0, m.id),
+    )
+    passed: list[dict[str, str]] = []
+    for m in ranked:
+        spec = load_model_spec(m.id)
+        ev = _best_over_placements(catalog, m.id, spec, wl, kv_dtype, accept, hw)
+        if ev is not None:
+            return ModelSearch(ev, passed)
+        fits = accept is not None and _best_over_placements(catalog, m.id, spec, wl, kv_dtype, None, hw) is not None
+        passed.append({"model": m.id, "why": why_not_accepted if fits else "no catalog weight format fits"})
+    return ModelSearch(None, passed)
+
+
+def _best_over_placements(
+    catalog: Catalog, model_id: str, spec: ModelSpec, wl: Workload, kv_dtype: str, accept, hw: dict
+) -> Evaluated | None:
+    """best_format over the placements the hardware allows: the stated one; else, with an accelerator and
+    host memory (--cpu / --dram-gb), all on the GPU, the routed experts in DRAM, or layers split. The
+    highest-quality format wins; on a tie, the earlier placement."""
+    if hw.get("placement") or hw.get("accelerator") in (None, "none"):
+        return best_format(catalog, model_id, spec, wl, kv_dtype, accept=accept, **hw)
+    host = hw.get("dram_gb") is not None or hw.get("cpu") is not None
+    placements = ("gpu", "experts-on-cpu", "layer-split") if host else ("gpu",)
+    found = [
+        ev
+        for p in placements
+        if (ev := best_format(catalog, model_id, spec, wl, kv_dtype, accept=accept, **{**hw, "placement": p}))
+    ]
+    return min(found, key=lambda e: e.deployment.weights.quality_rank, default=None)
 
 
 def _same_hardware_best(catalog: Catalog, dep: Deployment, wl: Workload) -> list[tuple[Evaluated | None, str]]:

@@ -18,13 +18,14 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from dsdeploy.catalog import Catalog
+from dsdeploy.catalog.buying import Market, load_buying
 from dsdeploy.catalog.prices import PriceBook
 from dsdeploy.errors import UserError
 from dsdeploy.estimators import cost as C
 from dsdeploy.estimators.memory import Workload
 from dsdeploy.planner.bom import CostOptions, api_model_for, cost_report, predict_throughput
 from dsdeploy.planner.demand import MAX_BUSY, Demand, copies_and_utilization  # noqa: F401
-from dsdeploy.planner.plan import Evaluated, _try, format_runs_on, min_count
+from dsdeploy.planner.plan import Evaluated, _try, accelerator_of, evaluate, format_runs_on, min_count, verdict
 from dsdeploy.specs.deployment import default_engine
 from dsdeploy.specs.model import ModelSpec
 
@@ -51,7 +52,7 @@ HYBRID_CPU_BOXES = (  # (label, accelerator, cpu, sockets, dram_gb, format, plac
 )
 DISTILLS = ("r1-distill-qwen-32b", "r1-distill-llama-70b")
 LORA_BASE = "r1-distill-qwen-14b"
-SMALL_HW = ("rtx-4090", "rtx-5090", "l40s", "a100-sxm-80g", "h100-sxm", "h200-sxm")
+SMALL_HW = ("rtx-4090", "rtx-5090", "l40s", "a100-sxm-80g", "h100-sxm", "h200-sxm", "rtx-4090d", "l20", "h20")
 
 
 OptionKind = Literal["buy", "rent", "api", "hybrid", "article"]
@@ -75,6 +76,7 @@ class Option:
     utilization: float | None = None
     quality: str = ""
     cost_per_mtok_blended: float | None = None
+    verdict: str | None = None  # local options: "fits" the peak, or "queues" (holds fewer at once)
     ev: Evaluated | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
@@ -95,8 +97,26 @@ class Option:
             "copies": self.copies,
             "utilization": r(self.utilization),
             "quality": self.quality,
+            "verdict": self.verdict,
             "reasons": self.reasons,
         }
+
+
+def _market(d: Demand) -> Market | None:
+    return load_buying().get_market(d.market) if d.market else None
+
+
+def with_default_slos(d: Demand) -> tuple[Demand, dict[str, str]]:
+    """The demand with a TTFT and TPOT SLO: the stated ones, else the catalog's default (buying.toml
+    [slo]: MLPerf Inference's DeepSeek-R1 server scenario), and where each came from."""
+    slo = load_buying().slo
+    src = {
+        "ttft_ms": "stated (--ttft-ms)" if d.ttft_ms is not None else f"default: {slo.name}, {slo.ttft_ms.cite()}",
+        "tpot_ms": "stated (--tpot-ms)" if d.tpot_ms is not None else f"default: {slo.name}, {slo.tpot_ms.cite()}",
+    }
+    ttft = d.ttft_ms if d.ttft_ms is not None else slo.ttft_ms.value
+    tpot = d.tpot_ms if d.tpot_ms is not None else slo.tpot_ms.value
+    return replace(d, ttft_ms=ttft, tpot_ms=tpot), src
 
 
 def _slo(d: Demand, ttft: float, tpot: float) -> tuple[bool, list[str]]:
@@ -108,6 +128,42 @@ def _slo(d: Demand, ttft: float, tpot: float) -> tuple[bool, list[str]]:
         ok = False
         why.append(f"TPOT {tpot:,.1f} ms > SLO {d.tpot_ms:g} ms")
     return ok, why
+
+
+def _queued_ttft(perf, running: int, peak: int) -> tuple[float, list[str]]:
+    """TTFT of the last request at the peak when only `running` fit at once: it waits for
+    ⌈peak / running⌉ − 1 earlier waves, each one request's end-to-end time (derived: FIFO admission
+    as KV frees; vLLM/SGLang admit by free KV blocks)."""
+    waves = math.ceil(peak / max(1, running)) - 1
+    ttft = perf.ttft_ms + waves * perf.e2e_ms
+    return ttft, [
+        f"queues: the KV cache holds {running} of the peak's {peak} requests at once; the last waits "
+        f"{waves} × {perf.e2e_ms:,.0f} ms (one request end to end): TTFT up to {ttft:,.0f} ms"
+    ]
+
+
+def _buying_notes(dep, d: Demand, book: PriceBook) -> tuple[bool, list[str]]:
+    """(whether the accelerator can be bought in `d.market`, notes on its price, unit and market status)."""
+    notes: list[str] = []
+    acc = dep.accelerator.id if dep.accelerator is not None else None
+    if acc is None:
+        return True, notes
+    ap = book.accelerator(acc)
+    if ap.purchase.label == "unconfirmed":
+        notes.append(f"{acc} purchase price is an UNCONFIRMED estimate ({ap.purchase.source})")
+    if ap.sold_as is not None:
+        u = ap.sold_as
+        notes.append(f"sold only as whole units: {u.name}, {u.cooling}-cooled ({u.cooling_source})")
+    market = _market(d)
+    if market is None:
+        return True, notes
+    if not market.buyable(acc):
+        return False, notes + [market.why_not(d.market or "", acc)]
+    st = market.status(acc)
+    notes.append(
+        f"{acc} in {d.market}: {st.status} ({st.date}; {st.source})" + (" UNCONFIRMED" if st.unconfirmed else "")
+    )
+    return True, notes
 
 
 def cost_local(
@@ -122,9 +178,12 @@ def cost_local(
     share: float = 1.0,
     concurrency: int | None = None,
 ) -> Option | None:
-    """Cost a deployment carrying `share` of the demand."""
+    """Cost a deployment carrying `share` of the demand; with a market (`d.market`), one whose
+    accelerator is not sold there is not feasible."""
     dep = ev.deployment
-    conc = concurrency or d.peak_concurrency
+    peak = concurrency or d.peak_concurrency
+    v = verdict(ev.memory)
+    conc = min(peak, ev.memory.max_concurrency) if v == "queues" else peak  # what runs at once
     wl = Workload(d.input_len, d.output_len, conc)
     perf = predict_throughput(dep, wl, calibration)
     if perf is None:
@@ -134,25 +193,27 @@ def cost_local(
     need = d.avg_output_tok_s * share
     copies, util = copies_and_utilization(need, perf.output_tok_s_total)
     rep = cost_report(catalog, dep, wl, ev.memory, book, replace(opts, utilization=util), perf=perf)
-    ok, why = _slo(d, perf.ttft_ms, perf.tpot_ms)
+    ttft, queue_note = _queued_ttft(perf, conc, peak) if v == "queues" else (perf.ttft_ms, [])
+    ok, why = _slo(d, ttft, perf.tpot_ms)
     capex = rep["capex"] * copies
     annual = rep["annual"]["total"] * copies
-    reasons = [
-        f"{dep.describe()}" + (f" × {copies} copies" if copies > 1 else ""),
-        f"TTFT {perf.ttft_ms:,.0f} ms, TPOT {perf.tpot_ms:,.1f} ms at {conc} concurrent ({perf.label})",
-        f"{util:.1%} busy; capex {capex:,.0f}, {rep['annual']['total'] * copies:,.0f}/yr "
-        f"(energy {rep['annual']['energy'] * copies:,.0f}, {rep['power_kw']['load'] * copies:.1f} kW at load)",
-        f"cooling: {rep['cooling']['guidance']}",
-    ] + why
+    label = _label_for_copies(label, ev, copies)
+    reasons = (
+        [
+            f"{dep.describe()}"
+            + (f" × {copies} copies (capex and running costs are for all {copies})" if copies > 1 else ""),
+            f"TTFT {perf.ttft_ms:,.0f} ms, TPOT {perf.tpot_ms:,.1f} ms at {conc} concurrent ({perf.label})",
+            f"{util:.1%} busy; capex {capex:,.0f}, {rep['annual']['total'] * copies:,.0f}/yr "
+            f"(energy {rep['annual']['energy'] * copies:,.0f}, {rep['power_kw']['load'] * copies:.1f} kW at load)",
+            f"cooling: {rep['cooling']['guidance']}",
+        ]
+        + queue_note
+        + why
+    )
     if d.budget is not None and capex > d.budget:
         reasons.append(f"capex {capex:,.0f} exceeds the budget {d.budget:,.0f}")
-    if dep.accelerator is not None and book.catalog.accelerator[dep.accelerator.id].purchase.label == "unconfirmed":
-        reasons.append(
-            f"{dep.accelerator.id} purchase price is an UNCONFIRMED estimate "
-            f"({book.catalog.accelerator[dep.accelerator.id].purchase.source})"
-        )
-    if rep["server_class"] == "included" and dep.accelerator is not None and not dep.accelerator.unified_memory:
-        reasons.append(f"{dep.accelerator.id} is sold as NVL72 racks (72 GPUs); the per-GPU share of a rack is shown")
+    sellable, notes = _buying_notes(dep, d, book)
+    reasons += notes
     q = dep.weights
     return Option(
         kind=kind,
@@ -164,10 +225,11 @@ def cost_local(
         / ((d.input_len + d.output_len) / d.output_len),
         annual=annual,
         capex=capex,
-        ttft_ms=perf.ttft_ms,
+        ttft_ms=ttft,
         tpot_ms=perf.tpot_ms,
         meets_slo=ok,
-        feasible=ok and (d.budget is None or capex <= d.budget),
+        feasible=ok and sellable and (d.budget is None or capex <= d.budget),
+        verdict=v,
         reasons=reasons,
         deployment=dep.describe(),
         copies=copies,
@@ -236,15 +298,73 @@ def _unified_candidate(
     return None
 
 
-def _gpu_candidate(
-    catalog: Catalog, model_id: str, spec: ModelSpec, wl: Workload, acc, fmt, kv: str
+def _label_for_copies(label: str, ev: Evaluated, copies: int) -> str:
+    """One machine count for the price shown: 'buy 1× X' at 2 copies becomes 'buy 2× X (2 copies of 1×)'."""
+    if copies <= 1 or not label.startswith("buy "):
+        return label
+    n = ev.deployment.devices
+    head, sep, rest = label[4:].partition(", ")
+    if head.startswith(f"{n}× ") and "+" not in head:
+        acc = head[len(f"{n}× ") :]
+        return f"buy {n * copies}× {acc} ({copies} copies of {n}×){sep}{rest}"
+    return f"buy {copies} × ({head}){sep}{rest}"
+
+
+def _queueing(
+    catalog: Catalog, model_id: str, spec: ModelSpec, fmt: str, kv: str, wl: Workload, acc: str
+) -> Evaluated | None:
+    """When no layout holds the whole peak's KV cache: the fewest GPUs that hold one request, evaluated at
+    the peak, so its verdict is 'queues' (the rest wait), not dropped as if the model did not fit."""
+    one = min_count(catalog, model_id, spec, fmt, kv, Workload(wl.input_len, wl.output_len, 1), acc)
+    if one is None:
+        return None
+    at_peak = evaluate(one.deployment, wl)
+    return at_peak if verdict(at_peak.memory) == "queues" else None
+
+
+def _unit_candidate(
+    catalog: Catalog, model_id: str, spec: ModelSpec, wl: Workload, ev: Evaluated, fmt, kv: str, unit_gpus: int
 ) -> tuple[Evaluated, str] | None:
-    ev = min_count(catalog, model_id, spec, fmt.id, kv, wl, acc.id)
+    """A part sold only as a unit of `unit_gpus` (NVL72 rack): the whole unit, running as many replicas
+    of the smallest instance that fits (TP within the instance) as the unit holds."""
+    need = ev.deployment.devices
+    tp = next((t for t in range(need, unit_gpus + 1) if unit_gpus % t == 0), unit_gpus)
+    acc = accelerator_of(ev).id
+    whole = _try(
+        catalog,
+        model_id,
+        spec,
+        wl,
+        weights=fmt.id,
+        kv_dtype=kv,
+        accelerator=acc,
+        count=unit_gpus,
+        placement="gpu",
+        tp=tp,
+        engine=ev.deployment.engine.id,
+    )
+    if whole is None or not whole.memory.fits:
+        return None
+    return (
+        whole,
+        f"buy 1× {acc} rack ({unit_gpus} GPUs: {unit_gpus // tp} replicas of {tp}), {fmt.id}, {whole.deployment.engine.id}",
+    )
+
+
+def _gpu_candidate(
+    catalog: Catalog, model_id: str, spec: ModelSpec, wl: Workload, acc, fmt, kv: str, unit_gpus: int | None = None
+) -> tuple[Evaluated, str] | None:
+    ev = min_count(catalog, model_id, spec, fmt.id, kv, wl, acc.id) or _queueing(
+        catalog, model_id, spec, fmt.id, kv, wl, acc.id
+    )
     if ev is None:
         return None
+    if unit_gpus is not None:
+        return _unit_candidate(catalog, model_id, spec, wl, ev, fmt, kv, unit_gpus)
     dd = ev.deployment
     nodes = f" ({dd.nodes} nodes)" if dd.nodes > 1 else ""
-    return ev, f"buy {dd.devices}× {acc.id}{nodes}, {fmt.id}, {dd.engine.id}"
+    queues = "" if ev.memory.fits else f", queues above {ev.memory.max_concurrency} concurrent"
+    return ev, f"buy {dd.devices}× {acc.id}{nodes}, {fmt.id}, {dd.engine.id}{queues}"
 
 
 def _hybrid_candidates(
@@ -278,18 +398,22 @@ def _hybrid_candidates(
 
 
 def _buy_candidates(
-    catalog: Catalog, model_id: str, spec: ModelSpec, d: Demand, kv: str
+    catalog: Catalog, model_id: str, spec: ModelSpec, d: Demand, kv: str, units: dict[str, int] | None = None
 ) -> list[tuple[Evaluated, str]]:
+    """`units`: accelerator id → GPUs per sellable unit, for parts sold only whole (prices.toml sold_as)."""
     wl = Workload(d.input_len, d.output_len, d.peak_concurrency)
     out = []
+    units = units or {}
     for acc in catalog.accelerators.values():
         if "not stated" in acc.name:
             continue  # generic ids (form factor unknown) duplicate a specific entry
-        pick = _unified_candidate if acc.unified_memory else _gpu_candidate
         for fmt in catalog.formats.values():
             if fmt.quality_rank > d.max_quality_rank:
                 continue
-            cand = pick(catalog, model_id, spec, wl, acc, fmt, kv)
+            if acc.unified_memory:
+                cand = _unified_candidate(catalog, model_id, spec, wl, acc, fmt, kv)
+            else:
+                cand = _gpu_candidate(catalog, model_id, spec, wl, acc, fmt, kv, units.get(acc.id))
             if cand is not None:
                 out.append(cand)
     return out + _hybrid_candidates(catalog, model_id, spec, d, wl, kv)
@@ -309,7 +433,9 @@ def _cheapest_small(catalog, model_id, d, book, opts, kv, calibration, label) ->
             if ev is None:
                 continue
             o = cost_local(catalog, ev, d, book, opts, label, kind="article", calibration=calibration)
-            if o is not None and o.meets_slo is not False and (best is None or o.annual < best.annual):
+            # the cheapest that is feasible (meets the SLOs, can be bought), else the cheapest: the article's
+            # alternative is shown with what it implies either way
+            if o is not None and (best is None or (not o.feasible, o.annual) < (not best.feasible, best.annual)):
                 best = o
     return best
 
@@ -333,7 +459,8 @@ class _Ask:
 
 def _costed_buys(a: _Ask) -> list[Option]:
     buys: list[Option] = []
-    for ev, label in _buy_candidates(a.catalog, a.model_id, a.spec, a.d, a.kv):
+    units = {k: p.sold_as.gpus for k, p in a.book.catalog.accelerator.items() if p.sold_as is not None}
+    for ev, label in _buy_candidates(a.catalog, a.model_id, a.spec, a.d, a.kv, units):
         try:
             o = cost_local(a.catalog, ev, a.d, a.book, a.opts, label, calibration=a.calibration)
         except UserError:
@@ -349,9 +476,11 @@ def _spanning(buys: list[Option]) -> list[Option]:
     seen, kept = set(), []
     for o in buys:
         assert o.ev is not None  # cost_local's options carry their evaluation
-        w = o.ev.deployment.weights
+        dep = o.ev.deployment
+        w = dep.weights
         low_bit = sum(s.value for s in w.bpw.values()) / len(w.bpw) < 7.5
-        key = (o.label.split(",")[0].split("× ", 1)[-1], low_bit)
+        host = dep.cpu.id if dep.cpu is not None and dep.placement != "gpu" else None
+        key = (dep.accelerator.id if dep.accelerator else None, dep.placement, host, low_bit)
         if key in seen:
             continue
         seen.add(key)
@@ -458,6 +587,13 @@ def _demand_dict(d: Demand) -> dict:
     }
 
 
+def _market_dict(d: Demand) -> dict | None:
+    m = _market(d)
+    if m is None:
+        return None
+    return {"id": d.market, "name": m.name, "rules": m.rules, "date": m.date, "source": m.source}
+
+
 def recommend(
     catalog: Catalog,
     model_id: str,
@@ -473,6 +609,8 @@ def recommend(
 ) -> dict:
     t0 = time.perf_counter()
     opts.validate()
+    _market(d)  # an unknown market id is bad input: say so before any work
+    d, slo_source = with_default_slos(d)
     a = _Ask(
         catalog, model_id, spec, d, book, opts, kv_dtype, calibration, api_model_for(model_id), api_date, api_cache_hit
     )
@@ -495,7 +633,7 @@ def recommend(
     return {
         "model": model_id,
         "currency": book.currency,
-        "demand": _demand_dict(d),
+        "demand": _demand_dict(d) | {"slo_source": slo_source, "market": _market_dict(d)},
         "options": [dict(rank=i + 1, **o.to_dict()) for i, o in enumerate(shown)],
         "considered": len(buys) + len(options) - len(kept),
         "elapsed_s": round(time.perf_counter() - t0, 3),
@@ -515,13 +653,15 @@ def _ev_for(catalog, o: Option, spec, d: Demand, kv: str, conc: int) -> Evaluate
 
 
 def _rent_option(catalog, o: Option, d: Demand, book: PriceBook, opts: CostOptions, buys_by_label) -> Option | None:
-    acc_id = o.label.split("× ", 1)[-1].split(",")[0].split(" ")[0] if "× " in o.label else None
-    if acc_id is None or acc_id not in catalog.accelerators:
+    """The same GPUs rented on demand, 24/7: devices × copies GPU-hours (GPU placement only)."""
+    dep = o.ev.deployment if o.ev is not None else None
+    if dep is None or dep.accelerator is None or dep.placement != "gpu":
         return None
+    acc_id = dep.accelerator.id
     ap = book.catalog.accelerator.get(acc_id)
-    if ap is None or ap.rent_hour is None or "+" in o.label:
+    if ap is None or ap.rent_hour is None:
         return None
-    n = int(o.label.split("buy ", 1)[-1].split("×")[0]) * o.copies
+    n = dep.devices * o.copies
     staff = (opts.staff_fte if opts.staff_fte is not None else book.catalog.staff.fte.value) * (
         opts.salary if opts.salary is not None else book.money(book.catalog.staff.salary)
     )
@@ -657,6 +797,7 @@ HOSPITAL = dict(
     tpot_ms=100.0,
     on_prem=True,
     max_quality_rank=1,
+    market="cn",
 )
 
 

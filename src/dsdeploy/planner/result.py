@@ -160,9 +160,11 @@ def plan_result(
     """The full answer for one deployment: verdict, memory per device, alternatives, performance."""
     dep, m = ev.deployment, ev.memory
     unconfirmed: list[str] = []  # filled below, from what the memory and performance models read
+    v = planner.verdict(m)
     out: dict[str, Any] = {
         "fits": m.fits,
-        "reason": m.reason,
+        "verdict": v,
+        "reason": _queue_reason(m, wl) if v == "queues" else m.reason,
         "binding": m.binding,
         "binding_text": binding_text(ev, wl),
         "weights_bytes_total": int(m.weights_bytes_total),
@@ -189,8 +191,9 @@ def plan_result(
     perf_dict = None
     mod = performance_module() if with_performance else None
     with record_reads() as perf_reads:
-        if mod is not None and m.fits:
-            perf_dict = mod.predict(dep, wl, calibration=calibration).to_dict()
+        if mod is not None and v != "does not fit":
+            run = wl if m.fits else Workload(wl.input_len, wl.output_len, m.max_concurrency)  # queues: what runs
+            perf_dict = mod.predict(dep, run, calibration=calibration).to_dict()
             out["performance"] = perf_dict
             out["performance_sweep"] = [
                 p.to_dict() for p in mod.sweep(dep, wl, m.max_concurrency, calibration=calibration)
@@ -198,6 +201,15 @@ def plan_result(
     unconfirmed += planner.unconfirmed_inputs(dep, wl, perf_reads.values())
     out["labels"] = _labels(dep, unconfirmed, perf_dict)
     return out
+
+
+def _queue_reason(m, wl: Workload) -> str:
+    n = m.max_concurrency
+    return (
+        f"queues: the weights fit and the KV cache holds {m.kv_capacity_tokens:,} tokens, {n:,} requests of "
+        f"{wl.tokens_per_request:,} tokens at once; the other {wl.concurrency - n:,} of the {wl.concurrency:,} "
+        f"requested wait for a free slot"
+    )
 
 
 def _device_dict(d) -> dict[str, Any]:
@@ -270,6 +282,65 @@ def best_format_result(
     res["mode"] = "best-format"
     res["found"] = True
     return res
+
+
+def _slo_check(wl: Workload, calibration, ttft_ms: float | None, tpot_ms: float | None):
+    """(accept, why not) for `best_model`: the predicted TTFT/TPOT at the workload within the SLOs."""
+    if ttft_ms is None and tpot_ms is None:
+        return None, ""
+    mod = performance_module()
+    if mod is None:
+        raise UserError("--ttft-ms/--tpot-ms need the performance model (dsdeploy.estimators.performance)")
+
+    def accept(ev: Evaluated) -> bool:
+        p = mod.predict(ev.deployment, wl, calibration=calibration)
+        return (ttft_ms is None or p.ttft_ms <= ttft_ms) and (tpot_ms is None or p.tpot_ms <= tpot_ms)
+
+    slo = ", ".join(f"{k} ≤ {v:g} ms" for k, v in (("TTFT", ttft_ms), ("TPOT", tpot_ms)) if v is not None)
+    return accept, f"fits, but no format of it meets the SLOs ({slo}) at this workload"
+
+
+def best_model_result(
+    catalog: Catalog,
+    wl: Workload,
+    kv_dtype: str,
+    calibration=None,
+    ttft_ms: float | None = None,
+    tpot_ms: float | None = None,
+    **hw,
+) -> dict[str, Any]:
+    """`plan --best-model`: the most capable DeepSeek model and format that fit the given hardware
+    (and meet the SLOs, if given), with the reason and the more capable models passed over."""
+    accept, why = _slo_check(wl, calibration, ttft_ms, tpot_ms)
+    search = planner.best_model(catalog, wl, kv_dtype, accept=accept, why_not_accepted=why, **hw)
+    head = {
+        "mode": "best-model",
+        "slo": {"ttft_ms": ttft_ms, "tpot_ms": tpot_ms},
+        "passed_over": search.passed_over,
+    }
+    ev = search.found
+    if ev is None:
+        return head | {
+            "found": False,
+            "kv_dtype": kv_dtype,
+            "workload": _workload(wl),
+            "hardware_request": {k: v for k, v in hw.items() if v is not None},
+            "reason": "no catalog DeepSeek model fits this hardware at this workload"
+            + (" within the SLOs" if accept else ""),
+        }
+    dep = ev.deployment
+    rank = catalog.models[dep.model_id].capability_rank
+    assert rank is not None  # best_model only ranks models that have one
+    above = ", ".join(f"{p['model']} ({p['why']})" for p in search.passed_over)
+    reason = (
+        f"{dep.model_id} is the most capable catalog DeepSeek model (capability rank {rank.value:g}: {rank.source}) "
+        f"that fits {dep.describe().split(' on ', 1)[-1]}"
+        + (" within the SLOs" if accept else "")
+        + f"; {dep.weights.id} is its best-quality format that does (quality rank {dep.weights.quality_rank})"
+        + (f". More capable, passed over: {above}" if above else "")
+    )
+    res = plan_result(catalog, ev, wl, calibration=calibration)
+    return res | head | {"found": True, "best_model_reason": reason}
 
 
 # ---------------------------------------------------------------------------------- model

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 from dsdeploy.catalog import Catalog
 from dsdeploy.estimators.cost import SEED_KWH_PER_YEAR, SEED_PRICE_PER_KWH
-from dsdeploy.estimators.memory import Workload
+from dsdeploy.estimators.memory import Workload, kv_tp_split
 from dsdeploy.estimators.power import HOURS_PER_YEAR
 from dsdeploy.planner import plan as planner
 from dsdeploy.planner.options import DeploymentOptions, build
@@ -159,18 +159,24 @@ def claims(catalog: Catalog) -> list[Claim]:
         )
     )
 
-    # 3. 20 % reserve for KV cache
-    reserve = 0.2 * 8 * dev.capacity_bytes
-    tokens = kv_tokens_in(catalog, reserve, spec=spec)
+    # 3. 20 % reserve for KV cache. Per GPU, as the memory plan counts it: MLA's latent is replicated on
+    # every TP rank (estimators/memory.py kv_tp_split = 1), so each GPU's 20 % holds whole-token KV and
+    # the 8 GPUs' reserves hold the same tokens, not 8× as many.
+    reserve = 0.2 * dev.capacity_bytes
+    kv_dev_tok = dev.kv_bytes_per_token  # bytes per token on one GPU (the memory plan's figure)
+    tokens = int(reserve // kv_dev_tok)
     kv_tok = spec.kv_bytes_per_token(2)
+    split = kv_tp_split(ev.deployment)
     out.append(
         Claim(
             "kv-reserve-20pct",
             "二.1 显存需求计算",
             "需额外预留20%显存应对KV缓存膨胀",
             "reserve an extra 20 % of GPU memory for KV-cache growth",
-            f"R1's MLA cache is {kv_tok:,.0f} B/token at BF16 (replicated on each TP rank); 20 % of 640 GB = {reserve / 1e9:,.0f} GB "
-            f"would hold {tokens:,} tokens per replica ≈ {tokens // SEED_WORKLOAD.tokens_per_request:,} requests of 2,048 tokens",
+            f"R1's MLA cache is {kv_tok:,.0f} B/token at BF16, {kv_dev_tok:,.0f} B/token on each GPU (the latent is "
+            f"replicated on all 8 TP ranks: split {split} way{'s' if split > 1 else ''}); 20 % of one GPU's "
+            f"{dev.capacity_bytes / 1e9:,.0f} GB = {reserve / 1e9:,.0f} GB holds {tokens:,} tokens "
+            f"≈ {tokens // SEED_WORKLOAD.tokens_per_request:,} requests of 2,048 tokens (the same tokens on every GPU)",
             float(tokens),
             None,
             "misleading",

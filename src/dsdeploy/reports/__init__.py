@@ -31,3 +31,9 @@ def perf_cell(v) -> str:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         return "—" if v is None else str(v)
     return fmt_num(v)
+
+
+def verdict_of(res: dict) -> str:
+    """The plan's verdict ('fits', 'queues', 'does not fit'); plan dicts saved before the `verdict` key
+    say only `fits`."""
+    return res.get("verdict") or ("fits" if res["fits"] else "does not fit")

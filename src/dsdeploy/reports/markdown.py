@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dsdeploy.reports import fmt_num, gb, perf_cell
+from dsdeploy.reports import fmt_num, gb, perf_cell, verdict_of
 
 
 def _esc(s: str) -> str:
@@ -23,7 +23,7 @@ def plan_markdown(res: dict) -> str:
         f"KV cache {res['kv_dtype']}; tp {par['tp']}, pp {par['pp']}, ep {par['ep']}, dp-attention {par['dp_attention']}; "
         f"workload {wl['input_len']:,} input + {wl['output_len']:,} output tokens, concurrency {wl['concurrency']}."
     )
-    L += ["", f"**Verdict: {'FITS' if res['fits'] else 'DOES NOT FIT'}** — {res['reason']}", ""]
+    L += ["", f"**Verdict: {verdict_of(res).upper()}** — {res['reason']}", ""]
     L += [f"**Binding constraint:** {res['binding_text']}", ""]
     L.append(
         f"Weights in total {gb(res['weights_bytes_total'])} GB; KV cache {fmt_num(res['kv_bytes_per_token'])} B per token; "

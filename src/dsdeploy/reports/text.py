@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 
-from dsdeploy.reports import fmt_num, gb, perf_cell
+from dsdeploy.reports import fmt_num, gb, perf_cell, verdict_of
 
 PERF_COLUMNS = (
     ("concurrency", "conc."),
@@ -90,7 +90,11 @@ def performance_table(res: dict) -> Table | None:
 
 def render_plan(res: dict, console: Console | None = None) -> None:
     c = console or Console()
-    verdict = "[bold green]FITS[/bold green]" if res["fits"] else "[bold red]DOES NOT FIT[/bold red]"
+    verdict = {
+        "fits": "[bold green]FITS[/bold green]",
+        "queues": "[bold yellow]QUEUES[/bold yellow]",
+        "does not fit": "[bold red]DOES NOT FIT[/bold red]",
+    }[verdict_of(res)]
     wl = res["workload"]
     par = res["parallelism"]
     head = (
@@ -101,7 +105,7 @@ def render_plan(res: dict, console: Console | None = None) -> None:
     )
     c.print(Panel(head, title="dsdeploy plan", expand=False))
     reason = res["reason"]
-    for prefix in ("does not fit: ", "fits: "):
+    for prefix in ("does not fit: ", "fits: ", "queues: "):
         if reason.startswith(prefix):
             reason = reason[len(prefix) :]
     c.print(f"{verdict}: {reason}")
@@ -115,7 +119,7 @@ def render_plan(res: dict, console: Console | None = None) -> None:
     perf = res.get("performance")
     if perf:
         c.print(
-            f"[bold]Predicted at concurrency {wl['concurrency']}:[/bold] TTFT {perf_cell(perf.get('ttft_ms'))} ms, "
+            f"[bold]Predicted at concurrency {perf.get('concurrency', wl['concurrency'])}:[/bold] TTFT {perf_cell(perf.get('ttft_ms'))} ms, "
             f"TPOT {perf_cell(perf.get('tpot_ms'))} ms, {perf_cell(perf.get('decode_tok_s_per_user'))} tok/s per user, "
             f"{perf_cell(perf.get('output_tok_s_total'))} output tok/s in total "
             f"({perf.get('label', '')}, {band_text(perf.get('band'))})"
@@ -177,6 +181,16 @@ def render_best_format(res: dict, console: Console | None = None) -> None:
         c.print(f"[bold red]No format fits:[/bold red] {res['reason']}")
         return
     c.print(f"[bold]Best-quality weight format that fits: {res['weights']}[/bold]")
+    render_plan(res, c)
+
+
+def render_best_model(res: dict, console: Console | None = None) -> None:
+    c = console or Console()
+    if not res["found"]:
+        c.print(f"[bold red]No model fits:[/bold red] {res['reason']}")
+        return
+    c.print(f"[bold]Best model that fits: {res['model']} ({res['weights']})[/bold]")
+    c.print(res["best_model_reason"])
     render_plan(res, c)
 
 

@@ -169,7 +169,7 @@ def _check_format_hardware(fmt: WeightFormat, acc: Accelerator | None) -> None:
         archs = ", ".join(fmt.runs_on_arch or [])
         raise UserError(
             f"{fmt.id} weights do not run on {acc.id} ({acc.arch}): they need {archs} ({fmt.runs_on_source}); "
-            "use fp8, int8 or awq-int4 weights on this accelerator"
+            f"choose weights that run there (`dsdeploy plan --best-format --accelerator {acc.id}` lists the best)"
         )
 
 
@@ -257,8 +257,14 @@ def _host_memory(
     if cpu is None:
         notes.append("no --cpu given: host memory bandwidth is unknown; assuming a dual-channel DDR5-4800 desktop")
     if dram_gb is None:
-        dram_gb = DEFAULT_DRAM_GB_PER_SOCKET * cpu_sockets
-        notes.append(f"no --dram-gb given: assuming {dram_gb:g} GB of host memory")
+        measured = cpu.max_dram_gb if cpu is not None else None
+        if measured is not None and measured.source.startswith("measured"):
+            # `doctor --save` stores the installed RAM (MemTotal) per socket: use what this machine has
+            dram_gb = measured.value * cpu_sockets
+            notes.append(f"no --dram-gb given: {dram_gb:,.1f} GB of host memory ({measured.source}, MemTotal)")
+        else:
+            dram_gb = DEFAULT_DRAM_GB_PER_SOCKET * cpu_sockets
+            notes.append(f"no --dram-gb given: assuming {dram_gb:g} GB of host memory")
     return dram_gb
 
 

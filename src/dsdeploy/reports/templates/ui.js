@@ -26,7 +26,7 @@
         }
         document.getElementById("sections").innerHTML = res.body.html;
         history.replaceState(null, "", "/?" + q.toString());
-        status.textContent = res.body.plan.fits ? "fits" : "does not fit";
+        status.textContent = res.body.plan.verdict || (res.body.plan.fits ? "fits" : "does not fit");
       })
       .catch(function (e) {
         if (mine !== seq) { return; }

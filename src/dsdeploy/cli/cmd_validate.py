@@ -105,9 +105,9 @@ def register(app: typer.Typer) -> None:
         new = calibrate(cat, rows, fitted_on=file.name, fill_rows=fill)
         if merge:
             shipped = load_calibration(None)
-            keys = {(g.engine, g.hw_class) for g in new.groups}
+            keys = {(g.engine, g.hw_class, g.epoch) for g in new.groups}
             new = Calibration(
-                groups=new.groups + tuple(g for g in shipped.groups if (g.engine, g.hw_class) not in keys),
+                groups=new.groups + tuple(g for g in shipped.groups if (g.engine, g.hw_class, g.epoch) not in keys),
                 fitted_on=new.fitted_on,
                 default_band=new.default_band,
                 meta=new.meta,
@@ -117,16 +117,18 @@ def register(app: typer.Typer) -> None:
         write_text(output, calibration_to_toml(new))
         con = Console()
         t = Table(title=f"fitted groups → {output}")
-        for c in ("engine", "hw class", "rows", "bw eff", "compute eff", "overhead µs/layer", "band"):
+        for c in ("engine", "hw class", "epoch", "rows", "bw eff", "compute eff", "m½", "overhead µs/step", "band"):
             t.add_column(c)
         for g in new.groups:
             t.add_row(
                 g.engine,
                 g.hw_class,
+                g.epoch or "—",
                 str(g.rows),
                 f"{g.bw_eff:.3f}",
                 f"{g.compute_eff:.4f}",
-                f"{g.layer_overhead_us:.1f}",
+                f"{g.m_half:.0f}",
+                f"{g.step_overhead_us:.1f}",
                 f"±{100 * g.band:.0f}%",
             )
         con.print(t)

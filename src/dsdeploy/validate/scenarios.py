@@ -3,6 +3,15 @@
 Columns are matched by name; unknown extra columns are ignored. A row that cannot be predicted
 gets a reason instead (an unknown id, a missing field). Where a row lacks its workload, documented
 defaults are used and listed in the row's `defaults` field.
+
+Schema v2 (SCHEMA.md) adds optional columns, all of which older files may lack:
+- `engine_version`, `date`: the engine build and the run's date; the date's half-year is the
+  release epoch whose efficiency the row is predicted (and fitted) with;
+- `role`: `aggregated` (default), `prefill` or `decode` (one side of a PD-disaggregated system,
+  predicted for that side alone);
+- `arrival`: how the benchmark client sent requests: `burst` (default: `vllm bench serve` /
+  InferenceX / SGLang bench_serving with a max concurrency start every request at once, then
+  replace each finished one), `steady` or `rate` (with `request_rate`, requests/s).
 """
 
 from __future__ import annotations
@@ -14,9 +23,9 @@ from pathlib import Path
 
 from dsdeploy.catalog import Catalog
 from dsdeploy.errors import UserError
-from dsdeploy.estimators.calibration import Calibration
-from dsdeploy.estimators.memory import Workload
-from dsdeploy.estimators.performance import predict, prefill_time
+from dsdeploy.estimators.calibration import Calibration, epoch_of
+from dsdeploy.estimators.memory import Workload, plan_memory
+from dsdeploy.estimators.performance import ARRIVALS, ROLES, hw_class, predict, prefill_time, serving_capacity_tokens
 from dsdeploy.specs.deployment import Deployment, resolve_deployment
 from dsdeploy.specs.model import ModelSpec, load_model_spec
 
@@ -30,6 +39,7 @@ METRICS = (
     "ttft_ms",
     "e2e_ms",
 )
+BAND_CONFIDENCE = 0.8  # each row's band covers this share of held-out errors (fit.py sizes it)
 DEFAULT_INPUT = 512
 DEFAULT_OUTPUT = 256
 
@@ -55,6 +65,25 @@ class Row:
         return self.get("id")
 
     @property
+    def epoch(self) -> str:
+        """Release epoch of the engine build (half-year of `date`); '' when the row has no date."""
+        return epoch_of(self.get("date"))
+
+    @property
+    def role(self) -> str:
+        r = self.get("role") or "aggregated"
+        if r not in ROLES:
+            raise UserError(f"row {self.id}: role must be one of {', '.join(ROLES)}, got {r!r}")
+        return r
+
+    @property
+    def arrival(self) -> str:
+        a = self.get("arrival") or "burst"
+        if a not in ARRIVALS:
+            raise UserError(f"row {self.id}: arrival must be one of {', '.join(ARRIVALS)}, got {a!r}")
+        return a
+
+    @property
     def source_key(self) -> str:
         s = self.get("source")
         for sep in (" (", " ;", ","):
@@ -77,6 +106,8 @@ class RowResult:
     defaults: list[str] = field(default_factory=list)
     scope: str = ""
     ambiguity: str = ""
+    band: float | None = None  # relative half-width of the p80 interval (BAND_CONFIDENCE)
+    role: str = "aggregated"
 
     def to_dict(self) -> dict:
         return {
@@ -92,6 +123,9 @@ class RowResult:
             "defaults": self.defaults,
             "scope": self.scope,
             "ambiguity": self.ambiguity,
+            "band": self.band,
+            "band_confidence": BAND_CONFIDENCE,
+            "role": self.role,
         }
 
 
@@ -211,40 +245,50 @@ def row_deployment(cat: Catalog, row: Row) -> tuple[Deployment, Workload, list[s
     return dep, Workload(inp, out, conc), defaults
 
 
-def predict_metric(dep: Deployment, wl: Workload, metric: str, row: Row, cal: Calibration) -> float:
-    from dsdeploy.estimators.calibration import Calibration as _C  # noqa: F401
-    from dsdeploy.estimators.performance import hw_class
+def row_capacity(dep: Deployment, wl: Workload) -> int:
+    """KV tokens the engine holds for this row (calibration-independent; the fit computes it once)."""
+    return serving_capacity_tokens(dep, plan_memory(dep, Workload(wl.input_len, wl.output_len, 1)))
 
-    if metric == "prefill_tok_s" and row.get("prefill_basis") != "per_gpu":
-        p, _ = cal.lookup(dep.engine.id, hw_class(dep))
-        t, _ = prefill_time(dep, p, max(1, wl.input_len))
-        return wl.input_len / t
-    if metric == "prefill_tok_s":  # per_gpu aggregate: a full batch of prompts
-        p, _ = cal.lookup(dep.engine.id, hw_class(dep))
-        seqs = max(1, wl.concurrency // max(1, dep.replicas))
+
+def predict_metric(
+    dep: Deployment, wl: Workload, metric: str, row: Row, cal: Calibration, capacity: int | None = None
+) -> float:
+    """The row's metric, predicted for its role, arrival process and engine epoch."""
+    epoch = row.epoch or None
+    if metric == "prefill_tok_s":
+        p, _ = cal.lookup(dep.engine.id, hw_class(dep), epoch)
+        if row.get("prefill_basis") != "per_gpu":
+            t, _ = prefill_time(dep, p, max(1, wl.input_len))
+            return wl.input_len / t
+        seqs = max(1, wl.concurrency // max(1, dep.replicas))  # per_gpu aggregate: a full batch of prompts
         t, _ = prefill_time(dep, p, max(1, wl.input_len), seqs=seqs)
         return wl.input_len * seqs * dep.replicas / t / max(1, dep.devices)
-    pr = predict(dep, wl, cal)
+    if capacity is None:
+        capacity = row_capacity(dep, wl)
+    pr = predict(dep, wl, cal, arrival=row.arrival, role=row.role, epoch=epoch, capacity_tokens=capacity)
     if metric == "decode_tok_s_per_user":
         if dep.engine.id == "trtllm":  # TRT-LLM divides by the whole request latency (SCHEMA.md)
             return wl.output_len / (pr.e2e_ms / 1e3) if wl.output_len else pr.decode_tok_s_per_user
         return pr.decode_tok_s_per_user
-    if metric == "output_tok_s_total":
-        return pr.output_tok_s_total
-    if metric == "output_tok_s_per_gpu":
-        return pr.output_tok_s_total / max(1, dep.devices)
-    if metric == "tpot_ms":
-        return pr.tpot_ms
-    if metric == "ttft_ms":
-        return pr.ttft_ms
-    if metric == "e2e_ms":
-        return pr.e2e_ms
-    raise UserError(f"unknown metric {metric!r}")
+    values = {
+        "output_tok_s_total": pr.output_tok_s_total,
+        "output_tok_s_per_gpu": pr.output_tok_s_total / max(1, dep.devices),
+        "tpot_ms": pr.tpot_ms,
+        "ttft_ms": pr.ttft_ms,
+        "e2e_ms": pr.e2e_ms,
+    }
+    if metric not in values:
+        raise UserError(f"unknown metric {metric!r}")
+    return values[metric]
+
+
+def row_band(dep: Deployment, row: Row, cal: Calibration) -> float:
+    """The p80 relative half-width of the row's calibration group (the roofline's when none)."""
+    p, label = cal.lookup(dep.engine.id, hw_class(dep), row.epoch or None)
+    return cal.default_band if label == "roofline" else p.band
 
 
 def evaluate_rows(cat: Catalog, rows: list[Row], cal: Calibration) -> list[RowResult]:
-    from dsdeploy.estimators.performance import hw_class
-
     out = []
     for row in rows:
         metric = row.get("metric")
@@ -271,6 +315,7 @@ def evaluate_rows(cat: Catalog, rows: list[Row], cal: Calibration) -> list[RowRe
         try:
             dep, wl, defaults = row_deployment(cat, row)
             pred = predict_metric(dep, wl, metric, row, cal)
+            band = row_band(dep, row, cal)
         except UserError as exc:
             out.append(RowResult(predicted=None, ape=None, reason=str(exc).split(". Known")[0], **base))
             continue
@@ -285,6 +330,8 @@ def evaluate_rows(cat: Catalog, rows: list[Row], cal: Calibration) -> list[RowRe
                 reason="",
                 defaults=defaults,
                 group=f"{dep.engine.id}/{hw_class(dep)}",
+                band=band,
+                role=row.get("role") or "aggregated",
                 **base,
             )
         )

@@ -152,9 +152,16 @@ def test_calibrate_roundtrip(tmp_path):
 
     cal = load_calibration(out)
     # T1 (unified), T2 (gpu) and T4 (cpu) are alone in their families and (engine, hardware class)
-    # groups, so nothing is fitted (a fit needs 2 rows): only the physics prior is written, with 0
-    # rows (T3's accelerator is unknown)
-    assert [(g.engine, g.hw_class, g.rows) for g in cal.groups] == [("*", "*", 0)]
+    # groups, so nothing is fitted (a fit needs 2 rows): only the physics priors are written, with
+    # 0 rows: the global fallback and one per hardware family (T3's accelerator is unknown)
+    assert [(g.engine, g.hw_class, g.rows) for g in cal.groups] == [
+        ("*", "*", 0),
+        ("physics", "gpu", 0),
+        ("physics", "gpu-amd", 0),
+        ("physics", "hybrid", 0),
+        ("physics", "cpu", 0),
+        ("physics", "unified", 0),
+    ]
     empty = tmp_path / "roofline.toml"  # no groups: the pure roofline
     empty.write_text("")
     before = json.loads(_cli("validate", str(FIXTURE), "--json", "--calibration", str(empty)).stdout)

@@ -15,6 +15,8 @@ Per (engine, hardware class[, release epoch]) group, four bounded knobs, each wi
   per step whatever the model's depth;
 - `moe_bw_eff`: the bandwidth share routed experts stream at on GPUs (grouped-GEMM kernels with a
   few rows per expert reach less than dense GEMMs);
+- `request_ms`: what a request pays once before its first token outside the GPU steps (HTTP,
+  tokenisation, admission, the first chunk's scheduling), added to TTFT;
 - `kernel_us`: latency per kernel launched (launch, ramp and tail), times the kernels the
   architecture runs per step (estimators/performance.py `step_kernels`), added to the step.
 """
@@ -44,6 +46,7 @@ PARAM_BOUNDS = {
     "step_overhead_us": (0.0, 20000.0),
     "kernel_us": (0.0, 30.0),
     "moe_bw_eff": (0.1, 0.95),
+    "request_ms": (0.0, 500.0),
 }
 
 ROOFLINE = {
@@ -71,7 +74,10 @@ ENGINE_FAMILY = {
 
 
 def class_family(hw_class: str) -> str:
-    """Hardware family of a calibration class: gpu, hybrid, cpu or unified."""
+    """Hardware family of a calibration class: gpu, gpu-amd (ROCm's kernels are another stack),
+    hybrid, cpu or unified."""
+    if hw_class.endswith("-amd") or hw_class == "gpu-amd":
+        return "gpu-amd"
     if hw_class.startswith(("datacenter-gpu", "pcie-gpu")) or hw_class == "gpu":
         return "gpu"
     return hw_class
@@ -95,6 +101,7 @@ class GroupParams:
     m_half: float = 64.0
     kernel_us: float = 0.0
     moe_bw_eff: float = 0.8
+    request_ms: float = 0.0
     epoch: str = ""  # "" = any release; else the half-year of the builds it was fitted on
     rows: int = 0
     band: float = 0.5  # relative half-width covering 80 % of held-out errors (p80)
@@ -124,13 +131,21 @@ class Calibration:
             seen.add(fam)
             fam = ENGINE_FAMILY.get(fam, "")
             label = "calibrated-borrowed"
-        for key in (("*", class_family(hw_class), ""), ("*", "*", "")):
+        fam_keys = [("*", class_family(hw_class), "")]
+        if class_family(hw_class) == "gpu-amd":
+            fam_keys.append(("*", "gpu", ""))  # an unfitted ROCm family borrows the GPU family
+        for key in (*fam_keys, ("*", "*", "")):
             if key in by_key:
                 return by_key[key], "calibrated-borrowed"
         return (
             GroupParams(engine, hw_class, band=self.default_band, source=ROOFLINE_SOURCE, **ROOFLINE),
             "roofline",
         )
+
+    def physics(self, hw_class: str) -> GroupParams | None:
+        """The physics prior of a hardware family (engine "physics"), if the file carries one."""
+        by_key = {(g.engine, g.hw_class): g for g in self.groups}
+        return by_key.get(("physics", class_family(hw_class))) or by_key.get(("physics", "gpu"))
 
     @staticmethod
     def _at(by_key: dict, engine: str, hw_class: str, epoch: str | None) -> GroupParams | None:
@@ -171,6 +186,7 @@ def parse_calibration(raw: dict, where: str) -> Calibration:
                 m_half=float(g.get("m_half", ROOFLINE["m_half"])),
                 kernel_us=float(g.get("kernel_us", 0.0)),
                 moe_bw_eff=float(g.get("moe_bw_eff", g.get("bw_eff"))),
+                request_ms=float(g.get("request_ms", 0.0)),
                 epoch=str(g.get("epoch", "")),
                 rows=int(g.get("rows", 0)),
                 band=float(g.get("band", 0.5)),
@@ -221,6 +237,7 @@ def calibration_to_toml(cal: Calibration) -> str:
                 "step_overhead_us": round(g.step_overhead_us, 1),
                 "kernel_us": round(g.kernel_us, 2),
                 "moe_bw_eff": round(g.moe_bw_eff, 4),
+                "request_ms": round(g.request_ms, 1),
                 "rows": g.rows,
                 "band": round(g.band, 3),
                 "source": g.source,

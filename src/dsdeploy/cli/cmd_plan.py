@@ -42,6 +42,7 @@ def register(app: typer.Typer) -> None:
         accelerator: opt.Accelerator = None,
         count: opt.Count = None,
         nodes: opt.Nodes = 1,
+        network: opt.Network = None,
         engine: opt.Engine = None,
         placement: opt.Placement = None,
         tp: opt.Tp = None,
@@ -156,6 +157,7 @@ def register(app: typer.Typer) -> None:
             dram=dram,
             dram_gb=dram_gb,
             mtp=mtp,
+            scale_out=network,
         )
         ev = planner.evaluate(dep, wl)
         alts = planner.alternatives(cat, dep, wl)

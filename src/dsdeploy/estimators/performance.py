@@ -48,7 +48,8 @@ fraction of total or of free memory, engines.toml; requests hold input + output/
 average), and the arrival process of the client:
 - `steady`: a closed loop of c clients in steady state. λ = B / E2E; ρ = λ·t_prefill (share of time
   spent prefilling, chunked prefill interleaved with decode); TPOT = t_decode(B) / (1 − ρ);
-  TTFT = t_prefill + ρ·t_prefill / (2(1 − ρ)) + one step; solved by bisection.
+  TTFT = t_prefill + ρ·t_prefill / (2(1 − ρ)) + one step (+ the per-request `request_ms`: HTTP,
+  tokenisation, admission); solved by bisection.
 - `burst`: all c requests start at once (`vllm bench serve --max-concurrency`, InferenceX): the
   prompts are prefilled together in chunks of max_batched_tokens; a request's TTFT is the time
   until its chunk is done (mean over the burst), and its decode shares the GPU with the rest of
@@ -61,7 +62,7 @@ interference; the first token comes from the prefill side).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from dsdeploy.catalog.schema import Link
 from dsdeploy.estimators.calibration import Calibration, GroupParams
@@ -537,6 +538,34 @@ def decode_step(dep: Deployment, p: GroupParams, batch: int, context: float) -> 
     return step_cost(dep, p, tokens, batch, context, prefill=False, gpu_layers=gl)
 
 
+# ------------------------------------------------------------------------------ parameters
+VENDOR_BLAS_FORMATS = ("bf16", "fp16")
+
+
+def group_params(dep: Deployment, cal: Calibration, epoch: str | None = None) -> tuple[GroupParams, str]:
+    """The efficiency factors for a deployment: its (engine, class, epoch) group.
+
+    The groups are fitted on DeepSeek's MLA + MoE models with block-scaled FP8/FP4 or GGUF
+    weights, where engines run their own kernels (grouped MoE GEMMs, MLA, block-quantised GEMMs).
+    A dense GQA model with BF16/FP16 weights runs the vendor's BLAS and FlashAttention in every
+    engine, so none of that fitted slowness applies to it: its GEMM efficiency, bandwidth, tile
+    size and kernel latency are the better of the group's and the hardware family's physics
+    prior; only the engine's per-step overhead is the group's."""
+    p, label = cal.lookup(dep.engine.id, hw_class(dep), epoch)
+    m = dep.model
+    if dep.weights.id in VENDOR_BLAS_FORMATS and not m.is_moe and m.attention != "mla":
+        ph = cal.physics(hw_class(dep))
+        if ph is not None:
+            p = replace(
+                p,
+                bw_eff=max(p.bw_eff, ph.bw_eff),
+                compute_eff=max(p.compute_eff, ph.compute_eff),
+                m_half=min(p.m_half, ph.m_half),
+                kernel_us=min(p.kernel_us, ph.kernel_us),
+            )
+    return p, label
+
+
 # ------------------------------------------------------------------------------ serving
 def serving_capacity_tokens(dep: Deployment, mem: MemoryPlan) -> int:
     """KV tokens the engine really holds. The memory plan applies each engine's memory fraction to
@@ -640,7 +669,7 @@ def predict(
 
         calibration = shipped_calibration()
     cal = calibration
-    p, label = cal.lookup(dep.engine.id, hw_class(dep), epoch)
+    p, label = group_params(dep, cal, epoch)
     notes: list[str] = []
     if capacity_tokens is None:
         capacity_tokens = serving_capacity_tokens(dep, plan_memory(dep, Workload(wl.input_len, wl.output_len, 1)))
@@ -653,7 +682,7 @@ def predict(
     t_tok = step.total_s / accept
     t_pf, _ = prefill_time(dep, p, wl.input_len)
     s = _serve(dep, p, wl, batch, t_pf, step.total_s, t_tok, arrival, role, request_rate)
-    ttft = s.ttft
+    ttft = s.ttft + p.request_ms * 1e-3  # HTTP, tokenisation, admission: once per request
     total = dep.replicas * batch * wl.output_len / s.cycle if wl.output_len and role != "prefill" else 0.0
     queue_factor = per_replica / batch
     if queue_factor > 1 and arrival != "rate":  # closed loop: each client waits (q − 1) runs ahead of it

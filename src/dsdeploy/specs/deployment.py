@@ -99,6 +99,9 @@ class Deployment:
     # experts-on-cpu with an engine whose accelerator-side tensors come from the model's native
     # checkpoint (catalog engine `gpu_weights = "native"`): that checkpoint's format; else None
     gpu_weights: WeightFormat | None = None
+    # inter-node fabric the user named (`--network`, a catalog link id); None = the default
+    # (InfiniBand NDR when nodes > 1). The resolved link is `scale_out`.
+    network: str | None = None
 
     @property
     def devices(self) -> int:
@@ -253,6 +256,9 @@ def resolve_deployment(
         if scale_out
         else (catalog.link("ib-ndr") if nodes > 1 and "ib-ndr" in catalog.links else None)
     )
+    if so is not None and so.kind != "scale-out":
+        nets = ", ".join(k for k, v in catalog.links.items() if v.kind == "scale-out")
+        raise UserError(f"--network {so.id} is a {so.kind} link, not an inter-node fabric; choose one of {nets}")
     gpu_fmt = None
     if placement == "experts-on-cpu" and eng.gpu_weights == "native" and model_id in catalog.models:
         native = catalog.format(catalog.models[model_id].native_weights)
@@ -283,4 +289,5 @@ def resolve_deployment(
         scale_out=so,
         notes=tuple(notes),
         gpu_weights=gpu_fmt,
+        network=scale_out,
     )

@@ -39,9 +39,17 @@ SOFT_SCALE = 0.3
 SHRINK = 0.5  # λ: weight of the pull toward the prior, per knob, at a 3× deviation
 EPOCH_SHRINK = 2.0  # releases of one engine stay closer to each other than engines do
 MIN_ROWS = 2
-MIN_EPOCH_ROWS = 6
-KNOBS = ("bw_eff", "compute_eff", "m_half", "step_overhead_us", "kernel_us", "moe_bw_eff")
-OFFSET = {"step_overhead_us": 50.0, "kernel_us": 1.0}  # knobs that may be 0: log prior on (v + offset)
+MIN_EPOCH_ROWS = 3
+KNOBS = ("bw_eff", "compute_eff", "m_half", "step_overhead_us", "kernel_us", "moe_bw_eff", "request_ms")
+# What an engine changes on a given kind of hardware: its MoE and attention kernels, its prefill
+# GEMMs and its scheduler. Bandwidth of dense weight streaming, GEMM tile size and kernel launch
+# latency belong to the hardware family and are fitted there only.
+GROUP_KNOBS = KNOBS
+OFFSET = {
+    "step_overhead_us": 50.0,
+    "kernel_us": 1.0,
+    "request_ms": 5.0,
+}  # knobs that may be 0: log prior on (v + offset)
 # How much wider held-out errors are than in-sample ones (bench/accuracy.py: p80 of LOSO |log
 # error| ÷ p80 in-sample). Measured, then written here; bands are in-sample p80 × this.
 HELD_OUT_INFLATION = 2.0
@@ -53,6 +61,9 @@ HELD_OUT_INFLATION = 2.0
 #   CPUs' AMX/AVX-512 GEMMs and consumer GPUs reach less.
 # - moe_bw_eff: fused-MoE grouped GEMMs at a few rows per expert reach roughly half of HBM
 #   bandwidth (vLLM's fused_moe Triton kernels are tuned per batch size for this reason); 0.5.
+# - request_ms: an OpenAI-compatible server spends ~10–30 ms per request outside the model steps
+#   (HTTP, tokenisation, admission, detokenising the first token): 20 ms; llama.cpp-style local
+#   servers ~5 ms.
 # - m_half: GPU GEMM tiles are 64–128 rows (CUTLASS/cuBLAS), so half efficiency near M ≈ 64; CPU
 #   micro-kernels tile 16–32 rows.
 # - step_overhead_us: a decode step with CUDA graphs pays scheduling, sampling and the graph launch
@@ -60,12 +71,21 @@ HELD_OUT_INFLATION = 2.0
 # - kernel_us: a GPU kernel costs ~2–5 µs beyond its work even inside a CUDA graph (launch, ramp,
 #   tail); 3 µs. CPU engines synchronise their threads per op, ~10 µs.
 PRIORS = {
-    "*": GroupParams("*", "*", 0.75, 0.55, step_overhead_us=500.0, m_half=64.0, kernel_us=3.0, moe_bw_eff=0.5),
-    "gpu": GroupParams("*", "gpu", 0.8, 0.6, step_overhead_us=300.0, m_half=64.0, kernel_us=3.0, moe_bw_eff=0.5),
+    "*": GroupParams(
+        "*", "*", 0.75, 0.55, step_overhead_us=500.0, m_half=64.0, kernel_us=3.0, moe_bw_eff=0.5, request_ms=20.0
+    ),
+    "gpu": GroupParams(
+        "*", "gpu", 0.8, 0.6, step_overhead_us=300.0, m_half=64.0, kernel_us=3.0, moe_bw_eff=0.5, request_ms=20.0
+    ),
+    "gpu-amd": GroupParams(
+        "*", "gpu-amd", 0.8, 0.6, step_overhead_us=300.0, m_half=64.0, kernel_us=3.0, moe_bw_eff=0.5
+    ),
     "hybrid": GroupParams(
         "*", "hybrid", 0.6, 0.4, step_overhead_us=1000.0, m_half=32.0, kernel_us=10.0, moe_bw_eff=0.6
     ),
-    "cpu": GroupParams("*", "cpu", 0.6, 0.4, step_overhead_us=1000.0, m_half=16.0, kernel_us=10.0, moe_bw_eff=0.6),
+    "cpu": GroupParams(
+        "*", "cpu", 0.6, 0.4, step_overhead_us=1000.0, m_half=16.0, kernel_us=10.0, moe_bw_eff=0.6, request_ms=20.0
+    ),
     "unified": GroupParams(
         "*", "unified", 0.7, 0.5, step_overhead_us=500.0, m_half=32.0, kernel_us=3.0, moe_bw_eff=0.5
     ),
@@ -150,6 +170,7 @@ def _fit(
     others: tuple[GroupParams, ...],
     prior: GroupParams,
     weight: float = SHRINK,
+    knobs: tuple[str, ...] = KNOBS,
 ) -> GroupParams:
     """Coordinate descent from the prior: each knob tried × and ÷ a step factor (bounded), the
     step shrinking 3 → 1.1 as sweeps stop improving."""
@@ -167,7 +188,7 @@ def _fit(
     for step in (3.0, 1.7, 1.3, 1.1):
         for _ in range(3):
             improved = False
-            for k in KNOBS:
+            for k in knobs:
                 for f in (step, 1 / step):
                     v = cur[k] * f if k not in OFFSET else (cur[k] + OFFSET[k]) * f - OFFSET[k]
                     trial = {**cur, k: _clip(k, max(0.0, v))}
@@ -202,22 +223,24 @@ def _band(items: list[Prepared], cal: Calibration) -> float:
 
 
 def _physics_groups() -> list[GroupParams]:
-    return [replace(g, source=PRIOR_SOURCE) for g in PRIORS.values() if g.hw_class == "*"]
+    """The physics priors as groups: ("*", "*") is every unseen family's fallback; ("physics",
+    family) is what vendor-library kernels reach (Calibration.physics)."""
+    out = [replace(g, source=PRIOR_SOURCE) for g in PRIORS.values() if g.hw_class == "*"]
+    out += [replace(g, engine="physics", source=PRIOR_SOURCE) for g in PRIORS.values() if g.hw_class != "*"]
+    return out
 
 
-def calibrate(cat: Catalog, rows: list[Row], fitted_on: str = "", fill_rows: list[Row] | None = None) -> Calibration:
-    """Fit family, group and epoch levels on `rows`. Groups that `rows` do not cover may be filled
-    from `fill_rows` (e.g. `major` rows whose workload was defaulted)."""
-    items = prepare(cat, rows)
-    fill = prepare(cat, fill_rows) if fill_rows else []
-    fitted: list[GroupParams] = _physics_groups()
+def _fit_families(items: list[Prepared], fitted: list[GroupParams], fitted_on: str) -> dict[str, GroupParams]:
     families: dict[str, GroupParams] = {}
     for fam in sorted({class_family(p.group[1]) for p in items}):
         members = [p for p in items if class_family(p.group[1]) == fam]
         if len(members) >= MIN_ROWS:
             g = _fit(members, ("*", fam, ""), tuple(fitted), PRIORS.get(fam, PRIORS["*"]))
             families[fam] = replace(g, source=f"{fitted_on}: family fit")
-    fitted.extend(families.values())
+    return families
+
+
+def _group_rows(items: list[Prepared], fill: list[Prepared]) -> tuple[dict, set]:
     groups: dict[tuple[str, str], list[Prepared]] = {}
     for p in items:
         groups.setdefault(p.group, []).append(p)
@@ -226,31 +249,60 @@ def calibrate(cat: Catalog, rows: list[Row], fitted_on: str = "", fill_rows: lis
         if p.group not in groups or len(groups[p.group]) < MIN_ROWS:
             groups.setdefault(p.group, []).append(p)
             filled.add(p.group)
+    return groups, filled
+
+
+def _fit_groups(
+    groups: dict, filled: set, families: dict[str, GroupParams], fitted: list[GroupParams], fitted_on: str
+) -> dict[tuple[str, str, str], list[Prepared]]:
+    """Fit each (engine, class) group toward its family, then its epochs toward it; appends to
+    `fitted` and returns each fitted key's rows."""
     members_of: dict[tuple[str, str, str], list[Prepared]] = {}
     for key, members in sorted(groups.items(), key=lambda kv: -len(kv[1])):
         if len(members) < MIN_ROWS:
             continue
-        fam_prior = families.get(class_family(key[1]), PRIORS.get(class_family(key[1]), PRIORS["*"]))
-        g = _fit(members, (key[0], key[1], ""), tuple(fitted), fam_prior)
+        fam = class_family(key[1])
+        g = _fit(
+            members,
+            (key[0], key[1], ""),
+            tuple(fitted),
+            families.get(fam, PRIORS.get(fam, PRIORS["*"])),
+            knobs=GROUP_KNOBS,
+        )
         src = fitted_on + (" (filled from lower-confidence rows)" if key in filled else "")
         fitted.append(replace(g, source=src))
         members_of[(key[0], key[1], "")] = members
         for ep in sorted({p.epoch for p in members if p.epoch}):
             sub = [p for p in members if p.epoch == ep]
-            if len(sub) >= MIN_EPOCH_ROWS and len(sub) < len(members):
-                ge = _fit(sub, (key[0], key[1], ep), tuple(fitted), g, EPOCH_SHRINK)
+            if MIN_EPOCH_ROWS <= len(sub) < len(members):
+                ge = _fit(sub, (key[0], key[1], ep), tuple(fitted), g, EPOCH_SHRINK, knobs=GROUP_KNOBS)
                 fitted.append(replace(ge, source=f"{fitted_on}: {ep} builds"))
                 members_of[(key[0], key[1], ep)] = sub
+    return members_of
+
+
+def _members(g: GroupParams, items: list[Prepared], members_of: dict) -> list[Prepared]:
+    if (g.engine == "*" and g.hw_class == "*") or g.engine == "physics":
+        return items if g.engine == "*" else [p for p in items if class_family(p.group[1]) == g.hw_class]
+    if g.engine == "*":
+        return [p for p in items if class_family(p.group[1]) == g.hw_class]
+    return members_of[(g.engine, g.hw_class, g.epoch)]
+
+
+def calibrate(cat: Catalog, rows: list[Row], fitted_on: str = "", fill_rows: list[Row] | None = None) -> Calibration:
+    """Fit family, group and epoch levels on `rows`. Groups that `rows` do not cover may be filled
+    from `fill_rows` (e.g. `major` rows whose workload was defaulted)."""
+    items = prepare(cat, rows)
+    fill = prepare(cat, fill_rows) if fill_rows else []
+    fitted: list[GroupParams] = _physics_groups()
+    families = _fit_families(items, fitted, fitted_on)
+    fitted.extend(families.values())
+    groups, filled = _group_rows(items, fill)
+    members_of = _fit_groups(groups, filled, families, fitted, fitted_on)
     cal = Calibration(groups=tuple(fitted), fitted_on=fitted_on, default_band=1.0)
     banded = []
     for g in cal.groups:
-        if g.engine == "*" and g.hw_class == "*":
-            members = items
-        elif g.engine == "*":
-            members = [p for p in items if class_family(p.group[1]) == g.hw_class]
-        else:
-            members = members_of[(g.engine, g.hw_class, g.epoch)]
-        b = _band(members, cal)
+        b = _band(_members(g, items, members_of), cal)
         if "filled" in g.source and b > 1.0:
             continue  # a fill-in fit that still misses by > 2× teaches nothing; borrow instead
         banded.append(replace(g, band=max(0.15, b)))

@@ -11,7 +11,7 @@ Schema v2 (SCHEMA.md) adds optional columns, all of which older files may lack:
   predicted for that side alone);
 - `arrival`: how the benchmark client sent requests: `burst` (default: `vllm bench serve` /
   InferenceX / SGLang bench_serving with a max concurrency start every request at once, then
-  replace each finished one), `steady` or `rate` (with `request_rate`, requests/s).
+  replace each finished one), `steady` or `rate` (with a `request_rate` column, requests/s).
 """
 
 from __future__ import annotations
@@ -25,7 +25,15 @@ from dsdeploy.catalog import Catalog
 from dsdeploy.errors import UserError
 from dsdeploy.estimators.calibration import Calibration, epoch_of
 from dsdeploy.estimators.memory import Workload, plan_memory
-from dsdeploy.estimators.performance import ARRIVALS, ROLES, hw_class, predict, prefill_time, serving_capacity_tokens
+from dsdeploy.estimators.performance import (
+    ARRIVALS,
+    ROLES,
+    group_params,
+    hw_class,
+    predict,
+    prefill_time,
+    serving_capacity_tokens,
+)
 from dsdeploy.specs.deployment import Deployment, resolve_deployment
 from dsdeploy.specs.model import ModelSpec, load_model_spec
 
@@ -82,6 +90,16 @@ class Row:
         if a not in ARRIVALS:
             raise UserError(f"row {self.id}: arrival must be one of {', '.join(ARRIVALS)}, got {a!r}")
         return a
+
+    @property
+    def request_rate(self) -> float | None:
+        v = self.get("request_rate")
+        if not v:
+            return None
+        try:
+            return float(v)
+        except ValueError:
+            raise UserError(f"row {self.id}: request_rate must be a number (requests/s), got {v!r}") from None
 
     @property
     def source_key(self) -> str:
@@ -256,7 +274,7 @@ def predict_metric(
     """The row's metric, predicted for its role, arrival process and engine epoch."""
     epoch = row.epoch or None
     if metric == "prefill_tok_s":
-        p, _ = cal.lookup(dep.engine.id, hw_class(dep), epoch)
+        p, _ = group_params(dep, cal, epoch)
         if row.get("prefill_basis") != "per_gpu":
             t, _ = prefill_time(dep, p, max(1, wl.input_len))
             return wl.input_len / t
@@ -265,7 +283,16 @@ def predict_metric(
         return wl.input_len * seqs * dep.replicas / t / max(1, dep.devices)
     if capacity is None:
         capacity = row_capacity(dep, wl)
-    pr = predict(dep, wl, cal, arrival=row.arrival, role=row.role, epoch=epoch, capacity_tokens=capacity)
+    pr = predict(
+        dep,
+        wl,
+        cal,
+        arrival=row.arrival,
+        role=row.role,
+        epoch=epoch,
+        request_rate=row.request_rate,
+        capacity_tokens=capacity,
+    )
     if metric == "decode_tok_s_per_user":
         if dep.engine.id == "trtllm":  # TRT-LLM divides by the whole request latency (SCHEMA.md)
             return wl.output_len / (pr.e2e_ms / 1e3) if wl.output_len else pr.decode_tok_s_per_user

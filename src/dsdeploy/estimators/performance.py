@@ -567,19 +567,33 @@ def group_params(dep: Deployment, cal: Calibration, epoch: str | None = None) ->
 
 
 # ------------------------------------------------------------------------------ serving
+# The highest memory fraction engines are run at when the default leaves no KV room (SGLang
+# --mem-fraction-static, vLLM --gpu-memory-utilization, TRT-LLM free_gpu_memory_fraction all accept
+# up to ~0.95 in practice; the rest is the CUDA context and graph pool). UNCONFIRMED practice value.
+MAX_MEMORY_FRACTION = 0.95
+
+
 def serving_capacity_tokens(dep: Deployment, mem: MemoryPlan) -> int:
     """KV tokens the engine really holds. The memory plan applies each engine's memory fraction to
     total memory; TensorRT-LLM's free_gpu_memory_fraction is a fraction of the memory left after
-    weights and runtime (engines.toml `memory_fraction_of = "free"`)."""
+    weights and runtime (engines.toml `memory_fraction_of = "free"`). When the default fraction
+    leaves no room for the KV cache but the device has some, a deployment that runs has had its
+    fraction raised: up to MAX_MEMORY_FRACTION of the device."""
     e = dep.engine
-    if dep.placement != "gpu" or e.memory_fraction_of != "free" or e.memory_fraction is None or not mem.devices:
+    if dep.placement != "gpu" or e.memory_fraction is None or not mem.devices:
         return mem.kv_capacity_tokens
     d = mem.devices[0]
-    free = d.capacity_bytes - d.static_bytes
-    if free <= 0 or d.kv_bytes_per_token <= 0:
+    if d.kv_bytes_per_token <= 0:
+        return mem.kv_capacity_tokens
+    if e.memory_fraction_of == "free":
+        space = (d.capacity_bytes - d.static_bytes) * e.memory_fraction.value
+    else:
+        space = d.kv_space_bytes
+    if space <= 0:
+        space = d.capacity_bytes * MAX_MEMORY_FRACTION - d.static_bytes
+    if space <= 0:
         return 0
-    per_group = free * e.memory_fraction.value / d.kv_bytes_per_token
-    return int(per_group) * dep.par.dp_attention * dep.replicas
+    return int(space / d.kv_bytes_per_token) * dep.par.dp_attention * dep.replicas
 
 
 def _batch(dep: Deployment, wl: Workload, capacity_tokens: int, notes: list[str]) -> tuple[int, int]:

@@ -33,7 +33,15 @@ from dsdeploy.errors import UserError
 from dsdeploy.estimators.calibration import Calibration, GroupParams, class_family
 from dsdeploy.estimators.memory import Workload
 from dsdeploy.specs.deployment import Deployment
-from dsdeploy.validate.scenarios import Row, evaluate_rows, predict_metric, row_capacity, row_deployment, summarize
+from dsdeploy.validate.scenarios import (
+    Row,
+    complete_row,
+    evaluate_rows,
+    predict_metric,
+    row_capacity,
+    row_deployment,
+    summarize,
+)
 
 SOFT_SCALE = 0.3
 SHRINK = 0.5  # λ: weight of the pull toward the prior, per knob, at a 3× deviation
@@ -114,7 +122,7 @@ def prepare(cat: Catalog, rows: list[Row]) -> list[Prepared]:
     for r in rows:
         try:
             measured = float(r.get("value"))
-            dep, wl, _ = row_deployment(cat, r)
+            dep, wl, _ = row_deployment(cat, complete_row(r)[0])
             cap = row_capacity(dep, wl)
             _ = r.role, r.arrival
         except (UserError, ValueError):

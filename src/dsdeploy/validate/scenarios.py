@@ -9,9 +9,13 @@ Schema v2 (SCHEMA.md) adds optional columns, all of which older files may lack:
   release epoch whose efficiency the row is predicted (and fitted) with;
 - `role`: `aggregated` (default), `prefill` or `decode` (one side of a PD-disaggregated system,
   predicted for that side alone);
-- `arrival`: how the benchmark client sent requests: `burst` (default: `vllm bench serve` /
-  InferenceX / SGLang bench_serving with a max concurrency start every request at once, then
-  replace each finished one), `steady` or `rate` (with a `request_rate` column, requests/s).
+- `arrival`: how the benchmark client sent requests: `steady` (default), `burst` or `rate` (with a
+  `request_rate` column, requests/s). Steady is the default although `vllm bench serve` and
+  InferenceX start every request of the first wave at once: they send 10 × concurrency prompts
+  whose output lengths vary ±10–20 %, so after the first wave arrivals desynchronise and the
+  median TTFT they report is a steady-state one. The data say so: IX0073 (32 × 8k prompts on
+  8× H200) measured a 372 ms TTFT, while a burst of 32 × 8,192 tokens needs ≥ 0.8 s for the mean
+  request even at FP8 peak. Use `burst` for a client that really sends one burst.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ METRICS = (
     "ttft_ms",
     "e2e_ms",
 )
+DEFAULT_ARRIVAL = "steady"
 BAND_CONFIDENCE = 0.8  # each row's band covers this share of held-out errors (fit.py sizes it)
 DEFAULT_INPUT = 512
 DEFAULT_OUTPUT = 256
@@ -86,7 +91,7 @@ class Row:
 
     @property
     def arrival(self) -> str:
-        a = self.get("arrival") or "burst"
+        a = self.get("arrival") or DEFAULT_ARRIVAL
         if a not in ARRIVALS:
             raise UserError(f"row {self.id}: arrival must be one of {', '.join(ARRIVALS)}, got {a!r}")
         return a
@@ -263,6 +268,26 @@ def row_deployment(cat: Catalog, row: Row) -> tuple[Deployment, Workload, list[s
     return dep, Workload(inp, out, conc), defaults
 
 
+TRAY_GPUS = {"gb200": 4, "gb300": 4}  # SCHEMA.md: a GB200/GB300 NVL72 node is one compute tray of 4 GPUs
+NODE_GPUS = 8  # an HGX/MI300-class server
+
+
+def complete_row(row: Row) -> tuple[Row, list[str]]:
+    """A GPU row whose hardware counts are empty (InferenceX's PD-disaggregated rows give only the
+    decode side's parallelism) describes one instance of tp × dp_attention × pp GPUs: fill
+    accelerators_per_node and nodes from it (8 per node, 4 per GB200/GB300 tray) and say so."""
+    if row.get("placement") != "gpu" or row.get("accelerators_per_node") or not row.get("accelerator"):
+        return row, []
+    tp, dp, pp = (row.int_or_none(k) or 1 for k in ("tp", "dp_attention", "pp"))
+    devices = tp * dp * pp
+    if devices <= 1:
+        return row, []
+    per_node = min(devices, TRAY_GPUS.get(row.get("accelerator"), NODE_GPUS))
+    nodes = max(1, devices // per_node)
+    raw = {**row.raw, "accelerators_per_node": str(per_node), "nodes": str(nodes)}
+    return Row(raw), [f"accelerators_per_node={per_node}, nodes={nodes} (one instance of tp × dp × pp)"]
+
+
 def row_capacity(dep: Deployment, wl: Workload) -> int:
     """KV tokens the engine holds for this row (calibration-independent; the fit computes it once)."""
     return serving_capacity_tokens(dep, plan_memory(dep, Workload(wl.input_len, wl.output_len, 1)))
@@ -340,7 +365,9 @@ def evaluate_rows(cat: Catalog, rows: list[Row], cal: Calibration) -> list[RowRe
             out.append(RowResult(predicted=None, ape=None, reason="value is not a positive number", **base))
             continue
         try:
-            dep, wl, defaults = row_deployment(cat, row)
+            full, filled = complete_row(row)
+            dep, wl, defaults = row_deployment(cat, full)
+            defaults = filled + defaults
             pred = predict_metric(dep, wl, metric, row, cal)
             band = row_band(dep, row, cal)
         except UserError as exc:

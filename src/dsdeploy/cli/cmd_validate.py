@@ -71,11 +71,12 @@ def register(app: typer.Typer) -> None:
             return
         con = Console()
         t = Table(title=f"{file.name}: {len(rows)} rows")
-        for c in ("id", "metric", "group", "measured", "predicted", "APE", "note"):
+        for c in ("id", "metric", "group", "measured", "predicted", "APE", "band (p80)", "note"):
             t.add_column(c)
         for r in results:
             note = r.reason or (("defaults: " + ", ".join(r.defaults)) if r.defaults else "")
-            t.add_row(r.id, r.metric, r.group, _num(r.measured), _num(r.predicted), _pct(r.ape), note)
+            band = f"±{100 * r.band:.0f}%" if r.band is not None else "—"
+            t.add_row(r.id, r.metric, r.group, _num(r.measured), _num(r.predicted), _pct(r.ape), band, note)
         con.print(t)
         con.print(_summary_table("summary", summ))
 

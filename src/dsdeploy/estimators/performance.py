@@ -46,8 +46,8 @@ A step (a prefill chunk or a decode step) on the busiest device costs
 Serving: continuous batching up to the KV capacity as the engine really sizes it (its memory
 fraction of total or of free memory, engines.toml; requests hold input + output/2 tokens on
 average), and the arrival process of the client:
-- `steady`: a closed loop of c clients in steady state. λ = B / E2E; ρ = λ·t_prefill (share of time
-  spent prefilling, chunked prefill interleaved with decode); TPOT = t_decode(B) / (1 − ρ);
+- `steady`: a closed loop of c clients in steady state. ρ = (B − 1)·t_prefill / E2E (share of time
+  the other clients' prefills take, chunked prefill interleaved with decode); TPOT = t_decode(B) / (1 − ρ);
   TTFT = t_prefill + ρ·t_prefill / (2(1 − ρ)) + one step (+ the per-request `request_ms`: HTTP,
   tokenisation, admission); solved by bisection.
 - `burst`: all c requests start at once (`vllm bench serve --max-concurrency`, InferenceX): the
@@ -618,20 +618,22 @@ class _Serve:
 
 
 def _steady(t_pf: float, step_s: float, t_tok: float, batch: int, out: int) -> _Serve:
-    """Closed loop in steady state. Prefill interference: ρ = λ·t_pf with λ = B / E2E(ρ).
-    g(ρ) = ρ − B·t_pf / E2E(ρ) rises monotonically from g(0) < 0 to g(1⁻) > 0 (E2E → ∞), so
-    bisection finds the one root."""
+    """Closed loop in steady state. A request shares the GPU with the *other* B − 1 clients'
+    prefills: ρ = (B − 1)·t_pf / E2E(ρ) is the share of time they take (chunked prefill interleaved
+    with decode), so TPOT = t_tok / (1 − ρ) and a new prompt waits ρ·t_pf / (2(1 − ρ)) (M/D/1) for
+    the prefill in progress. g(ρ) = ρ − (B − 1)·t_pf / E2E(ρ) rises monotonically from g(0) ≤ 0 to
+    g(1⁻) > 0 (E2E → ∞), so bisection finds the one root; a single client has ρ = 0."""
 
     def e2e_at(r: float) -> float:
         wait = r * t_pf / (2 * (1 - r))
         return t_pf + wait + step_s + (out - 1) * t_tok / (1 - r)
 
     rho = 0.0
-    if out > 0 and t_pf > 0:
+    if out > 0 and t_pf > 0 and batch > 1:
         lo, hi = 0.0, 0.999
         for _ in range(50):
             mid = (lo + hi) / 2
-            if mid - batch * t_pf / e2e_at(mid) > 0:
+            if mid - (batch - 1) * t_pf / e2e_at(mid) > 0:
                 hi = mid
             else:
                 lo = mid

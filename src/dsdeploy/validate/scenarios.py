@@ -297,7 +297,7 @@ def predict_metric(
     dep: Deployment, wl: Workload, metric: str, row: Row, cal: Calibration, capacity: int | None = None
 ) -> float:
     """The row's metric, predicted for its role, arrival process and engine epoch."""
-    epoch = row.epoch or None
+    epoch = row.epoch  # "" (undated) → the all-epoch group; plan passes None → the newest epoch
     if metric == "prefill_tok_s":
         p, _ = group_params(dep, cal, epoch)
         if row.get("prefill_basis") != "per_gpu":
@@ -336,7 +336,7 @@ def predict_metric(
 
 def row_band(dep: Deployment, row: Row, cal: Calibration) -> float:
     """The p80 relative half-width of the row's calibration group (the roofline's when none)."""
-    p, label = cal.lookup(dep.engine.id, hw_class(dep), row.epoch or None)
+    p, label = cal.lookup(dep.engine.id, hw_class(dep), row.epoch)
     return cal.default_band if label == "roofline" else p.band
 
 

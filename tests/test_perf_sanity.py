@@ -180,3 +180,14 @@ def test_prefill_time_is_positive_and_monotone_in_chunks(cat):
     one, _ = prefill_time(dep, p, 8192)
     four, _ = prefill_time(dep, p, 28672)
     assert four >= 3 * one
+
+
+def test_waves_lie_between_steady_state_and_one_burst(cat):
+    """256 clients in step (InferenceX-style), 1k/1k prompts on 8× H200: a request waits at least
+    its steady-state TTFT and at most a whole burst's mean; one client is the same in every mode."""
+    dep = _dep(cat, "deepseek-r1", "fp8", "h200-sxm", 8, engine="sglang")
+    wl = Workload(1024, 1024, 256)
+    steady, waves, burst = (predict(dep, wl, arrival=a).ttft_ms for a in ("steady", "waves", "burst"))
+    assert steady <= waves <= burst
+    one = Workload(1024, 1024, 1)
+    assert predict(dep, one, arrival="waves").ttft_ms == pytest.approx(predict(dep, one, arrival="steady").ttft_ms)

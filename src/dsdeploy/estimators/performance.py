@@ -54,6 +54,9 @@ average), and the arrival process of the client:
   prompts are prefilled together in chunks of max_batched_tokens; a request's TTFT is the time
   until its chunk is done (mean over the burst), and its decode shares the GPU with the rest of
   the burst's prefill.
+- `waves`: the steady state of a benchmark client whose requests stay roughly in step (fixed
+  nominal lengths): a wave's prompts arrive within WAVE_SPREAD of a cycle, and when prefilling
+  them all takes longer than that, the mean request also waits half the excess.
 - `rate`: open-loop arrivals at λ requests/s (M/D/1 wait for the prefill server).
 Roles of a PD-disaggregated deployment: `prefill` (prompts only), `decode` (no prefill
 interference; the first token comes from the prefill side).
@@ -90,7 +93,11 @@ UNIFIED_HOP_GBS = 5.0
 DEFAULT_HOST_LINK_GBS = 31.0
 DEFAULT_HOST_LINK_US = 10.0  # as the catalog's PCIe entries (aiconfigurator's per-collective figure)
 EP_DISPATCH_BYTES = 1.0  # DeepEP dispatches FP8 activations (deepseek-ai/DeepEP README)
-ARRIVALS = ("steady", "burst", "rate")
+ARRIVALS = ("steady", "waves", "burst", "rate")
+# `waves`: benchmark clients with fixed nominal lengths (vllm bench serve / InferenceX: random
+# dataset, --random-range-ratio 0.8 draws lengths in [0.8 L, L]) keep their requests roughly in
+# step: a wave's completions, hence the next wave's arrivals, spread over (1 − 0.8) of a cycle.
+WAVE_SPREAD = 0.2
 ROLES = ("aggregated", "prefill", "decode")
 
 
@@ -654,6 +661,18 @@ def _burst(t_pf_all: float, n_chunks: int, step_s: float, t_tok: float, out: int
     return _Serve(ttft, tpot, t_pf_all + step_s + (out - 1) * t_tok)
 
 
+def _waves(dep: Deployment, p: GroupParams, wl: Workload, batch: int, steady: _Serve) -> _Serve:
+    """Steady state whose arrivals come in waves: the B prompts of a wave arrive within
+    WAVE_SPREAD of a cycle; when prefilling them all (batched) takes longer than that window, the
+    backlog is what the mean request waits for on top of its steady-state TTFT (fluid queue:
+    half of the excess)."""
+    if batch <= 1 or wl.input_len <= 0:
+        return steady
+    t_all, _ = prefill_time(dep, p, wl.input_len, seqs=batch)
+    backlog = max(0.0, t_all - WAVE_SPREAD * steady.cycle)
+    return _Serve(steady.ttft + backlog / 2, steady.tpot, steady.cycle)
+
+
 def _rate(t_pf: float, step_s: float, t_tok: float, lam: float, out: int) -> _Serve:
     """Open-loop arrivals at λ per replica: the prefill server is busy ρ = λ·t_pf of the time
     (M/D/1 wait ρ·t_pf / (2(1 − ρ))); decode slows by 1/(1 − ρ)."""
@@ -740,6 +759,8 @@ def _serve(
         return _Serve(step_s, t_tok, step_s + (out - 1) * t_tok)
     if arrival == "rate" and request_rate:
         return _rate(t_pf, step_s, t_tok, request_rate / dep.replicas, out)
+    if arrival == "waves" and role != "prefill":
+        return _waves(dep, p, wl, batch, _steady(t_pf, step_s, t_tok, batch, out))
     if arrival == "burst" or role == "prefill":
         t_all, _ = prefill_time(dep, p, wl.input_len, seqs=batch) if batch > 1 else (t_pf, "")
         chunk = max(1, int(dep.engine.max_batched_tokens.value))

@@ -9,13 +9,13 @@ Schema v2 (SCHEMA.md) adds optional columns, all of which older files may lack:
   release epoch whose efficiency the row is predicted (and fitted) with;
 - `role`: `aggregated` (default), `prefill` or `decode` (one side of a PD-disaggregated system,
   predicted for that side alone);
-- `arrival`: how the benchmark client sent requests: `steady` (default), `burst` or `rate` (with a
-  `request_rate` column, requests/s). Steady is the default although `vllm bench serve` and
-  InferenceX start every request of the first wave at once: they send 10 × concurrency prompts
-  whose output lengths vary ±10–20 %, so after the first wave arrivals desynchronise and the
-  median TTFT they report is a steady-state one. The data say so: IX0073 (32 × 8k prompts on
-  8× H200) measured a 372 ms TTFT, while a burst of 32 × 8,192 tokens needs ≥ 0.8 s for the mean
-  request even at FP8 peak. Use `burst` for a client that really sends one burst.
+- `arrival`: how the benchmark client sent requests: `steady` (default), `waves`, `burst` or
+  `rate` (with a `request_rate` column, requests/s). A pure burst is wrong for InferenceX-style
+  clients: IX0073 (32 × 8k prompts on 8× H200) measured a 372 ms TTFT, while a burst of 32 × 8,192
+  tokens needs ≥ 0.8 s for the mean request even at FP8 peak. `waves` (requests in step, arrivals
+  spread over 20 % of a cycle) fits InferenceX's TTFT at concurrency > 64 better, but defaulting the
+  InferenceX rows to it raised leave-one-source-out error on public.csv from 29.4 % to 36.4 %
+  (docs/accuracy.md), so `steady` stays the default.
 """
 
 from __future__ import annotations

@@ -56,6 +56,7 @@ ROOFLINE = {
     "m_half": 64.0,
     "kernel_us": 0.0,
     "moe_bw_eff": 0.8,
+    "request_ms": 0.0,
 }
 ROOFLINE_SOURCE = "facts.md §1f note 6 (0.8 HBM factor, aiconfigurator) and §1b MAMF (51–87 % of peak)"
 
@@ -137,10 +138,20 @@ class Calibration:
         for key in (*fam_keys, ("*", "*", "")):
             if key in by_key:
                 return by_key[key], "calibrated-borrowed"
-        return (
-            GroupParams(engine, hw_class, band=self.default_band, source=ROOFLINE_SOURCE, **ROOFLINE),
-            "roofline",
+        roof = GroupParams(
+            engine,
+            hw_class,
+            bw_eff=ROOFLINE["bw_eff"],
+            compute_eff=ROOFLINE["compute_eff"],
+            step_overhead_us=ROOFLINE["step_overhead_us"],
+            m_half=ROOFLINE["m_half"],
+            kernel_us=ROOFLINE["kernel_us"],
+            moe_bw_eff=ROOFLINE["moe_bw_eff"],
+            request_ms=ROOFLINE["request_ms"],
+            band=self.default_band,
+            source=ROOFLINE_SOURCE,
         )
+        return roof, "roofline"
 
     def physics(self, hw_class: str) -> GroupParams | None:
         """The physics prior of a hardware family (engine "physics"), if the file carries one."""

@@ -67,7 +67,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from dsdeploy.catalog.schema import Link
+from dsdeploy.catalog.schema import Accelerator, Link
 from dsdeploy.estimators.calibration import Calibration, GroupParams
 from dsdeploy.estimators.memory import (
     MemoryPlan,
@@ -164,6 +164,13 @@ def experts_touched(n_experts: int, top_k: int, tokens: float) -> float:
     return n_experts * (1.0 - (1.0 - top_k / n_experts) ** tokens)
 
 
+def _acc(dep: Deployment) -> Accelerator:
+    """The deployment's accelerator; placements that reach here (gpu, unified, hybrid) have one."""
+    if dep.accelerator is None:
+        raise ValueError(f"placement '{dep.placement}' needs an accelerator")
+    return dep.accelerator
+
+
 def hw_class(dep: Deployment) -> str:
     """Calibration group class for a deployment."""
     if dep.placement in ("experts-on-cpu", "layer-split"):
@@ -172,14 +179,14 @@ def hw_class(dep: Deployment) -> str:
         return "cpu"
     if dep.placement == "unified":
         return "unified"
-    base = "datacenter-gpu" if dep.accelerator.hw_class == "datacenter-gpu" else "pcie-gpu"
+    base = "datacenter-gpu" if _acc(dep).hw_class == "datacenter-gpu" else "pcie-gpu"
     # ROCm and CUDA stacks differ in kernel maturity: AMD parts get their own group.
-    return base + "-amd" if dep.accelerator.vendor == "amd" else base
+    return base + "-amd" if _acc(dep).vendor == "amd" else base
 
 
 def _acc_tflops(dep: Deployment) -> float:
     """Dense peak TFLOPS of one accelerator for the dtype the format actually computes in."""
-    t = dep.accelerator.tflops
+    t = _acc(dep).tflops
     fmt = dep.weights
     for dt in (fmt.compute, fmt.fallback, "bf16", "fp16", "fp32"):
         if dt and dt in t:
@@ -375,7 +382,7 @@ def _step_gpu(dep: Deployment, p: GroupParams, w: Work, tokens: float) -> StepCo
     par = dep.par
     stage = par.tp * par.dp_attention
     W = weight_bytes_by_component(dep)
-    bw = dep.accelerator.bandwidth_gbs.value * 1e9 * p.bw_eff
+    bw = _acc(dep).bandwidth_gbs.value * 1e9 * p.bw_eff
     # bytes one device of each stage reads for the whole token; a token passes every stage in
     # turn, so the stages' times add up to the whole model's on one stage's devices
     dev_bytes = (
@@ -395,7 +402,7 @@ def _step_gpu(dep: Deployment, p: GroupParams, w: Work, tokens: float) -> StepCo
 
 def _step_unified(dep: Deployment, p: GroupParams, w: Work, tokens: float) -> StepCost:
     n = max(1, dep.devices)
-    bw = dep.accelerator.bandwidth_gbs.value * 1e9 * p.bw_eff
+    bw = _acc(dep).bandwidth_gbs.value * 1e9 * p.bw_eff
     total = w.dense_bytes + w.routed_bytes + w.kv_bytes
     hop = 0.0
     if n > 1:  # EXO-style pipeline over the network: one hop per extra device
@@ -426,7 +433,7 @@ def _hybrid(dep: Deployment, p: GroupParams) -> _Hybrid:
     link = dep.host_link
     return _Hybrid(
         gpus=max(1, dep.devices),
-        gpu_bw=dep.accelerator.bandwidth_gbs.value * 1e9 * p.bw_eff,
+        gpu_bw=_acc(dep).bandwidth_gbs.value * 1e9 * p.bw_eff,
         gpu_peak=_acc_tflops(dep) * 1e12,
         cpu_bw=_cpu_bw(dep) * 1e9 * p.bw_eff,
         cpu_peak=cpu_peak_tflops(dep) * 1e12,

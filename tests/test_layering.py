@@ -49,14 +49,6 @@ EDGE_IMPORTS: dict[str, set[str]] = {
     "doctor": {"serve"},  # doctor reports which llama.cpp loading path `serve` takes (serve.loading)
 }
 
-# Imports that break the rules today, each being removed by issue #11 on another branch. Do not add
-# to this list: fix the import. test_known_breaks_still_exist fails once an entry is gone, so the
-# list can only shrink.
-KNOWN_BREAKS: set[tuple[str, str]] = {
-    # calibration types live in estimators, their TOML reader in catalog
-    ("dsdeploy.catalog.calibration", "dsdeploy.estimators.calibration"),
-}
-
 
 def module_name(path: Path) -> str:
     parts = list(path.relative_to(SRC).with_suffix("").parts)
@@ -140,15 +132,10 @@ def test_every_module_has_a_layer() -> None:
 
 
 def test_no_import_breaks_the_layers() -> None:
-    new = {k: v for k, v in breaks().items() if k not in KNOWN_BREAKS}
+    new = breaks()
     assert not new, "imports that break docs/architecture.md's layer rules:\n" + "\n".join(
         f"  {s} -> {d}: {why}" for (s, d), why in sorted(new.items())
     )
-
-
-def test_known_breaks_still_exist() -> None:
-    gone = sorted(KNOWN_BREAKS - set(breaks()))
-    assert not gone, f"fixed: remove these from KNOWN_BREAKS in tests/test_layering.py: {gone}"
 
 
 def test_the_checker_sees_every_kind_of_import() -> None:

@@ -136,6 +136,10 @@ class Link(BaseModel):
     kind: Literal["scale-up", "host", "scale-out"]
     uni_gbs: Sourced  # GB/s per direction
     latency_us: Sourced
+    # Software-level latency of one small collective (NCCL all-reduce of a few KB) across this
+    # fabric, the α of the performance model's α + bytes/β. None = latency_us already is one
+    # (the NVLink/PCIe entries carry aiconfigurator's empirical per-collective 10 µs).
+    collective_latency_us: Sourced | None = None
 
 
 class Storage(BaseModel):
@@ -294,6 +298,9 @@ class Engine(BaseModel):
     # Hugging Face checkpoint, the GGUF/AMX weights hold only the CPU experts).
     gpu_weights: Literal["same", "native"] = "same"
     gpu_weights_source: str = ""
+    # What memory_fraction is a fraction of: "total" device memory (vLLM, SGLang) or the memory
+    # "free" after the weights are loaded (TensorRT-LLM free_gpu_memory_fraction).
+    memory_fraction_of: Literal["total", "free"] = "total"
     cpu_kernels_source: str = (
         "llama.cpp ggml-cpu quantized dot products use AVX-512 VNNI / AVX2 / NEON (ggml/src/ggml-cpu)"
     )

@@ -34,6 +34,7 @@ def register(app: typer.Typer) -> None:
         accelerator: opt.Accelerator = DEFAULTS.accelerator,
         count: opt.Count = DEFAULTS.count,
         nodes: opt.Nodes = DEFAULTS.nodes,
+        network: opt.Network = DEFAULTS.scale_out,
         engine: opt.Engine = DEFAULTS.engine,
         placement: opt.Placement = DEFAULTS.placement,
         tp: opt.Tp = DEFAULTS.tp,

@@ -71,11 +71,12 @@ def register(app: typer.Typer) -> None:
             return
         con = Console()
         t = Table(title=f"{file.name}: {len(rows)} rows")
-        for c in ("id", "metric", "group", "measured", "predicted", "APE", "note"):
+        for c in ("id", "metric", "group", "measured", "predicted", "APE", "band (p80)", "note"):
             t.add_column(c)
         for r in results:
             note = r.reason or (("defaults: " + ", ".join(r.defaults)) if r.defaults else "")
-            t.add_row(r.id, r.metric, r.group, _num(r.measured), _num(r.predicted), _pct(r.ape), note)
+            band = f"±{100 * r.band:.0f}%" if r.band is not None else "—"
+            t.add_row(r.id, r.metric, r.group, _num(r.measured), _num(r.predicted), _pct(r.ape), band, note)
         con.print(t)
         con.print(_summary_table("summary", summ))
 
@@ -105,9 +106,9 @@ def register(app: typer.Typer) -> None:
         new = calibrate(cat, rows, fitted_on=file.name if file.is_absolute() else file.as_posix(), fill_rows=fill)
         if merge:
             shipped = load_calibration(None)
-            keys = {(g.engine, g.hw_class) for g in new.groups}
+            keys = {(g.engine, g.hw_class, g.epoch) for g in new.groups}
             new = Calibration(
-                groups=new.groups + tuple(g for g in shipped.groups if (g.engine, g.hw_class) not in keys),
+                groups=new.groups + tuple(g for g in shipped.groups if (g.engine, g.hw_class, g.epoch) not in keys),
                 fitted_on=new.fitted_on,
                 default_band=new.default_band,
                 meta=new.meta,
@@ -117,16 +118,18 @@ def register(app: typer.Typer) -> None:
         write_text(output, calibration_to_toml(new))
         con = Console()
         t = Table(title=f"fitted groups → {output}")
-        for c in ("engine", "hw class", "rows", "bw eff", "compute eff", "overhead µs/layer", "band"):
+        for c in ("engine", "hw class", "epoch", "rows", "bw eff", "compute eff", "m½", "overhead µs/step", "band"):
             t.add_column(c)
         for g in new.groups:
             t.add_row(
                 g.engine,
                 g.hw_class,
+                g.epoch or "—",
                 str(g.rows),
                 f"{g.bw_eff:.3f}",
                 f"{g.compute_eff:.4f}",
-                f"{g.layer_overhead_us:.1f}",
+                f"{g.m_half:.0f}",
+                f"{g.step_overhead_us:.1f}",
                 f"±{100 * g.band:.0f}%",
             )
         con.print(t)

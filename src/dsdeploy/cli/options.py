@@ -46,6 +46,13 @@ Count = Annotated[
     typer.Option("--count", "-n", min=1, help="Accelerators per node. Default: 8 for datacenter GPUs, else 1."),
 ]
 Nodes = Annotated[int, typer.Option("--nodes", min=1, help="Nodes (servers).")]
+Network = Annotated[
+    str | None,
+    typer.Option(
+        "--network",
+        help="Inter-node fabric, a catalog link id (ib-ndr, ib-xdr, roce-400, …). Default: InfiniBand NDR when --nodes > 1.",
+    ),
+]
 Cpu = Annotated[
     str | None,
     typer.Option("--cpu", help="CPU id (epyc-9654, xeon-6980p, …, or 'local' after `dsdeploy doctor --save`)."),

@@ -246,4 +246,6 @@ DEFAULTS = DeploymentOptions()  # the one set of defaults; CLI signatures read t
 def options_from(kw: dict[str, Any]) -> DeploymentOptions:
     """DeploymentOptions from a command's parameters (its `locals()`): the keys that are options."""
     names = {f.name for f in fields(DeploymentOptions)}
+    if kw.get("network") is not None and kw.get("scale_out") is None:  # `--network` names the scale-out link
+        kw = {**kw, "scale_out": kw["network"]}
     return DeploymentOptions(**{k: v for k, v in kw.items() if k in names})

@@ -273,7 +273,11 @@ def _links(catalog: Catalog, acc: Accelerator | None, nodes: int, scale_out: str
     scale_up = catalog.link(acc.scale_up_link) if acc and acc.scale_up_link else None
     host = catalog.link(acc.host_link) if acc and acc.host_link else None
     if scale_out:
-        return scale_up, host, catalog.link(scale_out)
+        so = catalog.link(scale_out)
+        if so.kind != "scale-out":
+            nets = ", ".join(k for k, v in catalog.links.items() if v.kind == "scale-out")
+            raise UserError(f"--network {so.id} is a {so.kind} link, not an inter-node fabric; choose one of {nets}")
+        return scale_up, host, so
     return scale_up, host, (catalog.link("ib-ndr") if nodes > 1 and "ib-ndr" in catalog.links else None)
 
 

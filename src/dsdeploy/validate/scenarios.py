@@ -3,6 +3,19 @@
 Columns are matched by name; unknown extra columns are ignored. A row that cannot be predicted
 gets a reason instead (an unknown id, a missing field). Where a row lacks its workload, documented
 defaults are used and listed in the row's `defaults` field.
+
+Schema v2 (SCHEMA.md) adds optional columns, all of which older files may lack:
+- `engine_version`, `date`: the engine build and the run's date; the date's half-year is the
+  release epoch whose efficiency the row is predicted (and fitted) with;
+- `role`: `aggregated` (default), `prefill` or `decode` (one side of a PD-disaggregated system,
+  predicted for that side alone);
+- `arrival`: how the benchmark client sent requests: `steady` (default), `waves`, `burst` or
+  `rate` (with a `request_rate` column, requests/s). A pure burst is wrong for InferenceX-style
+  clients: IX0073 (32 × 8k prompts on 8× H200) measured a 372 ms TTFT, while a burst of 32 × 8,192
+  tokens needs ≥ 0.8 s for the mean request even at FP8 peak. `waves` (requests in step, arrivals
+  spread over 20 % of a cycle) fits InferenceX's TTFT at concurrency > 64 better, but defaulting the
+  InferenceX rows to it raised leave-one-source-out error on public.csv from 29.4 % to 36.4 %
+  (docs/accuracy.md), so `steady` stays the default.
 """
 
 from __future__ import annotations
@@ -15,9 +28,17 @@ from typing import Any
 
 from dsdeploy.catalog import Catalog
 from dsdeploy.errors import UserError
-from dsdeploy.estimators.calibration import Calibration
-from dsdeploy.estimators.memory import Workload
-from dsdeploy.estimators.performance import predict, prefill_time
+from dsdeploy.estimators.calibration import Calibration, epoch_of
+from dsdeploy.estimators.memory import Workload, plan_memory
+from dsdeploy.estimators.performance import (
+    ARRIVALS,
+    ROLES,
+    group_params,
+    hw_class,
+    predict,
+    prefill_time,
+    serving_capacity_tokens,
+)
 from dsdeploy.planner.options import DeploymentOptions, build
 from dsdeploy.specs.deployment import Deployment, gpu_layout
 from dsdeploy.specs.model import ModelSpec, load_model_spec
@@ -32,6 +53,8 @@ METRICS = (
     "ttft_ms",
     "e2e_ms",
 )
+DEFAULT_ARRIVAL = "steady"
+BAND_CONFIDENCE = 0.8  # each row's band covers this share of held-out errors (fit.py sizes it)
 DEFAULT_INPUT = 512
 DEFAULT_OUTPUT = 256
 
@@ -57,6 +80,35 @@ class Row:
         return self.get("id")
 
     @property
+    def epoch(self) -> str:
+        """Release epoch of the engine build (half-year of `date`); '' when the row has no date."""
+        return epoch_of(self.get("date"))
+
+    @property
+    def role(self) -> str:
+        r = self.get("role") or "aggregated"
+        if r not in ROLES:
+            raise UserError(f"row {self.id}: role must be one of {', '.join(ROLES)}, got {r!r}")
+        return r
+
+    @property
+    def arrival(self) -> str:
+        a = self.get("arrival") or DEFAULT_ARRIVAL
+        if a not in ARRIVALS:
+            raise UserError(f"row {self.id}: arrival must be one of {', '.join(ARRIVALS)}, got {a!r}")
+        return a
+
+    @property
+    def request_rate(self) -> float | None:
+        v = self.get("request_rate")
+        if not v:
+            return None
+        try:
+            return float(v)
+        except ValueError:
+            raise UserError(f"row {self.id}: request_rate must be a number (requests/s), got {v!r}") from None
+
+    @property
     def source_key(self) -> str:
         s = self.get("source")
         for sep in (" (", " ;", ","):
@@ -79,6 +131,8 @@ class RowResult:
     defaults: list[str] = field(default_factory=list)
     scope: str = ""
     ambiguity: str = ""
+    band: float | None = None  # relative half-width of the p80 interval (BAND_CONFIDENCE)
+    role: str = "aggregated"
 
     def to_dict(self) -> dict:
         return {
@@ -94,6 +148,9 @@ class RowResult:
             "defaults": self.defaults,
             "scope": self.scope,
             "ambiguity": self.ambiguity,
+            "band": self.band,
+            "band_confidence": BAND_CONFIDENCE,
+            "role": self.role,
         }
 
 
@@ -217,42 +274,81 @@ def row_deployment(cat: Catalog, row: Row) -> tuple[Deployment, Workload, list[s
     return dep, Workload(o.input_len, o.output_len, conc), defaults
 
 
-def predict_metric(dep: Deployment, wl: Workload, metric: str, row: Row, cal: Calibration) -> float:
-    from dsdeploy.estimators.calibration import Calibration as _C  # noqa: F401
-    from dsdeploy.estimators.performance import hw_class
+TRAY_GPUS = {"gb200": 4, "gb300": 4}  # SCHEMA.md: a GB200/GB300 NVL72 node is one compute tray of 4 GPUs
+NODE_GPUS = 8  # an HGX/MI300-class server
 
-    if metric == "prefill_tok_s" and row.get("prefill_basis") != "per_gpu":
-        p, _ = cal.lookup(dep.engine.id, hw_class(dep))
-        t, _ = prefill_time(dep, p, max(1, wl.input_len))
-        return wl.input_len / t
-    if metric == "prefill_tok_s":  # per_gpu aggregate: a full batch of prompts
-        p, _ = cal.lookup(dep.engine.id, hw_class(dep))
-        seqs = max(1, wl.concurrency // max(1, dep.replicas))
+
+def complete_row(row: Row) -> tuple[Row, list[str]]:
+    """A GPU row whose hardware counts are empty (InferenceX's PD-disaggregated rows give only the
+    decode side's parallelism) describes one instance of tp × dp_attention × pp GPUs: fill
+    accelerators_per_node and nodes from it (8 per node, 4 per GB200/GB300 tray) and say so."""
+    if row.get("placement") != "gpu" or row.get("accelerators_per_node") or not row.get("accelerator"):
+        return row, []
+    tp, dp, pp = (row.int_or_none(k) or 1 for k in ("tp", "dp_attention", "pp"))
+    devices = tp * dp * pp
+    if devices <= 1:
+        return row, []
+    per_node = min(devices, TRAY_GPUS.get(row.get("accelerator"), NODE_GPUS))
+    nodes = max(1, devices // per_node)
+    raw = {**row.raw, "accelerators_per_node": str(per_node), "nodes": str(nodes)}
+    return Row(raw), [f"accelerators_per_node={per_node}, nodes={nodes} (one instance of tp × dp × pp)"]
+
+
+def row_capacity(dep: Deployment, wl: Workload) -> int:
+    """KV tokens the engine holds for this row (calibration-independent; the fit computes it once)."""
+    return serving_capacity_tokens(dep, plan_memory(dep, Workload(wl.input_len, wl.output_len, 1)))
+
+
+def predict_metric(
+    dep: Deployment, wl: Workload, metric: str, row: Row, cal: Calibration, capacity: int | None = None
+) -> float:
+    """The row's metric, predicted for its role, arrival process and engine epoch."""
+    epoch = row.epoch  # "" (undated) → the all-epoch group; plan passes None → the newest epoch
+    if metric == "prefill_tok_s":
+        p, _ = group_params(dep, cal, epoch)
+        if row.get("prefill_basis") != "per_gpu":
+            t, _ = prefill_time(dep, p, max(1, wl.input_len))
+            return wl.input_len / t
+        seqs = max(1, wl.concurrency // max(1, dep.replicas))  # per_gpu aggregate: a full batch of prompts
         t, _ = prefill_time(dep, p, max(1, wl.input_len), seqs=seqs)
         return wl.input_len * seqs * dep.replicas / t / max(1, dep.devices)
-    pr = predict(dep, wl, cal)
+    if capacity is None:
+        capacity = row_capacity(dep, wl)
+    pr = predict(
+        dep,
+        wl,
+        cal,
+        arrival=row.arrival,
+        role=row.role,
+        epoch=epoch,
+        request_rate=row.request_rate,
+        capacity_tokens=capacity,
+    )
     if metric == "decode_tok_s_per_user":
         if (
             dep.engine.id == "trtllm"
         ):  # TRT-LLM divides by the whole request latency (data/reference/measurements/SCHEMA.md)
             return wl.output_len / (pr.e2e_ms / 1e3) if wl.output_len else pr.decode_tok_s_per_user
         return pr.decode_tok_s_per_user
-    if metric == "output_tok_s_total":
-        return pr.output_tok_s_total
-    if metric == "output_tok_s_per_gpu":
-        return pr.output_tok_s_total / max(1, dep.devices)
-    if metric == "tpot_ms":
-        return pr.tpot_ms
-    if metric == "ttft_ms":
-        return pr.ttft_ms
-    if metric == "e2e_ms":
-        return pr.e2e_ms
-    raise UserError(f"unknown metric {metric!r}")
+    values = {
+        "output_tok_s_total": pr.output_tok_s_total,
+        "output_tok_s_per_gpu": pr.output_tok_s_total / max(1, dep.devices),
+        "tpot_ms": pr.tpot_ms,
+        "ttft_ms": pr.ttft_ms,
+        "e2e_ms": pr.e2e_ms,
+    }
+    if metric not in values:
+        raise UserError(f"unknown metric {metric!r}")
+    return values[metric]
+
+
+def row_band(dep: Deployment, row: Row, cal: Calibration) -> float:
+    """The p80 relative half-width of the row's calibration group (the roofline's when none)."""
+    p, label = cal.lookup(dep.engine.id, hw_class(dep), row.epoch)
+    return cal.default_band if label == "roofline" else p.band
 
 
 def evaluate_rows(cat: Catalog, rows: list[Row], cal: Calibration) -> list[RowResult]:
-    from dsdeploy.estimators.performance import hw_class
-
     out = []
     for row in rows:
         metric = row.get("metric")
@@ -277,8 +373,11 @@ def evaluate_rows(cat: Catalog, rows: list[Row], cal: Calibration) -> list[RowRe
             out.append(RowResult(predicted=None, ape=None, reason="value is not a positive number", **base))
             continue
         try:
-            dep, wl, defaults = row_deployment(cat, row)
+            full, filled = complete_row(row)
+            dep, wl, defaults = row_deployment(cat, full)
+            defaults = filled + defaults
             pred = predict_metric(dep, wl, metric, row, cal)
+            band = row_band(dep, row, cal)
         except UserError as exc:
             out.append(RowResult(predicted=None, ape=None, reason=str(exc).split(". Known")[0], **base))
             continue
@@ -293,6 +392,8 @@ def evaluate_rows(cat: Catalog, rows: list[Row], cal: Calibration) -> list[RowRe
                 reason="",
                 defaults=defaults,
                 group=f"{dep.engine.id}/{hw_class(dep)}",
+                band=band,
+                role=row.get("role") or "aggregated",
                 **base,
             )
         )

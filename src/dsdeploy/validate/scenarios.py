@@ -14,7 +14,7 @@ Schema v2 (SCHEMA.md) adds optional columns, all of which older files may lack:
   clients: IX0073 (32 × 8k prompts on 8× H200) measured a 372 ms TTFT, while a burst of 32 × 8,192
   tokens needs ≥ 0.8 s for the mean request even at FP8 peak. `waves` (requests in step, arrivals
   spread over 20 % of a cycle) fits InferenceX's TTFT at concurrency > 64 better, but defaulting the
-  InferenceX rows to it raised leave-one-source-out error on public.csv from 29.4 % to 36.4 %
+  InferenceX rows to it raised leave-one-source-out error on data/reference/measurements/public.csv from 29.4 % to 36.4 %
   (docs/accuracy.md), so `steady` stays the default.
 """
 

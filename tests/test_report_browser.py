@@ -113,7 +113,12 @@ def test_report_in_browser_carries_plan_json(page, monkeypatch, capsys, tmp_path
         "els => els.map(e => [+e.dataset.concurrency, +e.dataset.tpotMs, +e.dataset.outputTokSTotal])"
     )
     assert got == [[p["concurrency"], p["tpot_ms"], p["output_tok_s_total"]] for p in plan["performance_sweep"]]
-    assert page.locator("#tpot-chart circle.knee").count() == 1
+    # the knee is marked where Kneedle finds one (a curve still convex up to the KV capacity has none)
+    from dsdeploy.planner.charts import knee_index
+
+    sweep = plan["performance_sweep"]
+    knee = knee_index([p["tpot_ms"] for p in sweep], [p["output_tok_s_total"] for p in sweep])
+    assert page.locator("#tpot-chart circle.knee").count() == (0 if knee is None else 1)
     assert page.locator("#tpot-chart polygon.band").count() == 1
     # the measured points of both bench files are drawn and visible
     for i, f in enumerate(BENCH_FILES):

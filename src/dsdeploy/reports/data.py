@@ -20,30 +20,10 @@ from dsdeploy.planner.options import DeploymentOptions
 
 
 @dataclass
-class PlanInputs:
-    """`dsdeploy plan`'s options (single-deployment mode), with its defaults."""
+class PlanInputs(DeploymentOptions):
+    """`dsdeploy plan`'s options (single-deployment mode) with their one set of defaults
+    (`planner.options.DeploymentOptions`), plus the calibration file the report predicts with."""
 
-    model: str | None = None
-    config: Path | None = None
-    weights: str | None = None
-    kv_dtype: str = "bf16"
-    accelerator: str | None = None
-    count: int | None = None
-    nodes: int = 1
-    engine: str | None = None
-    placement: str | None = None
-    tp: int | None = None
-    pp: int | None = None
-    ep: int | None = None
-    dp_attention: int | None = None
-    cpu: str | None = None
-    cpu_sockets: int = 1
-    dram: str | None = None
-    dram_gb: float | None = None
-    mtp: bool = False
-    input_len: int = 1024
-    output_len: int = 1024
-    concurrency: int = 1
     calibration: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:

@@ -5,10 +5,16 @@ configs from `dsdeploy.engines.finetune_configs`."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from dsdeploy.cli import options as opt
+
+if TYPE_CHECKING:
+    from dsdeploy.estimators.finetune import FinetuneSetup
+    from dsdeploy.specs.model import ModelSpec
 
 EMITS = ("plan", "deepspeed", "accelerate", "peft", "launch", "all")
 
@@ -68,46 +74,144 @@ def _render(doc: dict) -> None:
         echo("no alternative tried fits: add nodes, or shorten the sequence further")
 
 
+@dataclass(frozen=True)
+class FinetuneOptions:
+    """`dsdeploy finetune`'s planning options with their defaults (the one set: `finetune` and
+    `report --finetune` read theirs from FT)."""
+
+    model: str | None = None
+    method: str = "lora"
+    lora_rank: int = 8
+    lora_targets: str = "all-linear"
+    precision: str = "mixed"
+    optimizer: str = "adamw"
+    sharding: str = "zero3"
+    accelerator: str | None = None
+    count: int = 8
+    nodes: int = 1
+    seq_len: int = 2048
+    micro_batch: int = 1
+    grad_accum: int = 1
+    grad_ckpt: bool = True
+    sp: int = 1
+    tp: int = 1
+    ep: int = 1
+    expert_layout: str = "fused"
+    logits: str = "hf"
+    no_flash: bool = False
+    host_ram_gb: float | None = None
+    storage: str = "nvme-gen4"
+    drives: int = 1
+
+
+FT = FinetuneOptions()
+DEFAULT_MODEL = "deepseek-r1"
+DEFAULT_ACCELERATOR = "h100-sxm"
+
+# ---- option declarations shared by `finetune` and `report --finetune` ----------------------------
+Method = Annotated[str, typer.Option("--method", help="full, lora or qlora.")]
+LoraRank = Annotated[int, typer.Option("--lora-rank", "-r", help="LoRA rank r.")]
+LoraTargets = Annotated[
+    str,
+    typer.Option("--lora-targets", help="Comma-separated PEFT target_modules (all-linear, q_proj, gate_proj, …)."),
+]
+Precision = Annotated[
+    str,
+    typer.Option("--precision", help="mixed (bf16 + fp32 master, 16 B/param), bf16 (pure, 8 B/param) or fp32."),
+]
+Optimizer = Annotated[str, typer.Option("--optimizer", help="adamw, adamw-8bit or paged-adamw-8bit.")]
+Sharding = Annotated[
+    str,
+    typer.Option(
+        "--sharding",
+        help="ddp, zero1, zero2, zero3, zero3-offload-cpu, zero3-offload-nvme, fsdp-full or fsdp-hybrid.",
+    ),
+]
+SeqLen = Annotated[int, typer.Option("--seq-len", help="Sequence length (tokens).")]
+MicroBatch = Annotated[int, typer.Option("--micro-batch", help="Micro-batch per GPU.")]
+GradAccum = Annotated[int, typer.Option("--grad-accum", help="Gradient accumulation steps.")]
+GradCkpt = Annotated[bool, typer.Option("--grad-ckpt/--no-grad-ckpt", help="Gradient checkpointing.")]
+Sp = Annotated[int, typer.Option("--sp", help="Sequence parallel size (Ulysses).")]
+ExpertLayout = Annotated[
+    str, typer.Option("--expert-layout", help="fused (transformers ≥ 5) or per-expert (transformers < 5, Megatron).")
+]
+Logits = Annotated[
+    str,
+    typer.Option("--logits", help="How the loss holds the logits: hf (transformers ≥ 4.45), hf-legacy, fused (Liger)."),
+]
+NoFlash = Annotated[bool, typer.Option("--no-flash-attention", help="Eager attention (stores the scores).")]
+HostRamGb = Annotated[float | None, typer.Option("--host-ram-gb", help="Host RAM per node, GB (default 1024).")]
+Storage = Annotated[str, typer.Option("--storage", help="Storage class for checkpoints and NVMe offload.")]
+Drives = Annotated[int, typer.Option("--drives", help="Drives per node (RAID0).")]
+
+
+def finetune_setup(o: FinetuneOptions) -> FinetuneSetup:
+    from dsdeploy.estimators.finetune import FinetuneSetup
+
+    targets = tuple(t.strip() for t in o.lora_targets.split(",") if t.strip())
+    return FinetuneSetup(
+        method=o.method,
+        precision=o.precision,
+        optimizer=o.optimizer,
+        sharding=o.sharding,
+        gpus_per_node=o.count,
+        nodes=o.nodes,
+        seq_len=o.seq_len,
+        micro_batch=o.micro_batch,
+        grad_accum=o.grad_accum,
+        grad_ckpt=o.grad_ckpt,
+        sp=o.sp,
+        tp=o.tp,
+        ep=o.ep,
+        lora_rank=o.lora_rank,
+        lora_targets=targets,
+        flash_attention=not o.no_flash,
+        expert_layout=o.expert_layout,
+        logits=o.logits,
+    )
+
+
+def finetune_plan(o: FinetuneOptions) -> tuple[ModelSpec, FinetuneSetup, dict[str, Any]]:
+    """The model spec, the setup and the `dsdeploy finetune --json` document (without "configs") for
+    these options: one path for `finetune` and `report --finetune`."""
+    from dsdeploy.catalog import load_catalog
+    from dsdeploy.planner import finetune as pf
+    from dsdeploy.specs.model import load_model_spec
+
+    setup = finetune_setup(o)
+    pf.validate(setup)  # before any file is read: bad input gives one message
+    cat = load_catalog()
+    spec = load_model_spec(o.model or DEFAULT_MODEL)
+    hw = pf.resolve_hardware(cat, o.accelerator or DEFAULT_ACCELERATOR, o.host_ram_gb, o.storage, o.drives)
+    return spec, setup, pf.plan_dict(spec, setup, hw)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("finetune")
     def finetune(
-        model: opt.Model = None,
-        method: str = typer.Option("lora", "--method", help="full, lora or qlora."),
-        lora_rank: int = typer.Option(8, "--lora-rank", "-r", help="LoRA rank r."),
-        lora_targets: str = typer.Option(
-            "all-linear",
-            "--lora-targets",
-            help="Comma-separated PEFT target_modules (all-linear, q_proj, gate_proj, …).",
-        ),
-        precision: str = typer.Option(
-            "mixed", "--precision", help="mixed (bf16 + fp32 master, 16 B/param), bf16 (pure, 8 B/param) or fp32."
-        ),
-        optimizer: str = typer.Option("adamw", "--optimizer", help="adamw, adamw-8bit or paged-adamw-8bit."),
-        sharding: str = typer.Option(
-            "zero3",
-            "--sharding",
-            help="ddp, zero1, zero2, zero3, zero3-offload-cpu, zero3-offload-nvme, fsdp-full or fsdp-hybrid.",
-        ),
-        accelerator: opt.Accelerator = None,
-        count: int = typer.Option(8, "--count", "-n", help="GPUs per node."),
-        nodes: int = typer.Option(1, "--nodes", help="Nodes."),
-        seq_len: int = typer.Option(2048, "--seq-len", help="Sequence length (tokens)."),
-        micro_batch: int = typer.Option(1, "--micro-batch", help="Micro-batch per GPU."),
-        grad_accum: int = typer.Option(1, "--grad-accum", help="Gradient accumulation steps."),
-        grad_ckpt: bool = typer.Option(True, "--grad-ckpt/--no-grad-ckpt", help="Gradient checkpointing."),
-        sp: int = typer.Option(1, "--sp", help="Sequence parallel size (Ulysses)."),
-        tp: int = typer.Option(1, "--tp", help="Tensor parallel size."),
-        ep: int = typer.Option(1, "--ep", help="Expert parallel size (MoE)."),
-        expert_layout: str = typer.Option(
-            "fused", "--expert-layout", help="fused (transformers ≥ 5) or per-expert (transformers < 5, Megatron)."
-        ),
-        logits: str = typer.Option(
-            "hf", "--logits", help="How the loss holds the logits: hf (transformers ≥ 4.45), hf-legacy, fused (Liger)."
-        ),
-        no_flash: bool = typer.Option(False, "--no-flash-attention", help="Eager attention (stores the scores)."),
-        host_ram_gb: float | None = typer.Option(None, "--host-ram-gb", help="Host RAM per node, GB (default 1024)."),
-        storage: str = typer.Option("nvme-gen4", "--storage", help="Storage class for checkpoints and NVMe offload."),
-        drives: int = typer.Option(1, "--drives", help="Drives per node (RAID0)."),
+        model: opt.Model = FT.model,
+        method: Method = FT.method,
+        lora_rank: LoraRank = FT.lora_rank,
+        lora_targets: LoraTargets = FT.lora_targets,
+        precision: Precision = FT.precision,
+        optimizer: Optimizer = FT.optimizer,
+        sharding: Sharding = FT.sharding,
+        accelerator: opt.Accelerator = FT.accelerator,
+        count: int = typer.Option(FT.count, "--count", "-n", help="GPUs per node."),
+        nodes: int = typer.Option(FT.nodes, "--nodes", help="Nodes."),
+        seq_len: SeqLen = FT.seq_len,
+        micro_batch: MicroBatch = FT.micro_batch,
+        grad_accum: GradAccum = FT.grad_accum,
+        grad_ckpt: GradCkpt = FT.grad_ckpt,
+        sp: Sp = FT.sp,
+        tp: int = typer.Option(FT.tp, "--tp", help="Tensor parallel size."),
+        ep: int = typer.Option(FT.ep, "--ep", help="Expert parallel size (MoE)."),
+        expert_layout: ExpertLayout = FT.expert_layout,
+        logits: Logits = FT.logits,
+        no_flash: NoFlash = FT.no_flash,
+        host_ram_gb: HostRamGb = FT.host_ram_gb,
+        storage: Storage = FT.storage,
+        drives: Drives = FT.drives,
         model_path: str | None = typer.Option(
             None, "--model-path", help="Model path or HF repo for the launch lines (default: the --model value)."
         ),
@@ -116,43 +220,23 @@ def register(app: typer.Typer) -> None:
         as_json: opt.AsJson = False,
     ) -> None:
         """Plan a fine-tuning run: memory per GPU / host / NVMe, verdict, alternatives, step time, checkpoint size, configs."""
-        from dsdeploy.catalog import load_catalog
         from dsdeploy.engines import finetune_configs as fc
         from dsdeploy.errors import UserError
-        from dsdeploy.estimators.finetune import FinetuneSetup, expand_targets
-        from dsdeploy.planner import finetune as pf
-        from dsdeploy.specs.model import load_model_spec
+        from dsdeploy.estimators.finetune import expand_targets
 
         if emit not in EMITS:
             raise UserError(f"--emit '{emit}' is not one of {', '.join(EMITS)}")
         if fsdp_version not in (1, 2):
             raise UserError(f"--fsdp-version must be 1 or 2, got {fsdp_version}")
-        targets = tuple(t.strip() for t in lora_targets.split(",") if t.strip())
-        setup = FinetuneSetup(
-            method=method,
-            precision=precision,
-            optimizer=optimizer,
-            sharding=sharding,
-            gpus_per_node=count,
-            nodes=nodes,
-            seq_len=seq_len,
-            micro_batch=micro_batch,
-            grad_accum=grad_accum,
-            grad_ckpt=grad_ckpt,
-            sp=sp,
-            tp=tp,
-            ep=ep,
-            lora_rank=lora_rank,
-            lora_targets=targets,
-            flash_attention=not no_flash,
-            expert_layout=expert_layout,
-            logits=logits,
-        )
-        pf.validate(setup)  # before any file is read: bad input gives one message
-        cat = load_catalog()
-        spec = load_model_spec(model or "deepseek-r1")
-        hw = pf.resolve_hardware(cat, accelerator or "h100-sxm", host_ram_gb, storage, drives)
-        doc = pf.plan_dict(spec, setup, hw)
+        o = FinetuneOptions(
+            model=model, method=method, lora_rank=lora_rank, lora_targets=lora_targets, precision=precision,
+            optimizer=optimizer, sharding=sharding, accelerator=accelerator, count=count, nodes=nodes,
+            seq_len=seq_len, micro_batch=micro_batch, grad_accum=grad_accum, grad_ckpt=grad_ckpt, sp=sp, tp=tp,
+            ep=ep, expert_layout=expert_layout, logits=logits, no_flash=no_flash, host_ram_gb=host_ram_gb,
+            storage=storage, drives=drives,
+        )  # fmt: skip
+        spec, setup, doc = finetune_plan(o)
+        targets = setup.lora_targets
         configs: dict = {}
         if emit != "plan" or as_json:
             if fc.is_deepspeed(setup):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import typer
 
+from dsdeploy.cli import cmd_finetune as ft
 from dsdeploy.cli import options as opt
 from dsdeploy.planner.options import DEFAULTS
 
@@ -66,6 +67,29 @@ def register(app: typer.Typer) -> None:
             None, "--model-path", help="Weights path for the launch command. Default: /models/MODEL."
         ),
         output: Path = typer.Option(Path("dsdeploy-report.html"), "-o", "--output", help="Write the HTML here."),
+        finetune: bool = typer.Option(
+            False,
+            "--finetune",
+            help="Add the training memory stack per GPU (`dsdeploy finetune --json` for -m, -a, -n, --nodes and the "
+            "options below; training TP/EP are finetune's defaults).",
+        ),
+        method: ft.Method = ft.FT.method,
+        lora_rank: ft.LoraRank = ft.FT.lora_rank,
+        lora_targets: ft.LoraTargets = ft.FT.lora_targets,
+        precision: ft.Precision = ft.FT.precision,
+        optimizer: ft.Optimizer = ft.FT.optimizer,
+        sharding: ft.Sharding = ft.FT.sharding,
+        seq_len: ft.SeqLen = ft.FT.seq_len,
+        micro_batch: ft.MicroBatch = ft.FT.micro_batch,
+        grad_accum: ft.GradAccum = ft.FT.grad_accum,
+        grad_ckpt: ft.GradCkpt = ft.FT.grad_ckpt,
+        sp: ft.Sp = ft.FT.sp,
+        expert_layout: ft.ExpertLayout = ft.FT.expert_layout,
+        logits: ft.Logits = ft.FT.logits,
+        no_flash: ft.NoFlash = ft.FT.no_flash,
+        host_ram_gb: ft.HostRamGb = ft.FT.host_ram_gb,
+        storage: ft.Storage = ft.FT.storage,
+        drives: ft.Drives = ft.FT.drives,
     ) -> None:
         """Write a self-contained HTML report of a plan (charts, alternatives, launch command, inputs)."""
         from dsdeploy.cli.files import write_text
@@ -79,6 +103,17 @@ def register(app: typer.Typer) -> None:
             mtp=mtp, input_len=input_len, output_len=output_len, concurrency=concurrency,
             calibration=calibration,
         )  # fmt: skip
+        ft_doc = None
+        if finetune:  # first: bad fine-tuning input is one message before any plan is built
+            fo = ft.FinetuneOptions(
+                model=model, method=method, lora_rank=lora_rank, lora_targets=lora_targets, precision=precision,
+                optimizer=optimizer, sharding=sharding, accelerator=accelerator,
+                count=count if count is not None else ft.FT.count, nodes=nodes, seq_len=seq_len,
+                micro_batch=micro_batch, grad_accum=grad_accum, grad_ckpt=grad_ckpt, sp=sp,
+                expert_layout=expert_layout, logits=logits, no_flash=no_flash, host_ram_gb=host_ram_gb,
+                storage=storage, drives=drives,
+            )  # fmt: skip
+            ft_doc = ft.finetune_plan(fo)[2]
         runs = [load_bench(p) for p in bench or []]
         _, ctx = gather(
             inp,
@@ -87,6 +122,7 @@ def register(app: typer.Typer) -> None:
             currency=currency,
             slo={"ttft_ms": ttft_ms, "tpot_ms": tpot_ms},
             model_path=model_path,
+            finetune=ft_doc,
         )
         html = render_report(ctx)
         write_text(output, html)

@@ -173,8 +173,10 @@ def gather(
     currency: str = "USD",
     slo: dict[str, float | None] | None = None,
     model_path: str | None = None,
+    finetune: dict[str, Any] | None = None,
 ) -> tuple[BuiltPlan, dict[str, Any]]:
-    """The plan and the template context of the report / UI for these options (one function for both)."""
+    """The plan and the template context of the report / UI for these options (one function for both).
+    `finetune`: `dsdeploy finetune --json`'s document, drawn as the training memory stack."""
     from dsdeploy.reports.html import context
 
     built = build_plan(inp)
@@ -186,6 +188,7 @@ def gather(
         bench_runs=bench_runs,
         cost=build_cost_view(inp, currency, *cost) if cost is not None else None,
         slo=slo,
+        finetune=finetune,
     )
     return built, ctx
 

@@ -26,6 +26,17 @@ MEMORY_PARTS = (  # (key in the chart, plan per_device key, label, colour)
     ("overhead", "overhead_bytes", "runtime overhead", "#b07aa1"),
     ("free", "free_bytes", "free", "#d9d9d9"),
 )
+FT_MEMORY_PARTS = (  # (key in the chart, where in `finetune --json`'s "memory", label, colour)
+    ("weights", "gpu_model_states_breakdown.weights", "weights", "#4e79a7"),
+    ("grads", "gpu_model_states_breakdown.grads", "gradients", "#76b7b2"),
+    ("master", "gpu_model_states_breakdown.master", "fp32 master weights", "#9c755f"),
+    ("optimizer", "gpu_model_states_breakdown.optimizer", "optimizer states", "#edc948"),
+    ("gathered", "gpu_model_states_breakdown.gathered", "gathered (ZeRO-3 / FSDP)", "#ff9da7"),
+    ("activations", "gpu_activation_bytes", "activations", "#f28e2b"),
+    ("logits", "gpu_logits_bytes", "logits", "#e15759"),
+    ("runtime", "gpu_overhead_bytes", "runtime", "#b07aa1"),
+    ("allocator", "gpu_allocator_reserve_bytes", "allocator reserve", "#bab0ac"),
+)
 MEASURED_COLORS = ["#e15759", "#f28e2b", "#b07aa1", "#9c755f", "#76b7b2", "#edc948"]
 
 
@@ -55,6 +66,35 @@ def perf_data(plan: dict[str, Any], bench_runs: list[dict[str, Any]] | None = No
         "knee": None if k is None else sweep[k]["concurrency"],
         "requested": plan.get("performance"),
         "measured": list(bench_runs or []),
+    }
+
+
+def finetune_memory_data(doc: dict[str, Any]) -> dict[str, Any]:
+    """The training memory stack per GPU from `dsdeploy finetune --json`'s document, bytes unchanged."""
+    m, s, hw = doc["memory"], doc["setup"], doc["hardware"]
+
+    def part(src: str) -> int:
+        if src.startswith("gpu_model_states_breakdown."):
+            return m["gpu_model_states_breakdown"].get(src.split(".", 1)[1], 0)
+        return m[src]
+
+    return {
+        "name": hw["accelerator"],
+        "gpus": s["gpus"],
+        "nodes": s["nodes"],
+        "parts": {key: part(src) for key, src, _, _ in FT_MEMORY_PARTS},
+        "total_bytes": m["gpu_bytes"],
+        "capacity_bytes": hw["gpu_memory_bytes"],
+        "cpu_bytes_per_node": m["cpu_bytes_per_node"],
+        "nvme_bytes_per_node": m["nvme_bytes_per_node"],
+        "tokens_per_gpu": m["tokens_per_gpu"],
+        "label": m["label"],
+        "sources": m["sources"],
+        "fits": doc["fits"],
+        "verdict": doc["verdict"],
+        "binding": doc["binding"],
+        "model": doc["model"]["name"],
+        "setup": s,
     }
 
 
@@ -100,6 +140,28 @@ def memory_svg(rows: list[dict[str, Any]], chart_id: str = "mem-chart") -> str:
             )
         )
     return stacked_bars(chart_id, "Memory per device: weights, KV cache, activations, overhead, free", bars, _gb_axis)
+
+
+def finetune_memory_svg(row: dict[str, Any], chart_id: str = "ft-mem-chart") -> str:
+    """The training memory stack of one GPU, drawn with the inference stack's chart code."""
+    parts = row["parts"]
+    segs = [
+        Segment(key, label, max(parts[key], 0), color, f"{gb(parts[key])} GB")
+        for key, _, label, color in FT_MEMORY_PARTS
+    ]
+    bar = Bar(
+        f"{row['name']} (1 of {row['gpus']})",
+        segs,
+        markers=[
+            ("total", row["total_bytes"], f"total {gb(row['total_bytes'])} GB"),
+            ("capacity", row["capacity_bytes"], f"capacity {gb(row['capacity_bytes'])} GB"),
+        ],
+        note="" if row["fits"] else row["verdict"],
+        attrs={"device": row["name"], "total": row["total_bytes"], "capacity": row["capacity_bytes"]},
+    )
+    return stacked_bars(
+        chart_id, "Training memory per GPU: model states, activations, logits, runtime", [bar], _gb_axis
+    )
 
 
 PERF_CHARTS = (  # (latency key, x-axis label, chart id, log x axis)
@@ -247,10 +309,13 @@ def context(
     bench_runs: list[dict[str, Any]] | None = None,
     cost: dict[str, Any] | None = None,
     slo: dict[str, float | None] | None = None,
+    finetune: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything the templates need: the plan, the chart data, and the drawn charts."""
+    """Everything the templates need: the plan, the chart data, and the drawn charts. `finetune` is
+    `dsdeploy finetune --json`'s document (`report --finetune`)."""
     slo = slo or {}
     data = chart_data(plan, bench_runs, cost)
+    data["finetune"] = finetune_memory_data(finetune) if finetune else None
     perf = data["performance"]
     show_perf = bool(perf["predicted"] or perf["measured"])
     return {
@@ -263,6 +328,7 @@ def context(
         "slo": slo,
         "data": data,
         "memory_svg": memory_svg(data["memory"]) if data["memory"] else "",
+        "ft_memory_svg": finetune_memory_svg(data["finetune"]) if data["finetune"] else "",
         "perf_svgs": perf_svgs(perf, slo) if show_perf else {},
         "alt_svg": alternatives_svg(data["alternatives"]) if any(a.get("fits") for a in data["alternatives"]) else "",
         "cost_svgs": cost_svgs(cost) if cost else {},

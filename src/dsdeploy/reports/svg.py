@@ -109,9 +109,28 @@ class Bar:
     attrs: dict[str, Any] = field(default_factory=dict)
 
 
+def _legend_row_layout(segs: list[Segment], left: int, right_edge: int) -> list[tuple[Segment, int, int]]:
+    """(segment, x, row) for each legend entry: left to right from `left`, a new row when one would
+    pass `right_edge` (a one-row legend is laid out as before)."""
+    out, lx, row = [], left, 0
+    for s in segs:
+        width = 24 + 7 * len(s.label)
+        if lx > left and lx + width - 8 > right_edge:
+            lx, row = left, row + 1
+        out.append((s, lx, row))
+        lx += width
+    return out
+
+
 def stacked_bars(chart_id: str, title: str, bars: Sequence[Bar], unit_fmt: Callable[[float], str]) -> str:
     """Horizontal stacked bars, one per row; markers are vertical ticks (e.g. usable, capacity)."""
     w, left, right, row_h, top = 760, 190, 40, 42, 46
+    seen: dict[str, Segment] = {}
+    for b in bars:
+        for s in b.segments:
+            seen.setdefault(s.key, s)
+    legend = _legend_row_layout(list(seen.values()), left, w)
+    top += 18 * legend[-1][2] if legend else 0  # one more legend row, 18 px lower
     h = top + row_h * len(bars) + 34
     scale_max = max([sum(s.value for s in b.segments) for b in bars] + [m[1] for b in bars for m in b.markers] + [1])
     ax = Axis(0.0, nice_ticks(0, scale_max * 1.02)[-1])
@@ -125,15 +144,9 @@ def stacked_bars(chart_id: str, title: str, bars: Sequence[Bar], unit_fmt: Calla
         f'aria-labelledby="{_a(chart_id)}-title" xmlns="http://www.w3.org/2000/svg" {FONT} font-size="12">',
         f'<title id="{_a(chart_id)}-title">{escape(title)}</title>',
     ]
-    seen: dict[str, Segment] = {}
-    for b in bars:
-        for s in b.segments:
-            seen.setdefault(s.key, s)
-    lx = left
-    for s in seen.values():
-        out.append(f'<rect x="{lx}" y="12" width="12" height="12" fill="{s.color}"/>')
-        out.append(f'<text x="{lx + 16}" y="22">{escape(s.label)}</text>')
-        lx += 24 + 7 * len(s.label)
+    for s, lx, row in legend:
+        out.append(f'<rect x="{lx}" y="{12 + 18 * row}" width="12" height="12" fill="{s.color}"/>')
+        out.append(f'<text x="{lx + 16}" y="{22 + 18 * row}">{escape(s.label)}</text>')
     for t in ax.ticks():
         out.append(f'<line x1="{_n(x(t))}" x2="{_n(x(t))}" y1="{top - 4}" y2="{h - 30}" stroke="#ddd"/>')
         out.append(f'<text x="{_n(x(t))}" y="{h - 16}" text-anchor="middle">{unit_fmt(t)}</text>')

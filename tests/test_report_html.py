@@ -307,3 +307,19 @@ def test_ui_command_serves_on_loopback(tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=20)
+
+
+@pytest.mark.parametrize(
+    "level",
+    [
+        {"completed": 1, "ttft_ms": 5},
+        {"completed": 1, "concurrency": "a", "output_throughput": "x"},
+        {"completed": 1, "concurrency": 1, "output_throughput": 1e400},
+    ],
+)
+def test_bad_bench_file_is_one_message(monkeypatch, capsys, tmp_path, level):
+    """Review finding: these crashed `report` with AttributeError / TypeError / OverflowError."""
+    bench = tmp_path / "bad.json"
+    bench.write_text(json.dumps({"levels": [level]}))
+    code, _, err = cli(monkeypatch, capsys, "report", "--bench", str(bench), "-o", str(tmp_path / "r.html"))
+    assert code == 2 and "bad.json: level 0" in err and "Traceback" not in err

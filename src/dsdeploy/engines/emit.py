@@ -203,6 +203,9 @@ def emit_compose(plan: LaunchPlan, title: str, summary: list[str]) -> str:
         else:
             svc["ports"] = [f"{plan.port}:{plan.port}"]
         svc.update(_compose_gpu(plan))
+        if plan.nodes > 1 and plan.uses_gpu:  # GPUDirect RDMA between nodes: the HCAs and locked memory
+            svc["devices"] = [*svc.get("devices", []), "/dev/infiniband"]
+            svc["cap_add"] = sorted({*svc.get("cap_add", []), "IPC_LOCK"})
         svc["ulimits"] = {"memlock": -1}
         svc["restart"] = "unless-stopped"
         services[name] = svc

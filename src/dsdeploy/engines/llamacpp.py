@@ -19,7 +19,7 @@ from dsdeploy.engines.base import (
     require_single_node,
 )
 from dsdeploy.errors import UserError
-from dsdeploy.estimators.memory import MemoryPlan, Workload
+from dsdeploy.estimators.memory import MemoryPlan, Workload, unified_wired_limit_mib
 from dsdeploy.specs.deployment import Deployment
 
 CHECKED = "llama.cpp tools/server/README.md @00dc805"
@@ -49,15 +49,9 @@ def check(dep: Deployment) -> list[str]:
     return notes
 
 
-MIB = 1024**2
-
-
-def wired_limit_launch(mem: MemoryPlan) -> Launch:
-    """`sudo sysctl iogpu.wired_limit_mb=N` (macOS 14+): lets the GPU wire the unified memory the plan
-    counted as usable (https://ark.marianposaceanu.com/apple_silicon_gpu_memory_blog.html; the
-    catalog's max_unified_fraction). N is in MiB."""
-    usable_mib = mem.devices[0].usable_bytes // MIB
-    return Launch(argv=["sudo", "sysctl", f"iogpu.wired_limit_mb={usable_mib}"], role="setup", setup=True)
+def wired_limit_launch(limit_mib: int) -> Launch:
+    """`sudo sysctl iogpu.wired_limit_mb=N` (macOS 14+), N from `estimators.memory.unified_wired_limit_mib`."""
+    return Launch(argv=["sudo", "sysctl", f"iogpu.wired_limit_mb={limit_mib}"], role="setup", setup=True)
 
 
 def _image(dep: Deployment) -> str:
@@ -115,8 +109,13 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
             "`-ot exps=CPU` keeps every routed-expert tensor (ffn_*_exps) in host RAM; newer builds spell it --cpu-moe"
         )
     launches = [Launch(argv=argv)]
-    if dep.placement == "unified" and dep.accelerator is not None and dep.accelerator.vendor == "apple":
-        launches.insert(0, wired_limit_launch(mem))
+    limit = (
+        unified_wired_limit_mib(dep.accelerator)
+        if dep.placement == "unified" and dep.accelerator is not None and dep.accelerator.vendor == "apple"
+        else None
+    )
+    if limit is not None:
+        launches.insert(0, wired_limit_launch(limit))
         notes.append(
             "macOS wires at most about three quarters of RAM for the GPU by default; the sysctl before the server raises "
             "it to what the memory plan assumed (it resets at reboot)"

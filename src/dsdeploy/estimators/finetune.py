@@ -228,6 +228,28 @@ def attention_linears(spec: ModelSpec) -> list[tuple[str, int, int]]:
     ]
 
 
+def check_model_setup(spec: ModelSpec, s: FinetuneSetup) -> list[str]:
+    """What is wrong with a setup for this model: expert parallelism that does not split the GPUs
+    or the routed experts evenly, LoRA target modules the model does not have (PEFT refuses them:
+    "Target modules ... not found")."""
+    errs: list[str] = []
+    if s.ep > 1 and s.gpus >= 1 and s.gpus % (s.ep * s.pp):
+        errs.append(f"ep × pp = {s.ep * s.pp} must divide the {s.gpus} GPUs")
+    if s.ep > 1 and not spec.is_moe:
+        errs.append(f"expert parallelism (--ep {s.ep}) needs an MoE model; {spec.name} is dense")
+    elif s.ep > 1 and spec.n_routed_experts % s.ep:
+        errs.append(f"--ep {s.ep} must divide the model's {spec.n_routed_experts} routed experts")
+    if s.method in ("lora", "qlora"):
+        known = {n for n, _, _ in attention_linears(spec)} | set(MLP_NAMES) | ({"gate"} if spec.is_moe else set())
+        unknown = sorted(set(s.lora_targets) - known - {"all-linear"})
+        if unknown:
+            errs.append(
+                f"LoRA target module(s) {', '.join(unknown)} not in {spec.name}; it has {', '.join(sorted(known))} "
+                "(or all-linear)"
+            )
+    return errs
+
+
 def expand_targets(spec: ModelSpec, targets: tuple[str, ...]) -> frozenset[str]:
     """PEFT's `target_modules` names → the module names they hit. `all-linear` is every nn.Linear
     but the output head (peft `tuners_utils._maybe_include_all_linear_layers`); on a MoE model that
@@ -396,10 +418,11 @@ def _shard_divisors(s: FinetuneSetup, n: int, keys) -> dict[str, float]:
 
 
 def _gather_bytes(spec: ModelSpec, s: FinetuneSetup, largest: int) -> int:
-    """ZeRO-3 / FSDP gather the largest module whole, in the weights' own dtype."""
+    """ZeRO-3 / FSDP gather the largest module whole, in the weights' own dtype: NF4 (packed in a
+    bf16 storage container, bnb_4bit_quant_storage) under QLoRA, else bf16 or fp32."""
     if not (s.sharding.startswith("zero3") or s.sharding.startswith("fsdp")):
         return 0
-    w_gather = 4 if s.precision == "fp32" else 2
+    w_gather = NF4_BITS / 8 if s.method == "qlora" else (4 if s.precision == "fp32" else 2)
     return int(ZERO3_GATHER_BUFFERS * largest * w_gather / (s.tp if s.tp > 1 else 1))
 
 

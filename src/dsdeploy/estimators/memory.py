@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+from dsdeploy.catalog.schema import Accelerator
 from dsdeploy.specs.deployment import Deployment
 from dsdeploy.specs.model import COMPONENTS
 
@@ -395,6 +396,18 @@ def _plan_cpu(dep: Deployment, wl: Workload, W: dict[str, int]) -> MemoryPlan:
     h.activation_bytes = activation_bytes(dep, 1)
     capacity = int(h.kv_space_bytes / kv_tok) if h.kv_space_bytes > 0 else 0
     return _finish(dep, wl, W, [h], kv_tok, capacity, [f"host reserve {HOST_RESERVE_GB:g} GB ({HOST_RESERVE_SOURCE})"])
+
+
+def unified_wired_limit_mib(acc: Accelerator) -> int | None:
+    """The macOS GPU wired-memory limit (`iogpu.wired_limit_mb`, MiB) that lets the GPU use the share
+    of unified memory the plan counts as usable (the catalog's `max_unified_fraction`), or None when
+    that share is no more than macOS's default (DEFAULT_UNIFIED_FRACTION): nothing to raise. Apple's
+    "512 GB" of unified memory is 512 GiB, so the limit is fraction × memory_gb × 1024 MiB
+    (https://ark.marianposaceanu.com/apple_silicon_gpu_memory_blog.html)."""
+    frac = acc.max_unified_fraction.value if acc.max_unified_fraction else DEFAULT_UNIFIED_FRACTION
+    if frac <= DEFAULT_UNIFIED_FRACTION:
+        return None
+    return int(frac * acc.memory_gb.value * 1024)
 
 
 def _plan_unified(dep: Deployment, wl: Workload, W: dict[str, int]) -> MemoryPlan:

@@ -92,7 +92,10 @@ UNIFIED_HOP_GBS = 5.0
 # Host link when the accelerator entry names none: PCIe 4.0 x16, 31 GB/s per direction (facts.md §2a).
 DEFAULT_HOST_LINK_GBS = 31.0
 DEFAULT_HOST_LINK_US = 10.0  # as the catalog's PCIe entries (aiconfigurator's per-collective figure)
-EP_DISPATCH_BYTES = 1.0  # DeepEP dispatches FP8 activations (deepseek-ai/DeepEP README)
+# DeepEP's normal kernels dispatch FP8 and combine BF16 (deepseek-ai/DeepEP README: "FP8 dispatching
+# and BF16 combining"): bytes per hidden element of each all-to-all
+EP_DISPATCH_BYTES = 1.0
+EP_COMBINE_BYTES = 2.0
 ARRIVALS = ("steady", "waves", "burst", "rate")
 # `waves`: benchmark clients with fixed nominal lengths (vllm bench serve / InferenceX: random
 # dataset, --random-range-ratio 0.8 draws lengths in [0.8 L, L]) keep their requests roughly in
@@ -370,8 +373,8 @@ def _gpu_comm_s(dep: Deployment, w: Work, tokens: float) -> float:
         n = max(par.ep, par.dp_attention)
         link = net if (net is not None and stage > dep.per_node) else up
         # each token's hidden state goes to its k experts' ranks, (n−1)/n of them remote, spread over n devices
-        a2a = tokens * m.experts_per_token * m.hidden * EP_DISPATCH_BYTES * (n - 1) / n / n
-        comm += 2 * m.moe_layers * (_alpha_s(link) + a2a / (link.uni_gbs.value * 1e9))
+        a2a = tokens * m.experts_per_token * m.hidden * (EP_DISPATCH_BYTES + EP_COMBINE_BYTES) * (n - 1) / n / n
+        comm += m.moe_layers * (2 * _alpha_s(link) + a2a / (link.uni_gbs.value * 1e9))
     if par.pp > 1:
         hop = net or up
         comm += (par.pp - 1) * (_alpha_s(hop) + w.hidden_bytes / (hop.uni_gbs.value * 1e9))

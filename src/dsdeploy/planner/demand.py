@@ -35,13 +35,13 @@ class Demand:
         if (requests_per_day is None) == (tokens_per_day is None):
             raise UserError("give exactly one of --requests-per-day and --tokens-per-day (input + output tokens)")
         rpd = requests_per_day if requests_per_day is not None else tokens_per_day / (il + ol)
-        if rpd <= 0:
-            raise UserError("the daily volume must be > 0")
+        if not (math.isfinite(rpd) and rpd > 0):  # NaN and inf fail too
+            raise UserError("the daily volume must be a finite number > 0")
         if kw.get("peak_concurrency", 1) < 1:
             raise UserError("--peak-concurrency must be ≥ 1")
         for k in ("ttft_ms", "tpot_ms", "budget"):
-            if kw.get(k) is not None and kw[k] <= 0:
-                raise UserError(f"--{k.replace('_', '-')} must be > 0")
+            if kw.get(k) is not None and not (math.isfinite(kw[k]) and kw[k] > 0):
+                raise UserError(f"--{k.replace('_', '-')} must be a finite number > 0")
         if not 0 <= kw.get("overflow_share", 0.2) < 1:
             raise UserError("--overflow-share must be in [0, 1)")
         return cls(requests_per_day=rpd, **kw)

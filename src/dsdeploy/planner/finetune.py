@@ -5,6 +5,7 @@ step takes and what a checkpoint costs. Composes `estimators.finetune` with the 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 
 from dsdeploy.catalog import Catalog
@@ -52,8 +53,8 @@ def resolve_hardware(
     st = catalog.storage_class(storage)
     if drives < 1:
         raise UserError(f"--drives must be at least 1, got {drives}")
-    if host_ram_gb is not None and host_ram_gb <= 0:
-        raise UserError(f"--host-ram-gb must be positive, got {host_ram_gb}")
+    if host_ram_gb is not None and not (math.isfinite(host_ram_gb) and host_ram_gb > 0):
+        raise UserError(f"--host-ram-gb must be a finite number > 0, got {host_ram_gb}")
     lt = load_time(1, st.read_gbs.value, drives=drives, raid0=True, drive_class=storage)
     return TrainHardware(
         accelerator=acc.id,
@@ -115,14 +116,14 @@ class FinetunePlan:
         }
 
 
-def validate(setup: ft.FinetuneSetup) -> None:
-    errs = ft.check_setup(setup)
+def validate(setup: ft.FinetuneSetup, spec: ModelSpec | None = None) -> None:
+    errs = ft.check_setup(setup) + (ft.check_model_setup(spec, setup) if spec is not None else [])
     if errs:
         raise UserError("; ".join(errs))
 
 
 def evaluate(spec: ModelSpec, setup: ft.FinetuneSetup, hw: TrainHardware, label: str = "requested") -> FinetunePlan:
-    validate(setup)
+    validate(setup, spec)
     lora = (
         ft.lora_trainable(spec, setup.lora_rank, setup.lora_targets, setup.expert_layout)
         if setup.method != "full"
@@ -223,7 +224,8 @@ def plan_dict(spec: ModelSpec, setup: ft.FinetuneSetup, hw: TrainHardware, with_
         notes.append(
             f"ZeRO-3 gathers a whole module at once; with transformers ≥ 5 a layer's routed experts are one "
             f"{m.states.largest_module_params / 1e9:.2f}B-parameter module ({m.states.gather_bytes / GB:.1f} GB of "
-            "gathered bf16 per GPU); --expert-layout per-expert models transformers < 5"
+            f"gathered {'NF4' if setup.method == 'qlora' else setup.precision} weights per GPU); --expert-layout "
+            "per-expert models transformers < 5"
         )
     if hw.host_ram_assumed and setup.offload == "cpu":
         notes.append("host RAM per node assumed 1024 GB; pass --host-ram-gb")

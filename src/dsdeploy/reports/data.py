@@ -11,6 +11,7 @@ dict byte for byte, so the two cannot drift apart unnoticed.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -137,20 +138,39 @@ def load_bench(path: Path) -> dict[str, Any]:
     return bench_run(doc, Path(path).name)
 
 
+def _bench_number(v: Any, where: str) -> int | float | None:
+    """A bench result's number as it is (finite int or float), or None when absent; a UserError otherwise."""
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise UserError(f"{where} must be a finite number, got {v!r}")
+    return v
+
+
+def _bench_mean(lv: dict[str, Any], key: str, where: str) -> float | None:
+    stat = lv.get(key)
+    if stat is None:
+        return None
+    if not isinstance(stat, dict):
+        raise UserError(f"{where} field {key} must be an object with a 'mean', got {stat!r}")
+    return _bench_number(stat.get("mean"), f"{where} field {key}.mean")
+
+
 def bench_run(doc: dict[str, Any], name: str) -> dict[str, Any]:
-    """The measured points of one bench result: one per level that completed requests."""
+    """The measured points of one bench result: one per level that completed requests. A level
+    whose numbers are not finite numbers is one message naming the field."""
     points = []
-    for lv in doc["levels"]:
+    for i, lv in enumerate(doc["levels"]):
         if not isinstance(lv, dict) or not lv.get("completed"):
             continue
-        tpot, ttft = (lv.get("tpot_ms") or {}).get("mean"), (lv.get("ttft_ms") or {}).get("mean")
+        where = f"{name}: level {i}"
         points.append(
             {
-                "concurrency": lv.get("concurrency"),
-                "request_rate": lv.get("request_rate"),
-                "output_tok_s_total": lv.get("output_throughput"),
-                "tpot_ms": tpot,
-                "ttft_ms": ttft,
+                "concurrency": _bench_number(lv.get("concurrency"), f"{where} field concurrency"),
+                "request_rate": _bench_number(lv.get("request_rate"), f"{where} field request_rate"),
+                "output_tok_s_total": _bench_number(lv.get("output_throughput"), f"{where} field output_throughput"),
+                "tpot_ms": _bench_mean(lv, "tpot_ms", where),
+                "ttft_ms": _bench_mean(lv, "ttft_ms", where),
                 "completed": lv.get("completed"),
                 "errors": lv.get("errors", 0),
             }

@@ -49,6 +49,14 @@ def check(dep: Deployment) -> list[str]:
     return notes
 
 
+def _mac_wired_limit(dep: Deployment) -> int | None:
+    """The GPU wired-memory limit to set first on a Mac, or None (not a Mac, or nothing to raise)."""
+    acc = dep.accelerator
+    if dep.placement != "unified" or acc is None or acc.vendor != "apple":
+        return None
+    return unified_wired_limit_mib(acc)
+
+
 def wired_limit_launch(limit_mib: int) -> Launch:
     """`sudo sysctl iogpu.wired_limit_mb=N` (macOS 14+), N from `estimators.memory.unified_wired_limit_mib`."""
     return Launch(argv=["sudo", "sysctl", f"iogpu.wired_limit_mb={limit_mib}"], role="setup", setup=True)
@@ -109,11 +117,7 @@ def build(dep: Deployment, mem: MemoryPlan, wl: Workload, opts: DeployOptions) -
             "`-ot exps=CPU` keeps every routed-expert tensor (ffn_*_exps) in host RAM; newer builds spell it --cpu-moe"
         )
     launches = [Launch(argv=argv)]
-    limit = (
-        unified_wired_limit_mib(dep.accelerator)
-        if dep.placement == "unified" and dep.accelerator is not None and dep.accelerator.vendor == "apple"
-        else None
-    )
+    limit = _mac_wired_limit(dep)
     if limit is not None:
         launches.insert(0, wired_limit_launch(limit))
         notes.append(

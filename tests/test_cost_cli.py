@@ -78,7 +78,7 @@ def test_currency_cny_matches_usd_times_fx():
 @pytest.mark.parametrize(
     "args,msg",
     [
-        (["--requests-per-day", "0"], "daily volume must be > 0"),
+        (["--requests-per-day", "0"], "daily volume must be a finite number > 0"),
         (["--tokens-per-day", "5000"], "exactly one of --requests-per-day and --tokens-per-day"),
         (["--years", "0"], "--years"),
         (["--years", "-1"], "--years"),

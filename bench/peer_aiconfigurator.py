@@ -40,7 +40,6 @@ from dsdeploy.validate import fit
 from dsdeploy.validate.scenarios import Row, RowResult, evaluate_rows, filter_rows, read_scenarios
 
 ROOT = Path(__file__).resolve().parent.parent
-MEAS = ROOT / "data" / "reference" / "measurements"
 REF = "data/reference/measurements"
 IX_CSV = "data/reference/measurements/inferencex-subset.csv"
 PUB_CSV = "data/reference/measurements/public.csv"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pydantic
 import pytest
+from scenario_rows import scenario_row
 
 from dsdeploy.catalog import load_catalog
 from dsdeploy.catalog.schema import Sourced, WeightFormat
@@ -201,29 +202,12 @@ def test_every_format_engine_exists(cat):
 
 
 def _row(**kw: str) -> Row:
-    base = dict(
-        id="T1",
-        model="deepseek-r1",
-        weights="mxfp4",
-        kv_dtype="",
-        engine="atom",
-        accelerator="mi355x",
-        accelerators_per_node="8",
-        nodes="1",
-        placement="gpu",
-        tp="8",
-        pp="1",
-        ep="1",
-        dp_attention="1",
-        mtp="0",
-        input_len="1024",
-        output_len="1024",
-        concurrency="64",
-        metric="tpot_ms",
-        value="20",
+    """An MXFP4 row on MI355X with ATOM, 8 accelerators in one node."""
+    return scenario_row(
+        **{"id": "T1", "weights": "mxfp4", "kv_dtype": "", "engine": "atom", "accelerator": "mi355x"}
+        | {"accelerators_per_node": "8", "nodes": "1"}
+        | kw
     )
-    base.update(kw)
-    return Row(base)
 
 
 @pytest.mark.parametrize("weights", ["mxfp4", "fp8"])

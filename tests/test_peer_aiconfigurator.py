@@ -7,9 +7,9 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from scenario_rows import scenario_row
 
 from dsdeploy.catalog import load_catalog
-from dsdeploy.validate.scenarios import Row
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "peer_aiconfigurator.py"
 
@@ -28,27 +28,7 @@ def cat():
     return load_catalog()
 
 
-def _row(**kw: str) -> Row:
-    base = dict(
-        id="T",
-        model="deepseek-r1",
-        weights="fp8",
-        engine="sglang",
-        accelerator="h200-sxm",
-        placement="gpu",
-        tp="8",
-        pp="1",
-        ep="1",
-        dp_attention="1",
-        mtp="0",
-        input_len="1024",
-        output_len="1024",
-        concurrency="64",
-        metric="tpot_ms",
-        value="20",
-    )
-    base.update(kw)
-    return Row(base)
+_row = scenario_row
 
 
 def test_tp8_row(peer, cat):

@@ -238,3 +238,61 @@ def test_gqa_kv_read_is_split_across_tp_by_kv_head():
     b = step_cost(dep, p, tokens=8, seqs=8, context=8192, prefill=False)
     bw = dep.accelerator.bandwidth_gbs.value * 1e9 * p.bw_eff
     assert (b.memory_s - a.memory_s) * bw == pytest.approx(8 * 4096 * 262_144 / 8, rel=1e-6)
+
+
+def _r1_h200_sglang():
+    from dsdeploy.catalog import load_catalog
+    from dsdeploy.specs.deployment import resolve_deployment
+    from dsdeploy.specs.model import load_model_spec
+
+    return resolve_deployment(
+        load_catalog(),
+        "deepseek-r1",
+        load_model_spec("deepseek-r1"),
+        "fp8",
+        "bf16",
+        "h200-sxm",
+        8,
+        tp=8,
+        engine="sglang",
+    )
+
+
+def test_open_loop_rate_follows_littles_law():
+    """`vllm bench serve --request-rate λ`: the requests in flight are λ × E2E (Little's law), not
+    the client's concurrency; throughput is λ × output while the deployment keeps up, and TPOT
+    grows with λ (a bigger batch per step). It used to run one request whatever λ was."""
+    dep = _r1_h200_sglang()
+    wl = Workload(1024, 1024, 1)
+    cal = Calibration()
+    slow = predict(dep, wl, cal, arrival="rate", request_rate=0.5)
+    fast = predict(dep, wl, cal, arrival="rate", request_rate=4.0)
+    for lam, pr in ((0.5, slow), (4.0, fast)):
+        assert pr.output_tok_s_total == pytest.approx(lam * 1024, rel=0.02)
+        e2e_s = pr.e2e_ms / 1e3
+        assert pr.batch == pytest.approx(lam * e2e_s, rel=0.05, abs=1)  # N = λ · E2E
+    assert fast.batch > slow.batch > 1
+    assert fast.tpot_ms > slow.tpot_ms
+    assert not any("overloaded" in n for n in fast.notes)
+
+
+def test_open_loop_overload_is_said_and_capped():
+    """A rate the largest batch cannot serve: throughput stops at the deployment's maximum (below
+    λ × output) and the prediction says the queue grows."""
+    dep = _r1_h200_sglang()
+    pr = predict(dep, Workload(1024, 1024, 1), Calibration(), arrival="rate", request_rate=10_000.0)
+    assert pr.output_tok_s_total < 10_000.0 * 1024 / 10
+    assert any("overloaded" in n for n in pr.notes)
+
+
+def test_visible_memory_is_what_the_driver_reports():
+    """B200's '180 GB' is binary: nvidia-smi reports 183,359 MiB (TensorRT-LLM#10278) = 192.27 GB,
+    and engines size their pools from that. An accelerator without the figure keeps its GB."""
+    from dsdeploy.catalog import load_catalog
+    from dsdeploy.estimators.memory import accelerator_bytes
+
+    accs = load_catalog().accelerators
+    assert accelerator_bytes(accs["b200"]) == 183_359 * 1024**2
+    assert accelerator_bytes(accs["b200"]) / 1e9 == pytest.approx(192.27, abs=0.01)
+    assert accelerator_bytes(accs["h200-sxm"]) == 143_771 * 1024**2
+    assert accelerator_bytes(accs["h100-sxm"]) == 80 * 10**9  # no driver figure in the catalog

@@ -88,7 +88,10 @@ class Accelerator(BaseModel):
     arch: str  # e.g. hopper, blackwell, ampere, ada, cdna3, apple-m3, grace-blackwell
     hw_class: HwClass
     unified_memory: bool = False  # True for Apple, GB10, RK3588: weights live in shared DRAM
-    memory_gb: Sourced  # per device, GB = 1e9 bytes
+    memory_gb: Sourced  # per device, GB = 1e9 bytes, as the vendor states it
+    # What the driver reports (nvidia-smi / rocm-smi), MiB: vendors' HBM figures are binary
+    # ("180 GB" B200 = 183,359 MiB = 192.3 GB), and engines size their memory pools from it.
+    memory_visible_mib: Sourced | None = None
     bandwidth_gbs: Sourced  # memory bandwidth, GB/s
     # Dense (never sparse) peak tensor throughput per dtype, TFLOPS (INT8 in TOPS).
     # Keys: fp32, tf32, bf16, fp16, fp8, int8, fp4. A dtype the part lacks is simply absent.

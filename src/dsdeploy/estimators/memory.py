@@ -32,6 +32,7 @@ from dsdeploy.specs.model import COMPONENTS
 
 GIB = 1024**3
 GB = 1e9
+MIB = 1024**2
 HOST_RESERVE_GB = 8.0  # OS + runtime on a CPU host (estimate, unconfirmed)
 HOST_RESERVE_SOURCE = "estimate: OS, page tables and runtime on the host (unconfirmed)"
 # Share of unified memory the GPU may wire when the catalog entry gives none: macOS's default GPU
@@ -254,11 +255,20 @@ def _finish(dep, wl, W, devices, kv_tok_total, kv_capacity_tokens, notes, gpu_la
     )
 
 
+def accelerator_bytes(acc: Accelerator) -> int:
+    """Bytes one accelerator really has: what its driver reports (`memory_visible_mib`, MiB) where
+    the catalog states it, since engines size their weights and KV pools from that; else the
+    vendor's figure in GB (1e9)."""
+    if acc.memory_visible_mib is not None:
+        return int(acc.memory_visible_mib.value * MIB)
+    return int(acc.memory_gb.value * GB)
+
+
 def _plan_gpu(dep: Deployment, wl: Workload, W: dict[str, int]) -> MemoryPlan:
     m, p = dep.model, dep.par
     stage_gpus = p.tp * p.dp_attention
     assert dep.accelerator is not None  # placement gpu has one (resolve_deployment)
-    cap = int(dep.accelerator.memory_gb.value * GB)
+    cap = accelerator_bytes(dep.accelerator)
     # per-device weights on the most loaded stage
     # the busiest stage: layers split as evenly as they go, so one stage holds ceil(layers / pp)
     layer_share = math.ceil(m.layers / p.pp) / m.layers
@@ -315,7 +325,7 @@ def _plan_experts_on_cpu(dep: Deployment, wl: Workload, W: dict[str, int]) -> Me
     (llama.cpp `-ot exps=CPU`, KTransformers)."""
     gpus = max(1, dep.devices)
     assert dep.accelerator is not None  # placement experts-on-cpu has one (resolve_deployment)
-    cap = int(dep.accelerator.memory_gb.value * GB)
+    cap = accelerator_bytes(dep.accelerator)
     gpu_w = (W["attention"] + W["dense_mlp"] + W["shared_experts"] + W["embedding"] + W["lm_head"] + W["other"]) / gpus
     kv_tok = kv_bytes_per_token(dep)
     act = activation_bytes(dep, 1)
@@ -349,7 +359,7 @@ def _plan_layer_split(dep: Deployment, wl: Workload, W: dict[str, int]) -> Memor
     m = dep.model
     gpus = max(1, dep.devices)
     assert dep.accelerator is not None  # placement layer-split has one (resolve_deployment)
-    cap = int(dep.accelerator.memory_gb.value * GB)
+    cap = accelerator_bytes(dep.accelerator)
     kv_tok = kv_bytes_per_token(dep)
     kv_tok_layer = kv_tok / m.layers
     layer_w = (W["attention"] + W["dense_mlp"] + W["shared_experts"] + W["routed_experts"] + W["other"]) / m.layers

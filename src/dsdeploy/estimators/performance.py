@@ -692,6 +692,47 @@ def _rate(t_pf: float, step_s: float, t_tok: float, lam: float, out: int) -> _Se
     return _Serve(ttft, tpot, ttft + (out - 1) * tpot)
 
 
+def _open_loop(
+    dep: Deployment,
+    p: GroupParams,
+    wl: Workload,
+    capacity_tokens: int,
+    t_pf: float,
+    accept: float,
+    lam: float,
+    notes: list[str],
+) -> tuple[int, StepCost, _Serve]:
+    """Open-loop arrivals at λ requests/s per replica (`vllm bench serve --request-rate`): the
+    requests in flight are not the client's to choose. Little's law, N = λ · E2E(N), solved by
+    fixed-point iteration (E2E grows with N through the decode step), capped by what the engine
+    runs at once (KV capacity, max_num_seqs). When even that batch cannot serve λ (λ · cycle(N_max)
+    > N_max), the deployment is overloaded: the queue grows for as long as the run lasts, the
+    throughput is the deployment's maximum and the TTFT depends on the run's length (noted)."""
+    n_max, _ = _batch(dep, Workload(wl.input_len, wl.output_len, 10**9), capacity_tokens, [])
+    out = max(1, wl.output_len)
+    context = wl.input_len + max(0, wl.output_len) / 2
+
+    def at(n: int) -> tuple[StepCost, _Serve]:
+        step = decode_step(dep, p, n, context)
+        return step, _rate(t_pf, step.total_s, step.total_s / accept, lam, out)
+
+    n = 1
+    for _ in range(60):
+        step, s = at(n)
+        want = min(n_max, max(1, math.ceil(lam * s.cycle)))
+        if want == n:
+            break
+        n = want if abs(want - n) <= 1 else (n + want + 1) // 2
+    step, s = at(n)
+    if n >= n_max and lam * s.cycle > n_max:
+        notes.append(
+            f"overloaded: {lam:g} requests/s per replica arrive faster than {n_max} running at once serve "
+            f"them ({n_max / s.cycle:.3g}/s); the queue grows for as long as the run lasts, so the measured "
+            "TTFT depends on the run's length"
+        )
+    return n, step, s
+
+
 def predict(
     dep: Deployment,
     wl: Workload,
@@ -718,17 +759,23 @@ def predict(
     notes: list[str] = []
     if capacity_tokens is None:
         capacity_tokens = serving_capacity_tokens(dep, plan_memory(dep, Workload(wl.input_len, wl.output_len, 1)))
-    batch, per_replica = _batch(dep, wl, capacity_tokens, notes)
     out = max(1, wl.output_len)
-    step = decode_step(dep, p, batch, wl.input_len + max(0, wl.output_len) / 2)
     accept = 1 + MTP_ACCEPTANCE if dep.mtp else 1.0
     if dep.mtp:
         notes.append(f"MTP: {accept:.2f} tokens per step ({MTP_SOURCE})")
-    t_tok = step.total_s / accept
     t_pf, _ = prefill_time(dep, p, wl.input_len)
-    s = _serve(dep, p, wl, batch, t_pf, step.total_s, t_tok, arrival, role, request_rate)
+    context = wl.input_len + max(0, wl.output_len) / 2
+    if arrival == "rate" and request_rate and role != "prefill":
+        batch, step, s = _open_loop(dep, p, wl, capacity_tokens, t_pf, accept, request_rate / dep.replicas, notes)
+        per_replica = batch
+    else:
+        batch, per_replica = _batch(dep, wl, capacity_tokens, notes)
+        step = decode_step(dep, p, batch, context)
+        s = _serve(dep, p, wl, batch, t_pf, step.total_s, step.total_s / accept, arrival, role, request_rate)
     ttft = s.ttft + p.request_ms * 1e-3  # HTTP, tokenisation, admission: once per request
     total = dep.replicas * batch * wl.output_len / s.cycle if wl.output_len and role != "prefill" else 0.0
+    if arrival == "rate" and request_rate:  # open loop: what arrives, up to what the batch serves
+        total = min(total, request_rate * wl.output_len)
     queue_factor = per_replica / batch
     if queue_factor > 1 and arrival != "rate":  # closed loop: each client waits (q − 1) runs ahead of it
         ttft += (queue_factor - 1) * s.cycle

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from dsdeploy.catalog import Catalog
 from dsdeploy.errors import UserError
 from dsdeploy.estimators import finetune as ft
+from dsdeploy.estimators.memory import accelerator_bytes
 from dsdeploy.estimators.storage import load_time
 from dsdeploy.specs.model import ModelSpec
 
@@ -58,7 +59,7 @@ def resolve_hardware(
     lt = load_time(1, st.read_gbs.value, drives=drives, raid0=True, drive_class=storage)
     return TrainHardware(
         accelerator=acc.id,
-        memory_bytes=int(acc.memory_gb.value * GB),
+        memory_bytes=accelerator_bytes(acc),
         peak_flops=bf16.value * 1e12,
         host_link=acc.host_link,
         host_link_gbs=link.uni_gbs.value if link else None,
@@ -68,7 +69,11 @@ def resolve_hardware(
         drives=drives,
         storage_gbs_per_node=lt.array_gbs,
         sources={
-            "memory": f"{acc.memory_gb.label}: {acc.memory_gb.source}",
+            "memory": (
+                f"{acc.memory_visible_mib.label}: {acc.memory_visible_mib.source}"
+                if acc.memory_visible_mib is not None
+                else f"{acc.memory_gb.label}: {acc.memory_gb.source}"
+            ),
             "bf16_tflops": f"{bf16.label}: {bf16.source}",
             "host_link": f"{link.uni_gbs.label}: {link.uni_gbs.source}" if link else "none",
             "storage": f"{st.read_gbs.label}: {st.read_gbs.source}; write rate taken equal to sequential read (assumption)",

@@ -211,7 +211,8 @@ def _row_workload(row: Row) -> tuple[int, int, int | None, bool, list[str]]:
     )
     if conc is None and not saturate:
         conc = 1
-        defaults.append("concurrency=1")
+        if row.get("arrival") != "rate":  # open loop: the requests in flight follow from the rate
+            defaults.append("concurrency=1")
     return inp, out, conc, saturate, defaults
 
 

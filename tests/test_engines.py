@@ -386,3 +386,37 @@ def test_cli_deploy_refusal_exit_2(tmp_path, monkeypatch):
     )
     assert r.returncode == 2
     assert r.stderr.startswith("error: ") and "Blackwell" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [
+        ("--head-addr", "10.0.0.1; rm -rf /"),
+        ("--head-addr", "$(reboot)"),
+        ("--head-addr", "node 0"),
+        ("--host", "0.0.0.0 --trust"),
+        ("--head-addr", "-bad.example"),
+    ],
+)
+def test_cli_deploy_refuses_an_address_that_is_not_one(tmp_path, monkeypatch, flag, value):
+    """--head-addr and --host are written into shell scripts and manifests: anything but an IP
+    address or a host name is refused with one message (it used to be pasted in as given)."""
+    monkeypatch.setenv("DSDEPLOY_HOME", str(tmp_path))
+    base = [sys.executable, "-m", "dsdeploy.cli.main", "deploy", "--weights", "fp8", "--accelerator", "h200-sxm"]
+    r = subprocess.run(
+        [*base, "--count", "8", "--nodes", "2", "--engine", "sglang", "--model-path", "/m", flag, value],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2, r.stdout
+    assert r.stderr.startswith("error: ") and flag in r.stderr and "Traceback" not in r.stderr
+
+
+def test_check_address_accepts_ips_and_host_names():
+    from dsdeploy.engines.base import check_address
+
+    for ok in ("10.0.0.1", "fe80::1", "node0", "dsdeploy-sglang-0.dsdeploy-sglang-headless", "gpu-01.example.com."):
+        assert check_address(ok, "--head-addr") == ok
+    for bad in ("", "a b", "1.2.3.4;x", "x" * 64, "10.0.0.999"):
+        with pytest.raises(UserError):
+            check_address(bad, "--head-addr")

@@ -190,3 +190,26 @@ def test_peak_above_every_kv_capacity_queues_instead_of_vanishing(ctx):
         assert not o["feasible"]  # minutes of waiting break the default 2 s TTFT
     assert all(o["verdict"] in ("fits", "queues") for o in buys)
     assert not any("does not fit" in " ".join(o["reasons"]) for o in buys)
+
+
+def test_market_status_is_marked_on_the_ranked_label(ctx):
+    """A part that is only licensed (or whose status is UNCONFIRMED) in the market asked for is
+    ranked with that mark on its label, where the table shows it, not only in its reasons; a part
+    plainly on sale carries no mark. (H20 in cn was ranked as if on open sale.)"""
+    from dsdeploy.catalog.buying import load_buying
+
+    cn = load_buying().get_market("cn")
+    r = run(ctx, market="cn", on_prem=True)
+    buys = [o for o in r["options"] if o["kind"] == "buy"]
+    h20 = [o for o in buys if "× h20," in o["label"]]
+    assert h20, [o["label"] for o in buys]
+    st = cn.status("h20")
+    want = ", ".join(([st.status] if st.status != "sold" else []) + (["UNCONFIRMED"] if st.unconfirmed else []))
+    assert want  # H20 in cn: licensed since 2025-04 (buying.toml)
+    for o in h20:
+        assert o["label"].startswith(f"[{want}] "), o["label"]
+    for o in buys:
+        acc = o["label"].split("× ", 1)[1].split(" ")[0].rstrip(",")
+        s = cn.status(acc)
+        if s.status == "sold" and not s.unconfirmed:
+            assert not o["label"].startswith("["), o["label"]

@@ -71,6 +71,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write the exact launch command for a deployment plan (command | compose | systemd | k8s)."""
         from dsdeploy.engines import DeployOptions, render
+        from dsdeploy.engines.base import check_address
         from dsdeploy.engines.emit import EMITS, k8s_head_addr
         from dsdeploy.engines.options import resolve
 
@@ -81,6 +82,10 @@ def register(app: typer.Typer) -> None:
         dep, mem, wl = resolve(options_from(locals()))
         if host is None:
             host = "0.0.0.0" if emit_fmt in ("compose", "k8s") else "127.0.0.1"
+        if head_addr is not None:
+            check_address(head_addr, "--head-addr")
+        if host is not None:
+            check_address(host, "--host")
         if head_addr is None and emit_fmt == "k8s" and dep.nodes > 1:
             head_addr = k8s_head_addr(dep.engine.id)
         opts = DeployOptions(

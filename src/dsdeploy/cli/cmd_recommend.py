@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from dsdeploy.cli import options as opt
 
@@ -103,7 +104,7 @@ def render(res: dict) -> None:
         t.add_row(
             str(o["rank"]),
             o["kind"],
-            o["label"],
+            escape(o["label"]),  # labels may carry "[licensed, UNCONFIRMED]": text, not Rich markup
             f(o["cost_per_mtok_output"], 2),
             f(o["annual"]),
             f(o["capex"]),
@@ -114,9 +115,9 @@ def render(res: dict) -> None:
     con.print(t)
     best = next((o for o in res["options"] if o["feasible"]), None)
     if best:
-        con.print(f"[bold]Recommended:[/bold] {best['label']}")
+        con.print(f"[bold]Recommended:[/bold] {escape(best['label'])}")
         for r in best["reasons"]:
-            con.print(f"  - {r}")
+            con.print(f"  - {escape(r)}")
     con.print(
         f"[dim]{res['considered']} options considered in {res['elapsed_s']:.2f} s; --json for every option's reasons[/dim]"
     )

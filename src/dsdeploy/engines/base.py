@@ -8,6 +8,8 @@ Kubernetes manifests. Adapters do no I/O.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +18,21 @@ from dsdeploy.estimators.memory import GB, MemoryPlan, Workload
 from dsdeploy.specs.deployment import Deployment
 
 HEAD_PLACEHOLDER = "HEAD_NODE_IP"
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def check_address(value: str, flag: str) -> str:
+    """An IPv4/IPv6 address or a DNS name (RFC 1123 labels), else one clear refusal: the value is
+    written into shell scripts, compose files and manifests, so nothing else may pass."""
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    labels = value.rstrip(".").split(".")
+    if 0 < len(value) <= 253 and all(_HOST_LABEL.match(x) for x in labels) and not labels[-1].isdigit():
+        return value
+    raise UserError(f"{flag} must be an IP address or a host name (letters, digits, '-' and '.'), got {value!r}")
 
 
 @dataclass

@@ -166,6 +166,17 @@ def _buying_notes(dep, d: Demand, book: PriceBook) -> tuple[bool, list[str]]:
     return True, notes
 
 
+def _market_mark(dep, d: Demand) -> str:
+    """What a ranked row must show beside its label when its part is not plainly on sale in the
+    market asked for: the status (licensed, case-by-case) and whether it is UNCONFIRMED."""
+    market = _market(d)
+    if market is None or dep.accelerator is None:
+        return ""
+    st = market.status(dep.accelerator.id)
+    parts = ([st.status] if st.status != "sold" else []) + (["UNCONFIRMED"] if st.unconfirmed else [])
+    return ", ".join(parts)
+
+
 def cost_local(
     catalog: Catalog,
     ev: Evaluated,
@@ -198,6 +209,9 @@ def cost_local(
     capex = rep["capex"] * copies
     annual = rep["annual"]["total"] * copies
     label = _label_for_copies(label, ev, copies)
+    mark = _market_mark(dep, d)
+    if mark:
+        label = f"[{mark}] {label}"
     reasons = (
         [
             f"{dep.describe()}"

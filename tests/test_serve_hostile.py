@@ -152,6 +152,37 @@ def test_body_that_stops_arriving_is_408(hardened):
     assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
 
 
+def test_body_trickled_a_byte_at_a_time_is_408(hardened):
+    """A client that sends one byte of its body every 0.5 s never stalls for --body-timeout (2 s),
+    yet must not hold its place for ever: the whole body has one deadline. (The old per-chunk
+    deadline let this request run for as long as its 200-byte body lasted: 100 s.)"""
+    import time
+
+    s = _connect(hardened.port)
+    with s:
+        head = (
+            "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {hardened.api_key}\r\nContent-Length: 200\r\n\r\n"
+        )
+        s.sendall(head.encode())
+        t0 = time.monotonic()
+        s.settimeout(0.5)
+        reply = b""
+        while time.monotonic() - t0 < 20 and not reply:
+            try:
+                s.sendall(b" ")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            try:
+                reply = s.recv(65536)
+            except TimeoutError:
+                continue
+        s.settimeout(5)
+        reply = reply or _read_response(s)
+    assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
+    assert time.monotonic() - t0 < 10
+
+
 # ---- 4. header timeout and connection cap, before any work ------------------------------------
 def test_half_sent_requests_are_cut_and_connections_are_capped(hardened):
     held = []

@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
             10.0, "--header-timeout", help="Seconds a client has to send a request's headers; then 408."
         ),
         body_timeout: float = typer.Option(
-            30.0, "--body-timeout", help="Seconds the server waits for the next piece of a request body; then 408."
+            30.0, "--body-timeout", help="Seconds a request body may take to arrive in full; then 408."
         ),
         write_timeout: float = typer.Option(
             30.0, "--write-timeout", help="Seconds one write of a stream may wait for a client that reads nothing."

@@ -155,17 +155,20 @@ class Server:
 
     async def read_body(self, receive) -> bytes:
         """The request body, read chunk by chunk: past `max_body_bytes` it stops at once with 413
-        (a chunked body has no Content-Length to check first), and a client that sends nothing
-        for `body_timeout` seconds gets 408."""
+        (a chunked body has no Content-Length to check first), and a body not complete within
+        `body_timeout` seconds of its first read gets 408. One deadline for the whole body, not one
+        per chunk: a client trickling a byte every few seconds would otherwise hold its place for as
+        long as it liked."""
         limit, chunks, size = self.s.max_body_bytes, [], 0
+        deadline = asyncio.get_running_loop().time() + self.s.body_timeout
         while True:
             try:
-                async with asyncio.timeout(self.s.body_timeout):  # no task per chunk, unlike wait_for
+                async with asyncio.timeout_at(deadline):  # no task per chunk, unlike wait_for
                     message = await receive()
             except TimeoutError:
                 raise APIError(
                     408,
-                    f"no request body data for {self.s.body_timeout:g}s",
+                    f"request body not complete within {self.s.body_timeout:g}s",
                     code="body_timeout",
                     headers={"Connection": "close"},
                 ) from None

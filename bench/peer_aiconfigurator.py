@@ -14,7 +14,7 @@ aiconfigurator's own estimator (`cli_estimate`, the API behind `aiconfigurator c
   its default SILICON database (HYBRID where SILICON has no data for the config);
 - dsdeploy: the HELD-OUT prediction -- leave-one-accelerator-out on the InferenceX subset and
   leave-one-source-out on data/reference/measurements/public.csv, each fitted on the core rows of both files minus the held-out
-  accelerator / source (`dsdeploy.validate.fit.leave_one_accelerator_out` / `leave_one_source_out`
+  accelerator / source, plus data/reference/measurements/extra.csv (`dsdeploy.validate.fit.leave_one_accelerator_out` / `leave_one_source_out`
   with `fit_rows=` where they take it, else the same refit done here with `calibrate`).
 
 Writes docs/peer-aiconfigurator.json (every row, both predictions, aiconfigurator's errors) and
@@ -43,6 +43,7 @@ ROOT = Path(__file__).resolve().parent.parent
 REF = "data/reference/measurements"
 IX_CSV = "data/reference/measurements/inferencex-subset.csv"
 PUB_CSV = "data/reference/measurements/public.csv"
+EXTRA_CSV = "data/reference/measurements/extra.csv"
 FILES = {IX_CSV: "leave-one-accelerator-out", PUB_CSV: "leave-one-source-out"}
 AIC_PY = ROOT / ".venv-aic" / "bin" / "python"
 WORKER = ROOT / "bench" / "peer_aiconfigurator_worker.py"
@@ -306,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
 
     t_ds = time.time()
     ix, pub = rows[IX_CSV], rows[PUB_CSV]
-    both = pub + ix  # both files are the fit set, as in bench/accuracy.py
+    # the fit set, as in bench/accuracy.py: both files plus the published rows of extra.csv
+    both = pub + ix + filter_rows(read_scenarios(ROOT / EXTRA_CSV), "core", "minor")
     held = {
         IX_CSV: held_out(cat, "leave_one_accelerator_out", ix, both, lambda r: r.get("accelerator") or "cpu"),
         PUB_CSV: held_out(cat, "leave_one_source_out", pub, both, lambda r: r.source_key),

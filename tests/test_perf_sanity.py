@@ -68,10 +68,14 @@ def test_r1_fp8_28k_prompt_ttft_on_8x_h200(cat):
 
 def test_4090_ddr5_ud_q2_k_xl_prefill(cat):
     """R1 UD-Q2_K_XL with the experts in DDR5 (2 × Xeon Gold 6454S, 8 × DDR5-4800 each) and one RTX
-    4090. Published: KTransformers and llama.cpp measure 50–290 tok/s on such boxes (issue 12; the
-    KTransformers tutorial's 4090 rows are 54–88 tok/s at V0.2, 286 at V0.3 with AMX). v1 predicted
-    0.8 tok/s."""
-    for engine in ("llama.cpp", "ktransformers"):
+    4090. Published: KTransformers measures 54–88 tok/s at V0.2 and 286 at V0.3 with AMX (its
+    tutorial's 4090 rows; issue 12: 50–290 tok/s on such boxes); llama.cpp on the same class of box
+    measured 10.3 tok/s (public.csv R053a: V3 Q4_K_M, 2 × Xeon Gold 6454S + RTX 4090D, KTransformers'
+    comparison table), so its plausible range starts there. KTransformers' 4,096-token chunks
+    amortise the expert streaming better than llama.cpp's 512-token ubatches: never slower. v1
+    predicted 0.8 tok/s."""
+    speeds = {}
+    for engine, lowest in (("llama.cpp", 10.3), ("ktransformers", 50.0)):
         dep = _dep(
             cat,
             "deepseek-r1",
@@ -84,8 +88,9 @@ def test_4090_ddr5_ud_q2_k_xl_prefill(cat):
             cpu_sockets=2,
             dram="ddr5-4800x8",
         )
-        tok_s = predict(dep, Workload(1024, 1, 1)).prefill_tok_s
-        assert 50 <= tok_s <= 290, engine
+        speeds[engine] = predict(dep, Workload(1024, 1, 1)).prefill_tok_s
+        assert lowest <= speeds[engine] <= 290, engine
+    assert speeds["llama.cpp"] <= speeds["ktransformers"]
 
 
 def test_tp16_across_two_nodes_is_slower_than_tp8_in_one(cat):

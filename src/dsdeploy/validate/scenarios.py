@@ -5,7 +5,7 @@ gets a reason instead (an unknown id, a missing field). Where a row lacks its wo
 defaults are used and listed in the row's `defaults` field.
 
 Schema v2 (SCHEMA.md) adds optional columns, all of which older files may lack:
-- `engine_version`, `date`: the engine build and the run's date; the date's half-year is the
+- `engine_version`, `date`: the engine build and the run's date; the date's quarter is the
   release epoch whose efficiency the row is predicted (and fitted) with;
 - `role`: `aggregated` (default), `prefill` or `decode` (one side of a PD-disaggregated system,
   predicted for that side alone);
@@ -81,7 +81,7 @@ class Row:
 
     @property
     def epoch(self) -> str:
-        """Release epoch of the engine build (half-year of `date`); '' when the row has no date."""
+        """Release epoch of the engine build (quarter of `date`); '' when the row has no date."""
         return epoch_of(self.get("date"))
 
     @property

@@ -444,7 +444,7 @@ def write_md(out_md: Path, records: list[dict], t_aic: float, t_ds: float, n_con
         "HYBRID where SILICON has no data for the config) in a child process from `.venv-aic`. dsdeploy's numbers are "
         "**held out**: leave-one-accelerator-out on the InferenceX subset (each accelerator's rows predicted by a "
         "calibration fitted without any row of that accelerator, from either file) and leave-one-source-out on `data/reference/measurements/public.csv` "
-        "(fitted on both files without that source's rows), as `bench/accuracy.py` does. "
+        "(fitted on both files and extra.csv without that source's rows), as `bench/accuracy.py` does. "
         "aiconfigurator, by contrast, carries measured per-op kernel data for every GPU it covers: its numbers are not held out.",
         "",
         "APE = |predicted − measured| ÷ measured, per row; both tools on the same rows.",

@@ -296,3 +296,21 @@ def test_visible_memory_is_what_the_driver_reports():
     assert accelerator_bytes(accs["b200"]) / 1e9 == pytest.approx(192.27, abs=0.01)
     assert accelerator_bytes(accs["h200-sxm"]) == 143_771 * 1024**2
     assert accelerator_bytes(accs["h100-sxm"]) == 80 * 10**9  # no driver figure in the catalog
+
+
+def test_an_unfitted_hardware_family_gets_its_own_physics_prior():
+    """A CPU-only deployment when no CPU row was fitted used to fall through to the generic ("*")
+    prior, a GPU's figures (3 µs per kernel, 75 % of bandwidth); it now takes the CPU family's
+    physics prior (10 µs per kernel: CPU engines synchronise their threads per op), and says so."""
+    from dsdeploy.catalog.calibration import PRIOR_SOURCE
+    from dsdeploy.validate.fit import PRIORS, _physics_groups
+
+    gpu_fit = GroupParams("*", "gpu", 0.7, 0.3, step_overhead_us=400.0, source="fitted")
+    cal = Calibration(groups=(*_physics_groups(), gpu_fit))
+    p, label = cal.lookup("sglang", "cpu")
+    assert label == "physics-prior" and p.source == PRIOR_SOURCE
+    assert (p.bw_eff, p.kernel_us) == (PRIORS["cpu"].bw_eff, PRIORS["cpu"].kernel_us)
+    p, label = cal.lookup("sglang", "datacenter-gpu")  # a fitted family still wins
+    assert label == "calibrated-borrowed" and p.source == "fitted"
+    p, label = Calibration(groups=(gpu_fit,)).lookup("sglang", "cpu")
+    assert label == "roofline"  # no prior in the file at all

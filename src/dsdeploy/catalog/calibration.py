@@ -60,6 +60,8 @@ ROOFLINE = {
     "moe_bw_eff": 0.8,
     "request_ms": 0.0,
 }
+# the `source` of the groups that carry the physics priors (validate/fit.py PRIORS), never fitted
+PRIOR_SOURCE = "physics prior (validate/fit.py PRIORS): not fitted"
 ROOFLINE_SOURCE = "facts.md §1f note 6 (0.8 HBM factor, aiconfigurator) and §1b MAMF (51–87 % of peak)"
 
 
@@ -120,8 +122,9 @@ class Calibration:
 
     def lookup(self, engine: str, hw_class: str, epoch: str | None = None) -> tuple[GroupParams, str]:
         """(params, label). label is 'calibrated' for an exact group; 'calibrated-borrowed' when the
-        engine family's group or the hardware family's fit (engine "*") stands in; 'roofline' when
-        nothing was fitted. `epoch` None = the newest fitted epoch of the group (what a deployer
+        engine family's group or the hardware family's fit (engine "*") stands in; 'physics-prior'
+        when no row of the hardware family was fitted and its physics prior (a CPU's, not a GPU's)
+        or the generic prior stands in; 'roofline' when the calibration carries neither. `epoch` None = the newest fitted epoch of the group (what a deployer
         installs today); "" = the group's all-epoch fit."""
         by_key: dict[tuple[str, str, str], GroupParams] = {(g.engine, g.hw_class, g.epoch): g for g in self.groups}
         fam = engine
@@ -137,7 +140,14 @@ class Calibration:
         fam_keys = [("*", class_family(hw_class), "")]
         if class_family(hw_class) == "gpu-amd":
             fam_keys.append(("*", "gpu", ""))  # an unfitted ROCm family borrows the GPU family
-        for key in (*fam_keys, ("*", "*", "")):
+        # no fit for this hardware family: its physics prior (a CPU's is not a GPU's), then the
+        # generic prior
+        for key in fam_keys:
+            if key in by_key:
+                return by_key[key], "calibrated-borrowed"
+        for key in (("physics", class_family(hw_class), ""), ("*", "*", "")):
+            if key in by_key and by_key[key].source == PRIOR_SOURCE:
+                return by_key[key], "physics-prior"
             if key in by_key:
                 return by_key[key], "calibrated-borrowed"
         roof = GroupParams(

@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass, replace
 
 from dsdeploy.catalog import Catalog
-from dsdeploy.catalog.calibration import PARAM_BOUNDS
+from dsdeploy.catalog.calibration import PARAM_BOUNDS, PRIOR_SOURCE
 from dsdeploy.errors import UserError
 from dsdeploy.estimators.calibration import Calibration, GroupParams, class_family
 from dsdeploy.estimators.memory import Workload
@@ -99,7 +99,6 @@ PRIORS = {
         "*", "unified", 0.7, 0.5, step_overhead_us=500.0, m_half=32.0, kernel_us=3.0, moe_bw_eff=0.5
     ),
 }
-PRIOR_SOURCE = "physics prior (validate/fit.py PRIORS): not fitted"
 
 
 @dataclass

@@ -37,6 +37,7 @@ from dsdeploy.validate.fit import (
     calibrate,
     leave_one_accelerator_out,
     leave_one_source_out,
+    p80_abs,
 )
 from dsdeploy.validate.scenarios import RowResult, evaluate_rows, filter_rows, read_scenarios, summarize
 
@@ -72,8 +73,7 @@ def band_coverage(results: list[RowResult]) -> float | None:
 
 
 def p80_log_error(results: list[RowResult]) -> float | None:
-    errs = sorted(abs(math.log(r.predicted / r.measured)) for r in results if r.predicted and r.measured)
-    return errs[min(len(errs) - 1, math.ceil(0.8 * len(errs)) - 1)] if errs else None
+    return p80_abs([math.log(r.predicted / r.measured) for r in results if r.predicted and r.measured])
 
 
 def inflation_line(results: dict) -> str:

@@ -33,3 +33,23 @@ def one_worker(server_pid: int, timeout: float = 30.0) -> int:
             return pids[0]
         assert time.monotonic() < deadline, f"expected one engine worker, found {pids}"
         time.sleep(0.05)
+
+
+def long_stream(srv, max_tokens: int = 400):
+    """A streamed completion from `dsdeploy serve` that runs for `max_tokens` tokens (EOS ignored),
+    opened with the official `openai` client and read to its first chunk: an iterator over the rest.
+    For the tests that stop or signal a server while a request is running."""
+    import openai
+
+    client = openai.OpenAI(base_url=srv.base_url + "/v1", api_key=srv.api_key, max_retries=0, timeout=60)
+    stream = client.completions.create(
+        model="tiny-deepseek",
+        prompt="a",
+        max_tokens=max_tokens,
+        stream=True,
+        extra_body={"ignore_eos": True},
+        stream_options={"include_usage": True},
+    )
+    it = iter(stream)
+    next(it)
+    return it

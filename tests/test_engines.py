@@ -182,6 +182,17 @@ def test_vllm_ray_multinode():
     assert plan.for_node(1)[0].argv == ["ray", "start", "--block", "--address=10.0.0.1:6379"]
 
 
+def test_vllm_ray_head_ipv6_is_an_ip_and_a_dns_name_is_not():
+    """Ray's --node-ip-address and VLLM_HOST_IP take an IP: an IPv6 head with hex digits is one (the
+    adapter's own digits-and-colons check called fe80::1 a DNS name), a host name is not."""
+    po, do = CASES["vllm-r1-2x8xh100-ray"]
+    dep, mem, wl = resolve(po)
+    for head, is_ip in (("fe80::1", True), ("10.0.0.1", True), ("node0.cluster.local", False)):
+        plan = build_launch_plan(dep, mem, wl, DeployOptions(**{**do, "head_addr": head}))
+        assert ("VLLM_HOST_IP" in plan.for_node(0)[0].env) == is_ip, head
+        assert (f"--node-ip-address={head}" in plan.for_node(0)[0].argv) == is_ip, head
+
+
 def test_sglang_multinode():
     plan = _plan("sglang-r1-2x8xh100")
     for r in (0, 1):

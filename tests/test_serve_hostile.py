@@ -13,7 +13,7 @@ import time
 
 import httpx
 import pytest
-from serve_procs import one_worker, worker_pids
+from serve_procs import long_stream, one_worker, worker_pids
 
 openai = pytest.importorskip("openai")
 
@@ -107,6 +107,14 @@ def _connect(port: int) -> socket.socket:
     return s
 
 
+def _post_head(api_key: str, body_header: str) -> str:
+    """The head of an authorised POST /v1/completions whose body the test then sends (or not)."""
+    return (
+        "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {api_key}\r\n{body_header}\r\n\r\n"
+    )
+
+
 def _read_response(s: socket.socket) -> bytes:
     data = b""
     try:
@@ -125,10 +133,7 @@ def test_chunked_body_over_the_limit_is_413_before_it_ends(hardened):
     (this body never ends: the terminating chunk is never sent)."""
     s = _connect(hardened.port)
     with s:
-        head = (
-            "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Authorization: Bearer {hardened.api_key}\r\nTransfer-Encoding: chunked\r\n\r\n"
-        )
+        head = _post_head(hardened.api_key, "Transfer-Encoding: chunked")
         s.sendall(head.encode())
         piece = b"x" * 8192
         try:
@@ -143,10 +148,7 @@ def test_chunked_body_over_the_limit_is_413_before_it_ends(hardened):
 def test_body_that_stops_arriving_is_408(hardened):
     s = _connect(hardened.port)
     with s:
-        head = (
-            "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Authorization: Bearer {hardened.api_key}\r\nContent-Length: 100\r\n\r\n"
-        )
+        head = _post_head(hardened.api_key, "Content-Length: 100")
         s.sendall(head.encode() + b'{"prompt": ')
         reply = _read_response(s)  # --body-timeout 2
     assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
@@ -160,10 +162,7 @@ def test_body_trickled_a_byte_at_a_time_is_408(hardened):
 
     s = _connect(hardened.port)
     with s:
-        head = (
-            "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Authorization: Bearer {hardened.api_key}\r\nContent-Length: 200\r\n\r\n"
-        )
+        head = _post_head(hardened.api_key, "Content-Length: 200")
         s.sendall(head.encode())
         t0 = time.monotonic()
         s.settimeout(0.5)
@@ -374,17 +373,7 @@ def test_drain_timeout_ends_running_and_queued_streams_properly(serve_factory):
 def test_group_signal_drains_instead_of_killing_the_workers(serve_factory):
     srv = serve_factory("--parallel", "1", "--threads", "1")
     worker = one_worker(srv.proc.pid)
-    client = openai.OpenAI(base_url=srv.base_url + "/v1", api_key=srv.api_key, max_retries=0, timeout=60)
-    stream = client.completions.create(
-        model=MODEL,
-        prompt="a",
-        max_tokens=400,
-        stream=True,
-        extra_body={"ignore_eos": True},
-        stream_options={"include_usage": True},
-    )
-    it = iter(stream)
-    next(it)
+    it = long_stream(srv)
     # as systemd's KillMode=control-group does: SIGTERM to every process of the service, and as a
     # terminal's Ctrl-C does: SIGINT to the foreground process group
     os.killpg(srv.proc.pid, signal.SIGTERM)

@@ -9,7 +9,7 @@ import time
 
 import httpx
 import pytest
-from serve_procs import one_worker
+from serve_procs import long_stream, one_worker
 
 openai = pytest.importorskip("openai")
 
@@ -83,17 +83,7 @@ def test_killed_engine_non_streaming_gets_503(serve_factory):
 
 def test_sigterm_drains_running_stream_then_exits(serve_factory):
     srv = serve_factory("--parallel", "1", "--threads", "1")
-    client = openai.OpenAI(base_url=srv.base_url + "/v1", api_key=srv.api_key, max_retries=0, timeout=60)
-    stream = client.completions.create(
-        model=MODEL,
-        prompt="a",
-        max_tokens=400,
-        stream=True,
-        extra_body={"ignore_eos": True},
-        stream_options={"include_usage": True},
-    )
-    it = iter(stream)
-    next(it)
+    it = long_stream(srv)
     srv.proc.send_signal(signal.SIGTERM)
     rest = list(it)
     assert rest[-1].usage.completion_tokens == 400  # the running stream finished in full

@@ -21,14 +21,20 @@ HEAD_PLACEHOLDER = "HEAD_NODE_IP"
 _HOST_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 
+def is_ip_address(value: str) -> bool:
+    """An IPv4 or IPv6 address (not a DNS name)."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
 def check_address(value: str, flag: str) -> str:
     """An IPv4/IPv6 address or a DNS name (RFC 1123 labels), else one clear refusal: the value is
     written into shell scripts, compose files and manifests, so nothing else may pass."""
-    try:
-        ipaddress.ip_address(value)
+    if is_ip_address(value):
         return value
-    except ValueError:
-        pass
     labels = value.rstrip(".").split(".")
     if 0 < len(value) <= 253 and all(_HOST_LABEL.match(x) for x in labels) and not labels[-1].isdigit():
         return value

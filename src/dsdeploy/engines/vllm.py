@@ -26,6 +26,7 @@ from dsdeploy.engines.base import (
     LaunchPlan,
     context_len,
     has_compute,
+    is_ip_address,
     refuse_mla_kv,
     refuse_nvfp4_off_blackwell,
     replica_note,
@@ -212,7 +213,7 @@ def _multi_node_ray(
 ) -> tuple[list[Launch], list[str]]:
     """A Ray cluster: node 0 starts the head, waits for every node, then `vllm serve` on Ray."""
     port = str(opts.dist_port or RAY_PORT)
-    is_ip = head == HEAD_PLACEHOLDER or all(c.isdigit() or c in ".:" for c in head)
+    is_ip = head == HEAD_PLACEHOLDER or is_ip_address(head)
     # Ray's --node-ip-address and VLLM_HOST_IP take an IP; with a DNS name (k8s) Ray picks the pod IP itself
     env = {"VLLM_HOST_IP": head} if is_ip else {}
     head_argv = ["ray", "start", "--head", f"--port={port}", *([f"--node-ip-address={head}"] if is_ip else [])]

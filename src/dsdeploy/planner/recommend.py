@@ -142,12 +142,14 @@ def _queued_ttft(perf, running: int, peak: int) -> tuple[float, list[str]]:
     ]
 
 
-def _buying_notes(dep, d: Demand, book: PriceBook) -> tuple[bool, list[str]]:
-    """(whether the accelerator can be bought in `d.market`, notes on its price, unit and market status)."""
+def _buying_notes(dep, d: Demand, book: PriceBook) -> tuple[bool, list[str], str]:
+    """(whether the accelerator can be bought in `d.market`, notes on its price, unit and market
+    status, the mark a ranked row shows when the part is not plainly on sale there: its status
+    (licensed, case-by-case) and whether it is UNCONFIRMED; "" otherwise)."""
     notes: list[str] = []
     acc = dep.accelerator.id if dep.accelerator is not None else None
     if acc is None:
-        return True, notes
+        return True, notes, ""
     ap = book.accelerator(acc)
     if ap.purchase.label == "unconfirmed":
         notes.append(f"{acc} purchase price is an UNCONFIRMED estimate ({ap.purchase.source})")
@@ -156,25 +158,15 @@ def _buying_notes(dep, d: Demand, book: PriceBook) -> tuple[bool, list[str]]:
         notes.append(f"sold only as whole units: {u.name}, {u.cooling}-cooled ({u.cooling_source})")
     market = _market(d)
     if market is None:
-        return True, notes
-    if not market.buyable(acc):
-        return False, notes + [market.why_not(d.market or "", acc)]
+        return True, notes, ""
     st = market.status(acc)
+    mark = ", ".join(([st.status] if st.status != "sold" else []) + (["UNCONFIRMED"] if st.unconfirmed else []))
+    if not market.buyable(acc):
+        return False, notes + [market.why_not(d.market or "", acc)], mark
     notes.append(
         f"{acc} in {d.market}: {st.status} ({st.date}; {st.source})" + (" UNCONFIRMED" if st.unconfirmed else "")
     )
-    return True, notes
-
-
-def _market_mark(dep, d: Demand) -> str:
-    """What a ranked row must show beside its label when its part is not plainly on sale in the
-    market asked for: the status (licensed, case-by-case) and whether it is UNCONFIRMED."""
-    market = _market(d)
-    if market is None or dep.accelerator is None:
-        return ""
-    st = market.status(dep.accelerator.id)
-    parts = ([st.status] if st.status != "sold" else []) + (["UNCONFIRMED"] if st.unconfirmed else [])
-    return ", ".join(parts)
+    return True, notes, mark
 
 
 def cost_local(
@@ -209,7 +201,7 @@ def cost_local(
     capex = rep["capex"] * copies
     annual = rep["annual"]["total"] * copies
     label = _label_for_copies(label, ev, copies)
-    mark = _market_mark(dep, d)
+    sellable, buying, mark = _buying_notes(dep, d, book)
     if mark:
         label = f"[{mark}] {label}"
     reasons = (
@@ -226,8 +218,7 @@ def cost_local(
     )
     if d.budget is not None and capex > d.budget:
         reasons.append(f"capex {capex:,.0f} exceeds the budget {d.budget:,.0f}")
-    sellable, notes = _buying_notes(dep, d, book)
-    reasons += notes
+    reasons += buying
     q = dep.weights
     return Option(
         kind=kind,

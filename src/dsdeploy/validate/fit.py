@@ -223,12 +223,18 @@ def at_bound(g: GroupParams) -> list[str]:
     return out
 
 
+def p80_abs(values: list[float]) -> float | None:
+    """The 80th percentile of |value| (nearest rank), None for no values: the bands' statistic, and
+    the one bench/accuracy.py measures HELD_OUT_INFLATION with."""
+    errs = sorted(abs(v) for v in values)
+    return errs[min(len(errs) - 1, math.ceil(0.8 * len(errs)) - 1)] if errs else None
+
+
 def _band(items: list[Prepared], cal: Calibration) -> float:
     """Relative half-width covering 80 % of these rows' errors, inflated to held-out size."""
-    errs = sorted(abs(e) for e in (_log_err(p, cal) for p in items) if e is not None)
-    if not errs:
+    p80 = p80_abs([e for e in (_log_err(p, cal) for p in items) if e is not None])
+    if p80 is None:
         return cal.default_band
-    p80 = errs[min(len(errs) - 1, math.ceil(0.8 * len(errs)) - 1)]
     return float(math.exp(p80 * HELD_OUT_INFLATION) - 1)
 
 

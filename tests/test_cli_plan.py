@@ -329,16 +329,18 @@ def test_concurrency_above_kv_capacity_queues_not_does_not_fit(monkeypatch, caps
 
 def test_best_model_on_four_a100(monkeypatch, capsys):
     """Issue 13: --best-model answers for 4× A100 80 GB with its reason: full R1 (capability rank 1) in
-    UD-Q2_K_XL, the best format that fits 320 GB (llama.cpp splitting layers)."""
+    Q3_K_M (318.9 GB of weights, 80.0 GB per device), the best format that fits four A100s as the
+    driver reports them: 4 × 81,920 MiB = 343.6 GB (llama.cpp splitting layers). Q4_K_M (~404 GB)
+    does not."""
     code, out, err = cli(
         monkeypatch, capsys, "plan", "--best-model", "--accelerator", "a100-sxm-80g", "--count", "4", "--json"
     )
     assert code == 0, err
     res = json.loads(out)
     assert res["mode"] == "best-model" and res["found"] is True and res["fits"] is True
-    assert (res["model"], res["weights"]) == ("deepseek-r1", "gguf-ud-q2_k_xl")
+    assert (res["model"], res["weights"]) == ("deepseek-r1", "gguf-q3_k_m")
     assert res["passed_over"] == []
-    assert "capability rank 1" in res["best_model_reason"] and "gguf-ud-q2_k_xl" in res["best_model_reason"]
+    assert "capability rank 1" in res["best_model_reason"] and "gguf-q3_k_m" in res["best_model_reason"]
     code, out, _ = cli(monkeypatch, capsys, "plan", "--best-model", "--accelerator", "a100-sxm-80g", "--count", "4")
     assert code == 0 and "Best model that fits: deepseek-r1" in out
 

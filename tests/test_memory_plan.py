@@ -185,15 +185,16 @@ def test_kv_per_device_is_its_own_dp_group_share():
 
 
 def test_gpu_expert_slots_by_hand():
-    """R1 Q4_K_M, experts on one RTX 4090 (llama.cpp sizing): the plan leaves about 12.08 GB free
-    (24 GB − 10.75 weights − 0.14 KV − 0.16 activations − 0.86 overhead); one expert index across
-    the 58 MoE layers is 395.9 GB / 256 ≈ 1.547 GB; half of 12.08 GB holds 3 of them (6.04 / 1.547 =
-    3.9)."""
+    """R1 Q4_K_M, experts on one RTX 4090 (llama.cpp sizing): the card has 24,564 MiB = 25.757 GB as
+    nvidia-smi reports it (RLinf#255); the plan leaves about 13.84 GB free (25.757 − 10.75 weights −
+    0.14 KV − 0.16 activations − 0.86 overhead); one expert index across the 58 MoE layers is
+    395.9 GB / 256 ≈ 1.547 GB; half of 13.84 GB holds 4 of them (6.92 / 1.547 = 4.5)."""
     from dsdeploy.estimators.memory import gpu_expert_slots
 
     dep, m = plan(
         "gguf-q4_k_m", "rtx-4090", 1, engine="llama.cpp", placement="experts-on-cpu", cpu="epyc-9654", dram_gb=512
     )
-    assert m.devices[0].free_bytes / GB == pytest.approx(12.08, abs=0.01)
-    assert gpu_expert_slots(dep, m) == 3
-    assert gpu_expert_slots(dep, m, share=1.0) == 7  # 12.08 / 1.547 = 7.8
+    assert m.devices[0].capacity_bytes == 24_564 * 1024**2
+    assert m.devices[0].free_bytes / GB == pytest.approx(13.84, abs=0.01)
+    assert gpu_expert_slots(dep, m) == 4
+    assert gpu_expert_slots(dep, m, share=1.0) == 8  # 13.84 / 1.547 = 8.9

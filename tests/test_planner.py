@@ -126,14 +126,17 @@ def test_best_format_is_the_best_ranked_that_fits():
 
 
 def test_best_format_on_four_a100_falls_back_to_a_layer_split_gguf():
-    """Issue 13: 4× A100 80 GB (320 GB) holds no tensor-parallel format of R1 (AWQ-INT4 is ~370 GB),
-    but UD-Q2_K_XL (~216 GB) fits with llama.cpp splitting layers; --best-format used to say none fits."""
+    """Issue 13: 4× A100 80 GB (4 × 81,920 MiB = 343.6 GB as the driver reports it) holds no
+    tensor-parallel format of R1 (AWQ-INT4 is ~370 GB), but Q3_K_M (318.9 GB) fits with llama.cpp
+    splitting layers; --best-format used to say none fits."""
     ev = P.best_format(CAT, "deepseek-r1", R1, SEED, accelerator="a100-sxm-80g", count=4)
     assert ev is not None and ev.memory.fits
-    assert ev.deployment.weights.id == "gguf-ud-q2_k_xl"
+    assert ev.deployment.weights.id == "gguf-q3_k_m"
     assert ev.deployment.engine.id == "llama.cpp"
-    better = [f.id for f in CAT.formats.values() if f.quality_rank < 9 and f.id.startswith("gguf-")]
-    for f in better:  # Q8_0 .. Q3_K_M do not fit in 320 GB
+    rank = ev.deployment.weights.quality_rank
+    better = [f.id for f in CAT.formats.values() if f.quality_rank < rank and f.id.startswith("gguf-")]
+    assert better  # Q8_0 .. Q4_K_M do not fit in 343.6 GB
+    for f in better:
         dep = resolve_deployment(CAT, "deepseek-r1", R1, f, "bf16", "a100-sxm-80g", 4)
         assert not P.evaluate(dep, SEED).memory.fits, f
 

@@ -41,11 +41,12 @@ def test_fp16_r1_does_not_fit_8x_h100(claims):
 
 def test_kv_reserve_counts_the_mla_latent_on_every_tp_rank(claims):
     """Issue 13: MLA's latent (one KV head) is replicated on all 8 TP ranks, so each GPU's 20 % reserve
-    (0.2 × 80 GB = 16 GB) holds 16e9 // 70,272 B = 227,686 tokens (61 × (512 + 64) × 2 B per token,
-    DeepSeek-V2 §2.1.3) and the 8 GPUs hold the same tokens: not 128 GB // 70,272 = 1,821,493 (8× over)."""
+    (0.2 × 81,559 MiB = 0.2 × 85.52 GB = 17.10 GB, the H100's memory as nvidia-smi reports it) holds
+    17,104,161,996 // 70,272 B = 243,399 tokens (61 × (512 + 64) × 2 B per token, DeepSeek-V2 §2.1.3)
+    and the 8 GPUs hold the same tokens: not 8 × 17.10 GB // 70,272 = 1,947,195 (8× over)."""
     c = claims["kv-reserve-20pct"]
-    assert c.value == 227_686
-    assert "111 requests" in c.ours
+    assert c.value == 0.2 * 81_559 * 1024**2 // 70_272 == 243_399
+    assert "118 requests" in c.ours  # 243,399 // 2,048
 
 
 def test_article_4bit_size_167gb_is_wrong(claims):

@@ -3,7 +3,7 @@
 # engine: llama.cpp; flags checked against llama.cpp tools/server/README.md @00dc805
 # plan: deepseek-r1 gguf-q4_k_m on 1× rtx-4090 + 1× epyc-9654, 512 GB ddr5-4800x12 (experts-on-cpu, llama.cpp); tp=1 pp=1 ep=1 dp_attention=1
 # workload: 1024 in + 1024 out tokens, 1 concurrent; memory plan: fits (none binding)
-# memory: weights 406.7 GB total; rtx-4090 (each): 10.8 GB weights + 0.1 GB KV of 24.0 GB usable; host DRAM: 395.9 GB weights + 0.0 GB KV of 504.0 GB usable; KV capacity 173,943 tokens
+# memory: weights 406.7 GB total; rtx-4090 (each): 10.8 GB weights + 0.1 GB KV of 25.8 GB usable; host DRAM: 395.9 GB weights + 0.0 GB KV of 504.0 GB usable; KV capacity 198,949 tokens
 # note: `-ot exps=CPU` keeps every routed-expert tensor (ffn_*_exps) in host RAM; newer builds spell it --cpu-moe
 set -euo pipefail
 

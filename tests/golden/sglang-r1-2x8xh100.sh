@@ -3,7 +3,7 @@
 # engine: sglang; flags checked against SGLang docs/advanced_features/server_arguments.md @004813e
 # plan: deepseek-r1 fp8 on 8× h100-sxm × 2 nodes (gpu, sglang); tp=16 pp=1 ep=1 dp_attention=1
 # workload: 1024 in + 1024 out tokens, 1 concurrent; memory plan: fits (none binding)
-# memory: weights 673.2 GB total; h100-sxm (each): 42.3 GB weights + 0.1 GB KV of 64.8 GB usable; KV capacity 296,251 tokens
+# memory: weights 673.2 GB total; h100-sxm (each): 42.3 GB weights + 0.1 GB KV of 69.3 GB usable; KV capacity 359,887 tokens
 # fabric: 2 nodes over InfiniBand NDR 400 Gb/s port (50 GB/s per direction per GPU); the plan's communication times assume GPUDirect RDMA on that fabric. Check `ibv_devinfo` on every node and set NCCL_IB_HCA (InfiniBand/RoCE) or NCCL_SOCKET_IFNAME; over plain TCP, NCCL falls back to sockets and inter-node steps are many times slower
 # note: the same command runs on every node with its own --node-rank; node 0 serves HTTP
 set -euo pipefail

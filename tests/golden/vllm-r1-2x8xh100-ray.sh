@@ -3,7 +3,7 @@
 # engine: vllm; flags checked against vLLM docs (parallelism_scaling.md @096bd6a, expert_parallel_deployment latest, CacheConfig v0.10.2)
 # plan: deepseek-r1 fp8 on 8× h100-sxm × 2 nodes (gpu, vllm); tp=8 pp=2 ep=1 dp_attention=1
 # workload: 1024 in + 1024 out tokens, 1 concurrent; memory plan: fits (none binding)
-# memory: weights 673.2 GB total; h100-sxm (each): 42.9 GB weights + 0.1 GB KV of 72.0 GB usable; KV capacity 765,078 tokens
+# memory: weights 673.2 GB total; h100-sxm (each): 42.9 GB weights + 0.1 GB KV of 77.0 GB usable; KV capacity 904,211 tokens
 # fabric: 2 nodes over InfiniBand NDR 400 Gb/s port (50 GB/s per direction per GPU); the plan's communication times assume GPUDirect RDMA on that fabric. Check `ibv_devinfo` on every node and set NCCL_IB_HCA (InfiniBand/RoCE) or NCCL_SOCKET_IFNAME; over plain TCP, NCCL falls back to sockets and inter-node steps are many times slower
 # note: Ray cluster: node 0 starts the head, waits (up to 1800 s) until all 2 nodes have joined, then starts vLLM; every node needs the same model path and vLLM version; set VLLM_HOST_IP to each worker's own IP if it has several interfaces
 set -euo pipefail

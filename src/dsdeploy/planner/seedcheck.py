@@ -147,7 +147,8 @@ def claims(catalog: Catalog) -> list[Claim]:
             "二.1 显存需求计算",
             "采用张量并行(Tensor Parallelism)时,8卡H100(每卡80GB HBM3)可满足基础需求",
             "with tensor parallelism, 8× H100 80GB meet the basic requirement (for FP16 R1)",
-            f"does NOT fit: {fp16 / 1e9:,.0f} GB of weights vs 8 × 80 = {8 * dev.capacity_bytes / 1e9:,.0f} GB; "
+            f"does NOT fit: {fp16 / 1e9:,.0f} GB of weights vs 8 × {dev.capacity_bytes / 1e9:,.1f} = "
+            f"{8 * dev.capacity_bytes / 1e9:,.0f} GB (each '80 GB' H100 as its driver reports it); "
             f"each GPU would need {dev.weights_bytes / 1e9:,.1f} GB of weights alone; the fewest H100s that hold FP16 R1 is {mc_n}",
             float(ev.memory.fits),
             None,
@@ -155,7 +156,10 @@ def claims(catalog: Catalog) -> list[Claim]:
             f"The weights are {fp16 / (8 * dev.capacity_bytes):.1f}× the total memory of the 8 GPUs, before any KV cache. "
             f"FP16 R1 needs {mc_n} H100s ({mc.deployment.nodes if mc else '?'} nodes of 8); on H100s FP8 needs {_mc(catalog, spec, 'fp8', h100)} "
             f"and AWQ INT4 {_mc(catalog, spec, 'awq-int4', h100)}.",
-            ("dsdeploy plan (estimators/memory.py)", "hardware.toml h100-sxm memory_gb (facts.md §1a)"),
+            (
+                "dsdeploy plan (estimators/memory.py)",
+                "hardware.toml h100-sxm memory_visible_mib (nvidia-smi: 81,559 MiB)",
+            ),
         )
     )
 
@@ -175,7 +179,7 @@ def claims(catalog: Catalog) -> list[Claim]:
             "reserve an extra 20 % of GPU memory for KV-cache growth",
             f"R1's MLA cache is {kv_tok:,.0f} B/token at BF16, {kv_dev_tok:,.0f} B/token on each GPU (the latent is "
             f"replicated on all 8 TP ranks: split {split} way{'s' if split > 1 else ''}); 20 % of one GPU's "
-            f"{dev.capacity_bytes / 1e9:,.0f} GB = {reserve / 1e9:,.0f} GB holds {tokens:,} tokens "
+            f"{dev.capacity_bytes / 1e9:,.1f} GB = {reserve / 1e9:,.1f} GB holds {tokens:,} tokens "
             f"≈ {tokens // SEED_WORKLOAD.tokens_per_request:,} requests of 2,048 tokens (the same tokens on every GPU)",
             float(tokens),
             None,

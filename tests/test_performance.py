@@ -297,6 +297,11 @@ def test_visible_memory_is_what_the_driver_reports():
     assert accelerator_bytes(accs["h200-sxm"]) == 143_771 * 1024**2
     assert accelerator_bytes(accs["h100-sxm"]) == 81_559 * 1024**2  # nccl#1264: '0MiB / 81559MiB'
     assert accelerator_bytes(accs["h800-sxm"]) == 80 * 10**9  # no driver figure in the catalog
+    # OCI's B300 quickstart: '0MiB / 275040MiB' = 288.4 GB, 1.5x a B200's
+    assert accelerator_bytes(accs["b300"]) / 1e9 == pytest.approx(288.40, abs=0.01)
+    # AMD reports binary GB less 16 MiB: MI300X 192 GiB - 16 MiB = 206,141,652,992 B (ROCm#4750); MI355X 288 GiB - 16 MiB
+    assert accelerator_bytes(accs["mi300x"]) == 206_141_652_992 == 192 * 1024**3 - 16 * 1024**2
+    assert accelerator_bytes(accs["mi355x"]) == 288 * 1024**3 - 16 * 1024**2
 
 
 def test_an_unfitted_hardware_family_gets_its_own_physics_prior():

@@ -93,6 +93,9 @@ class Accelerator(BaseModel):
     # ("180 GB" B200 = 183,359 MiB = 192.3 GB), and engines size their memory pools from it.
     memory_visible_mib: Sourced | None = None
     bandwidth_gbs: Sourced  # memory bandwidth, GB/s
+    # What a streaming microbenchmark (BabelStream triad, nvbench, TransferBench) measured, GB/s:
+    # parts reach different shares of their spec (MI300X ~77 %, H100 ~89 %).
+    bandwidth_measured_gbs: Sourced | None = None
     # Dense (never sparse) peak tensor throughput per dtype, TFLOPS (INT8 in TOPS).
     # Keys: fp32, tf32, bf16, fp16, fp8, int8, fp4. A dtype the part lacks is simply absent.
     tflops: dict[str, Sourced]

@@ -17,6 +17,9 @@ A step (a prefill chunk or a decode step) on the busiest device costs
 - **Memory**: the device's dense weights, plus the routed experts actually touched by T tokens —
   E·(1−(1−k/E)^T) per MoE layer (each token picks k of E; DeepSeek's balanced routing makes this
   the right mean) — plus each sequence's KV (the MLA latent for DeepSeek), over bandwidth × bw_eff.
+  The bandwidth is the spec scaled by how far the part's measured streaming bandwidth departs from
+  a typical part's (`hbm_gbs`: MI300X streams 77 % of its spec where H100, H200 and B200 stream
+  86–89 %), so an efficiency fitted on one part carries to another.
 - **Compute dtype** actually run: the format's `compute` when the hardware has it (FP8 on Hopper,
   Blackwell, MI300X, Ada), else its fallback (A100 runs FP8 weights as W8A16 → BF16); CPUs use
   their AMX/AVX-512 rate as the engine's kernels do (`cpu_peak_tflops`).
@@ -185,6 +188,23 @@ def hw_class(dep: Deployment) -> str:
     base = "datacenter-gpu" if _acc(dep).hw_class == "datacenter-gpu" else "pcie-gpu"
     # ROCm and CUDA stacks differ in kernel maturity: AMD parts get their own group.
     return base + "-amd" if _acc(dep).vendor == "amd" else base
+
+
+# The share of its spec bandwidth a typical datacenter GPU streams at: the median of the measured
+# figures in hardware.toml (`bandwidth_measured_gbs`: H100 0.887, B200 0.886, H200 0.865,
+# MI355X-class 0.864, MI300X 0.772). Fitted bandwidth efficiencies are fractions of spec on such a
+# part; tests/test_performance.py checks the median against the catalog.
+TYPICAL_STREAM_FRACTION = 0.865
+
+
+def hbm_gbs(acc: Accelerator) -> float:
+    """Memory bandwidth, GB/s, the model streams at before the engine's efficiency: the spec, scaled
+    by how far this part's measured streaming bandwidth departs from a typical part's (an MI300X
+    streams 0.772 of its 5.3 TB/s where an H200 streams 0.865 of 4.8: 4,728 GB/s spec-equivalent)."""
+    spec = acc.bandwidth_gbs.value
+    if acc.bandwidth_measured_gbs is None:
+        return spec
+    return acc.bandwidth_measured_gbs.value / TYPICAL_STREAM_FRACTION
 
 
 def _acc_tflops(dep: Deployment) -> float:
@@ -385,7 +405,7 @@ def _step_gpu(dep: Deployment, p: GroupParams, w: Work, tokens: float) -> StepCo
     par = dep.par
     stage = par.tp * par.dp_attention
     W = weight_bytes_by_component(dep)
-    bw = _acc(dep).bandwidth_gbs.value * 1e9 * p.bw_eff
+    bw = hbm_gbs(_acc(dep)) * 1e9 * p.bw_eff
     # bytes one device of each stage reads for the whole token; a token passes every stage in
     # turn, so the stages' times add up to the whole model's on one stage's devices
     dev_bytes = (
@@ -405,7 +425,7 @@ def _step_gpu(dep: Deployment, p: GroupParams, w: Work, tokens: float) -> StepCo
 
 def _step_unified(dep: Deployment, p: GroupParams, w: Work, tokens: float) -> StepCost:
     n = max(1, dep.devices)
-    bw = _acc(dep).bandwidth_gbs.value * 1e9 * p.bw_eff
+    bw = hbm_gbs(_acc(dep)) * 1e9 * p.bw_eff
     total = w.dense_bytes + w.routed_bytes + w.kv_bytes
     hop = 0.0
     if n > 1:  # EXO-style pipeline over the network: one hop per extra device
@@ -436,7 +456,7 @@ def _hybrid(dep: Deployment, p: GroupParams) -> _Hybrid:
     link = dep.host_link
     return _Hybrid(
         gpus=max(1, dep.devices),
-        gpu_bw=_acc(dep).bandwidth_gbs.value * 1e9 * p.bw_eff,
+        gpu_bw=hbm_gbs(_acc(dep)) * 1e9 * p.bw_eff,
         gpu_peak=_acc_tflops(dep) * 1e12,
         cpu_bw=_cpu_bw(dep) * 1e9 * p.bw_eff,
         cpu_peak=cpu_peak_tflops(dep) * 1e12,

@@ -149,6 +149,19 @@ def test_nvidia_smi_parsing_and_local_accelerator(report):
     Cpu.model_validate(entries["cpu"][0])
 
 
+def test_local_accelerator_keeps_the_catalog_parts_measured_bandwidth(report):
+    """A detected MI300X streams as the catalog's MI300X does (BabelStream triad 4.09 of 5.3 TB/s,
+    hbm_gbs): doctor copied the spec and dropped the measurement, predicting it 13 % faster."""
+    from dsdeploy.estimators.performance import hbm_gbs
+
+    fake = json.loads(json.dumps(report))
+    gpu = {"index": 0, "name": "AMD Instinct MI300X", "memory_mib": 196592, "vendor": "amd", "driver": "6.8"}
+    fake["gpu"] = {"tool": "rocm-smi", "driver": "6.8", "cuda": None, "topology": None, "gpus": [gpu]}
+    acc = Accelerator.model_validate(local_entries(fake)["accelerator"][0])
+    assert acc.bandwidth_measured_gbs is not None and acc.bandwidth_measured_gbs.value == 4090
+    assert hbm_gbs(acc) == pytest.approx(4090 / 0.875)
+
+
 def test_cpuinfo_parsing():
     text = "\n".join(
         f"processor\t: {i}\nvendor_id\t: GenuineIntel\nmodel name\t: Intel Xeon Gold 6454S\nphysical id\t: {i // 4}\n"

@@ -332,6 +332,11 @@ def _local_accelerator(report: dict, src: str) -> dict:
             unconfirmed=match.bandwidth_gbs.unconfirmed,
             note="not measured by doctor",
         )
+        if match.bandwidth_measured_gbs is not None:
+            mb = match.bandwidth_measured_gbs
+            entry["bandwidth_measured_gbs"] = _sourced(
+                mb.value, f"catalog {match.id}: {mb.source}", unconfirmed=mb.unconfirmed, note="not measured by doctor"
+            )
         entry["tflops"] = {
             k: _sourced(v.value, f"catalog {match.id}: {v.source}", v.unconfirmed) for k, v in match.tflops.items()
         }

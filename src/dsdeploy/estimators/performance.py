@@ -190,17 +190,17 @@ def hw_class(dep: Deployment) -> str:
     return base + "-amd" if _acc(dep).vendor == "amd" else base
 
 
-# The share of its spec bandwidth a typical datacenter GPU streams at: the median of the measured
-# figures in hardware.toml (`bandwidth_measured_gbs`: H100 0.887, B200 0.886, H200 0.865,
-# MI355X-class 0.864, MI300X 0.772). Fitted bandwidth efficiencies are fractions of spec on such a
-# part; tests/test_performance.py checks the median against the catalog.
-TYPICAL_STREAM_FRACTION = 0.865
+# The share of its spec bandwidth a typical datacenter GPU streams at: the median of the figures
+# measured on the part itself in hardware.toml (`bandwidth_measured_gbs` not derived from a sibling:
+# H100 0.887, B200 0.886, H200 0.865, MI300X 0.772). Fitted bandwidth efficiencies are fractions of
+# spec on such a part; tests/test_performance.py checks the median against the catalog.
+TYPICAL_STREAM_FRACTION = 0.875
 
 
 def hbm_gbs(acc: Accelerator) -> float:
     """Memory bandwidth, GB/s, the model streams at before the engine's efficiency: the spec, scaled
     by how far this part's measured streaming bandwidth departs from a typical part's (an MI300X
-    streams 0.772 of its 5.3 TB/s where an H200 streams 0.865 of 4.8: 4,728 GB/s spec-equivalent)."""
+    streams 0.772 of its 5.3 TB/s where a typical part streams 0.875: 4,674 GB/s spec-equivalent)."""
     spec = acc.bandwidth_gbs.value
     if acc.bandwidth_measured_gbs is None:
         return spec

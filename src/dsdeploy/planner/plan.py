@@ -14,6 +14,7 @@ from dsdeploy.catalog import Catalog
 from dsdeploy.catalog.schema import Accelerator, Placement, Sourced, record_reads
 from dsdeploy.errors import UserError
 from dsdeploy.estimators.memory import MemoryPlan, Workload, plan_memory
+from dsdeploy.estimators.performance import hbm_gbs
 from dsdeploy.planner.options import DeploymentOptions, build
 from dsdeploy.specs.deployment import Deployment, default_engine
 from dsdeploy.specs.model import ModelSpec
@@ -367,7 +368,7 @@ def _bigger_accelerator(
     ]
     singles.sort(key=lambda c: (c.deployment.devices != 8, _acc(c).memory_gb.unconfirmed, _acc(c).memory_gb.value))
     if len(singles) > 1:
-        rest = sorted(singles[1:], key=lambda c: -_acc(c).bandwidth_gbs.value)
+        rest = sorted(singles[1:], key=lambda c: -hbm_gbs(_acc(c)))
         singles = [singles[0], rest[0]]
     return [(c, f"{native} on {c.deployment.devices}× {_acc(c).id}") for c in singles[:2]]
 

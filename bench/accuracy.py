@@ -32,9 +32,12 @@ from dsdeploy.catalog import load_catalog
 from dsdeploy.catalog.calibration import SHIPPED, calibration_to_toml, parse_calibration
 from dsdeploy.estimators.calibration import Calibration
 from dsdeploy.validate.fit import (
+    FIT_FILES,
     _physics_groups,
     at_bound,
     calibrate,
+    core_rows,
+    fit_set,
     leave_one_accelerator_out,
     leave_one_source_out,
     p80_abs,
@@ -43,13 +46,12 @@ from dsdeploy.validate.scenarios import RowResult, evaluate_rows, filter_rows, r
 
 ROOT = Path(__file__).resolve().parent.parent
 MEAS = ROOT / "data" / "reference" / "measurements"
-FILES = (
-    "public.csv",
-    "inferencex-subset.csv",
-)  # data/reference/measurements/public.csv, data/reference/measurements/inferencex-subset.csv
-# Published measurements we found ourselves (data/reference/measurements/EXTRA.md): fitted on, never
-# scored against a target (they are not the issue's yardstick), reported in-sample for information.
-EXTRA = "extra.csv"
+# the fit set (validate/fit.py FIT_FILES): the issue's two files, scored against its targets
+# (data/reference/measurements/public.csv, data/reference/measurements/inferencex-subset.csv), and
+# the published measurements we found ourselves (data/reference/measurements/EXTRA.md): fitted on,
+# never scored against a target (they are not the issue's yardstick), reported in-sample for information.
+FILES = FIT_FILES[:2]
+EXTRA = FIT_FILES[2]
 
 
 def pct(x: float | None) -> str:
@@ -88,10 +90,9 @@ def inflation_line(results: dict) -> str:
     )
 
 
-def score(cat, core: dict, all_rows: dict, cal: Calibration, cv: bool) -> tuple[dict, dict]:
-    """Every scored set: physics priors, in-sample, leave-one-out (fit on both files' other rows),
+def score(cat, core: dict, all_rows: dict, fit_rows: list, cal: Calibration, cv: bool) -> tuple[dict, dict]:
+    """Every scored set: physics priors, in-sample, leave-one-out (fit on the fit set's other rows),
     and the `large` rows; plus the leave-one-out wall times."""
-    fit_rows = core[FILES[0]] + core[FILES[1]] + core[EXTRA]
     phys = Calibration(groups=tuple(_physics_groups()))
     results: dict[str, list[RowResult]] = {}
     for f in FILES:
@@ -209,20 +210,21 @@ def main() -> None:
     ap.add_argument("--no-cv", action="store_true", help="skip the leave-one-out runs (quick look)")
     args = ap.parse_args()
     cat = load_catalog()
-    all_rows = {f: read_scenarios(MEAS / f) for f in (*FILES, EXTRA)}
-    core = {f: filter_rows(r, "core", "minor") for f, r in all_rows.items()}
+    all_rows = {f: read_scenarios(MEAS / f) for f in FILES}
+    core = {f: core_rows(MEAS / f) for f in FIT_FILES}
+    fit_rows = fit_set(MEAS)
     shipped = Path(str(SHIPPED))
     if args.refit:
         t0 = time.time()
         fitted = calibrate(
             cat,
-            core[FILES[0]] + core[FILES[1]] + core[EXTRA],
-            fitted_on=" + ".join(f"data/reference/measurements/{f}" for f in (*FILES, EXTRA)),
+            fit_rows,
+            fitted_on=" + ".join(f"data/reference/measurements/{f}" for f in FIT_FILES),
         )
         shipped.write_text(calibration_to_toml(fitted))
         print(f"refit {len(fitted.groups)} groups in {time.time() - t0:.0f} s → {shipped}")
     cal = parse_calibration(tomllib.loads(shipped.read_text()), "shipped")
-    results, timing = score(cat, core, all_rows, cal, not args.no_cv)
+    results, timing = score(cat, core, all_rows, fit_rows, cal, not args.no_cv)
     out = summary_lines(results, timing) + group_lines(cal) + miss_lines(results) + row_lines(results)
     (ROOT / "docs" / "accuracy-data.md").write_text("\n".join(out) + "\n")
     print("\n".join(out[:16]))

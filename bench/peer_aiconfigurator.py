@@ -37,13 +37,12 @@ from pathlib import Path
 
 from dsdeploy.catalog import Catalog, load_catalog
 from dsdeploy.validate import fit
-from dsdeploy.validate.scenarios import Row, RowResult, evaluate_rows, filter_rows, read_scenarios
+from dsdeploy.validate.scenarios import Row, RowResult, evaluate_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 REF = "data/reference/measurements"
 IX_CSV = "data/reference/measurements/inferencex-subset.csv"
 PUB_CSV = "data/reference/measurements/public.csv"
-EXTRA_CSV = "data/reference/measurements/extra.csv"
 FILES = {IX_CSV: "leave-one-accelerator-out", PUB_CSV: "leave-one-source-out"}
 AIC_PY = ROOT / ".venv-aic" / "bin" / "python"
 WORKER = ROOT / "bench" / "peer_aiconfigurator_worker.py"
@@ -281,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.time()
     cat = load_catalog()
-    rows = {f: filter_rows(read_scenarios(ROOT / f), "core", "minor") for f in FILES}
+    rows = {f: fit.core_rows(ROOT / f) for f in FILES}
 
     model_dirs = distill_model_dirs(cat, MODEL_DIRS)
     jobs: dict[str, tuple[dict | None, str]] = {}
@@ -307,8 +306,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t_ds = time.time()
     ix, pub = rows[IX_CSV], rows[PUB_CSV]
-    # the fit set, as in bench/accuracy.py: both files plus the published rows of extra.csv
-    both = pub + ix + filter_rows(read_scenarios(ROOT / EXTRA_CSV), "core", "minor")
+    both = fit.fit_set(ROOT / REF)  # the shipped calibration's fit set, as bench/accuracy.py fits it
     held = {
         IX_CSV: held_out(cat, "leave_one_accelerator_out", ix, both, lambda r: r.get("accelerator") or "cpu"),
         PUB_CSV: held_out(cat, "leave_one_source_out", pub, both, lambda r: r.source_key),

@@ -349,3 +349,19 @@ def test_streaming_bandwidth_departs_from_the_typical_part():
     assert hbm_gbs(accs["h800-sxm"]) == hbm_gbs(accs["h100-sxm"])  # same die and HBM3
     assert hbm_gbs(accs["mi355x"]) == accs["mi355x"].bandwidth_gbs.value  # no comparable measurement
     assert hbm_gbs(accs["h100-pcie"]) == accs["h100-pcie"].bandwidth_gbs.value  # no measurement
+
+
+def test_the_fit_set_is_the_three_files_core_rows():
+    """bench/accuracy.py --refit and bench/peer_aiconfigurator.py fit on one set: the core rows
+    (ambiguity none/minor) of public.csv (38), inferencex-subset.csv (493) and extra.csv (63), the
+    counts docs/accuracy.md states."""
+    from pathlib import Path
+
+    from dsdeploy.validate.fit import FIT_FILES, core_rows, fit_set
+
+    meas = Path(__file__).resolve().parent.parent / "data" / "reference" / "measurements"
+    counts = [len(core_rows(meas / f)) for f in FIT_FILES]
+    assert counts == [38, 493, 63]
+    rows = fit_set(meas)
+    assert len(rows) == 594
+    assert all(r.get("scope") == "core" and r.get("ambiguity") in ("none", "minor") for r in rows)

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from dsdeploy.catalog.schema import Sourced
 from dsdeploy.doctor import bench, probe
 from dsdeploy.doctor.install import install_steps, requirement_notes
 
@@ -234,6 +235,11 @@ def _sourced(value: float, source: str, unconfirmed: bool = False, note: str = "
     return d
 
 
+def _from_catalog(part: str, v: Sourced, note: str = "") -> dict:
+    """A catalog part's figure (a `Sourced`) copied into the local entry, naming the part it came from."""
+    return _sourced(v.value, f"catalog {part}: {v.source}", v.unconfirmed, note)
+
+
 def local_entries(report: dict) -> dict:
     """`[[cpu]]` (and `[[accelerator]]`) tables with id "local" from a measured report."""
     if "measured" not in report:
@@ -326,20 +332,12 @@ def _local_accelerator(report: dict, src: str) -> dict:
         "memory_gb": _sourced(mem_gb, src, note=f"{report['gpu']['tool']} memory.total"),
     }
     if match:
-        entry["bandwidth_gbs"] = _sourced(
-            match.bandwidth_gbs.value,
-            f"catalog {match.id}: {match.bandwidth_gbs.source}",
-            unconfirmed=match.bandwidth_gbs.unconfirmed,
-            note="not measured by doctor",
-        )
+        entry["bandwidth_gbs"] = _from_catalog(match.id, match.bandwidth_gbs, "not measured by doctor")
         if match.bandwidth_measured_gbs is not None:
-            mb = match.bandwidth_measured_gbs
-            entry["bandwidth_measured_gbs"] = _sourced(
-                mb.value, f"catalog {match.id}: {mb.source}", unconfirmed=mb.unconfirmed, note="not measured by doctor"
+            entry["bandwidth_measured_gbs"] = _from_catalog(
+                match.id, match.bandwidth_measured_gbs, "not measured by doctor"
             )
-        entry["tflops"] = {
-            k: _sourced(v.value, f"catalog {match.id}: {v.source}", v.unconfirmed) for k, v in match.tflops.items()
-        }
+        entry["tflops"] = {k: _from_catalog(match.id, v) for k, v in match.tflops.items()}
         entry["scale_up_link"] = match.scale_up_link
         entry["host_link"] = match.host_link
     else:

@@ -46,9 +46,11 @@ from dsdeploy.validate.scenarios import (
     summarize,
 )
 
-# The files the shipped calibration is fitted on (in data/reference/measurements/), and the rows of
-# them it uses: scope core, ambiguity none/minor. extra.csv holds the published measurements found
-# for issue 12 (EXTRA.md). bench/accuracy.py --refit and bench/peer_aiconfigurator.py share these.
+# The files the shipped calibration is fitted on, data/reference/measurements/public.csv,
+# data/reference/measurements/inferencex-subset.csv and data/reference/measurements/extra.csv (the
+# published measurements found for issue 12, data/reference/measurements/EXTRA.md), and the rows of
+# them it uses: scope core, ambiguity none/minor. bench/accuracy.py --refit and
+# bench/peer_aiconfigurator.py share these.
 FIT_FILES = ("public.csv", "inferencex-subset.csv", "extra.csv")
 
 
